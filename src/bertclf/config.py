@@ -1,0 +1,197 @@
+"""Typed, frozen configuration for a bertclf run.
+
+A run is fully described by a `RunConfig`; its resolved form is saved as
+`config.json` in every run directory so that a run can be reproduced, resumed,
+evaluated and exported without the original command line. Each dataclass checks
+its own values in `__post_init__` and raises `ConfigError` naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from bertclf.errors import ConfigError
+
+CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
+POOLINGS = ("mean", "cls")
+HEADS = ("softmax", "sigmoid")
+TRUNCATIONS = ("waterfall", "round_robin")
+OPTIMIZERS = ("adamw", "adam")
+STRATEGIES = ("default", "mirrored")
+TB_HISTOGRAMS = ("head", "all", "none")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TOGGLES = ("auto", "on", "off")
+
+
+def _check(ok: bool, option: str, value: Any, hint: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option} {value!r} is invalid: {hint}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the examples come from.
+
+    Args:
+        train: a folder with one sub-folder per class, or a .csv / .jsonl file.
+        test: optional held-out folder or file, scored with the best weights.
+        text_field: column (CSV) or key (JSONL) holding the text.
+        label_field: column (CSV) or key (JSONL) holding the label.
+        val_split: fraction of `train` held out for validation, as
+            `keras.utils.text_dataset_from_directory(validation_split=...)`.
+    """
+
+    train: str
+    test: str | None = None
+    text_field: str = "text"
+    label_field: str = "label"
+    val_split: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
+        _check(0.0 < self.val_split < 1.0, "--val-split", self.val_split, "use a value in (0, 1)")
+        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        _check(bool(self.label_field), "--label-field", self.label_field, "name the label column")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The encoder, its input pipeline and the classifier head.
+
+    Args:
+        model: encoder name or directory (see `bertclf models`).
+        seq_len: tokens per text, [CLS] and [SEP] included (8..512).
+        pooling: `mean` (masked mean of the last hidden states) or `cls`
+            (BERT's pooled [CLS] output).
+        dropout: dropout rate before the dense layer.
+        head: `softmax` (one logit per label) or `sigmoid` (one logit, two labels).
+        clean: cleaning steps applied inside the model, in this fixed order:
+            email, lower, letters, stopwords.
+        truncate: packer truncation. `waterfall` needs no TF Text op newer than
+            2.12 (TF Serving 2.19 loads it); `round_robin` emits RoundRobinTrim.
+    """
+
+    model: str = "minilm-l6"
+    seq_len: int = 128
+    pooling: str = "mean"
+    dropout: float = 0.1
+    head: str = "softmax"
+    clean: tuple[str, ...] = ()
+    truncate: str = "waterfall"
+
+    def __post_init__(self) -> None:
+        _check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
+        _check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
+        _check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
+        _check(self.head in HEADS, "--head", self.head, f"choose one of {HEADS}")
+        _check(self.truncate in TRUNCATIONS, "--truncate", self.truncate, f"one of {TRUNCATIONS}")
+        for step in self.clean:
+            _check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
+        # Canonical order, so 'lower,email' and 'email,lower' are the same model.
+        canonical = tuple(s for s in CLEAN_STEPS if s in self.clean)
+        object.__setattr__(self, "clean", canonical)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the encoder is fine-tuned.
+
+    Args:
+        epochs: passes over the training split.
+        batch_size: global batch size (split across replicas).
+        lr: peak learning rate.
+        optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
+            excluded) or `adam`.
+        weight_decay: AdamW weight decay.
+        warmup: fraction of all steps with a linear warm-up; then linear decay to 0.
+        strategy: `default` (one device) or `mirrored` (all local GPUs).
+        tb_histograms: optimizer-moment histograms for the `head`, `all`
+            trainable variables, or `none`.
+        bucketing: pad each batch only to its longest text, rounded up to a
+            multiple of 32 (`auto`/`on`), or always to `seq_len` (`off`).
+        jit: XLA-compile the train and eval steps (`auto` = where measured faster).
+        precision: `fp32`, `bf16`, `fp16` (with loss scaling), or `auto`.
+    """
+
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 3e-5
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    strategy: str = "default"
+    tb_histograms: str = "head"
+    bucketing: str = "auto"
+    jit: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
+        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        _check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
+        _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        _check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")
+        _check(0.0 <= self.warmup < 1.0, "--warmup", self.warmup, "use a fraction in [0, 1)")
+        _check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
+        _check(
+            self.tb_histograms in TB_HISTOGRAMS,
+            "--tb-histograms",
+            self.tb_histograms,
+            f"one of {TB_HISTOGRAMS}",
+        )
+        _check(self.bucketing in TOGGLES, "--bucketing", self.bucketing, f"one of {TOGGLES}")
+        _check(self.jit in TOGGLES, "--jit", self.jit, f"one of {TOGGLES}")
+        _check(self.precision in PRECISIONS, "--precision", self.precision, f"one of {PRECISIONS}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to reproduce a run.
+
+    Args:
+        data: dataset settings.
+        out: the run directory.
+        model: encoder and head settings.
+        train: optimisation settings.
+        seed: seeds the split, the initialisation, shuffling and dropout.
+    """
+
+    data: DataConfig
+    out: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check(bool(self.out), "--out", self.out, "name a run directory")
+        _check(self.seed >= 0, "--seed", self.seed, "use a non-negative integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"]["clean"] = list(self.model.clean)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        model = dict(d.get("model", {}))
+        model["clean"] = tuple(model.get("clean", ()))
+        return cls(
+            data=DataConfig(**d["data"]),
+            out=d["out"],
+            model=ModelConfig(**model),
+            train=TrainConfig(**d.get("train", {})),
+            seed=d.get("seed", 42),
+        )
+
+
+def parse_clean(value: str) -> tuple[str, ...]:
+    """Parse `--clean` ('none', or a comma-separated list of steps)."""
+    value = value.strip().lower()
+    if value in ("", "none"):
+        return ()
+    steps = tuple(s.strip() for s in value.split(",") if s.strip())
+    for step in steps:
+        _check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
+    return steps

