@@ -63,7 +63,7 @@ def _vocab() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory) -> str:
-    """A 1-layer, hidden-16 BERT saved as a keras-hub preset directory."""
+    """A 1-layer, hidden-16 BERT (no dropout) saved as a keras-hub preset directory."""
     import keras
     import keras_hub
 
@@ -71,7 +71,7 @@ def tiny_encoder(tmp_path_factory) -> str:
     d = tmp_path_factory.mktemp("tiny_bert")
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(_vocab()), num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=64,
+        intermediate_dim=32, max_sequence_length=64, dropout=0.0,
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab(), lowercase=True)
     backbone.save_to_preset(str(d))

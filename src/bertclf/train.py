@@ -43,6 +43,8 @@ class TrainResult:
     history: list[dict[str, float]]
     best_val_accuracy: float
     test_metrics: dict[str, Any] | None
+    replicas: int = 1
+    traces: dict[str, int] | None = None  # tf.function traces per step (1 = no retracing)
 
 
 # ------------------------------------------------------------------ set-up
@@ -244,8 +246,10 @@ class Trainer:
             for var in variables:
                 m, v = moments(self.optimizer, var)
                 if m is not None:
-                    tf.summary.histogram(f"adam_m/{var.path}", m.value)
-                    tf.summary.histogram(f"adam_v/{var.path}", v.value)
+                    # Tags without the (auto-numbered) model name: stable across runs.
+                    name = var.path.removeprefix(f"{self.model.name}/")
+                    tf.summary.histogram(f"adam_m/{name}", m.value)
+                    tf.summary.histogram(f"adam_v/{name}", v.value)
         for writer in self.writers.values():
             writer.flush()
 
@@ -310,7 +314,10 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     history = _restore(trainer, run_dir) if resume else []
     history = trainer.fit(history)
     test_metrics = _score_test(run_dir, splits) if splits.test is not None else None
-    return TrainResult(run_dir, history, float(trainer.best.numpy()), test_metrics)
+    traces = {"train_step": trainer.train_step.experimental_get_tracing_count(),
+              "eval_step": trainer.eval_step.experimental_get_tracing_count()}
+    return TrainResult(run_dir, history, float(trainer.best.numpy()), test_metrics,
+                       replicas=strategy.num_replicas_in_sync, traces=traces)
 
 
 def _apply_precision(precision: str) -> None:

@@ -1,0 +1,145 @@
+"""The command line: end to end on tiny data, and one-line errors with exit status 2."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, stderr_line, write_folder
+
+from bertclf.cli import main
+
+
+def cli_error(capsys, *argv) -> str:
+    """Run the CLI in-process; assert exit 2 and exactly one stderr line; return it."""
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    errors = [line for line in err if line.startswith("bertclf: error:")]
+    assert len(errors) == 1 and errors[-1] == err[-1], err
+    return errors[0]
+
+
+@pytest.fixture()
+def out(tmp_path) -> Path:
+    return tmp_path / "run"
+
+
+def train_args(data, out, encoder, *extra):
+    return ["train", str(data), "--out", str(out), "--model", encoder, "--seq-len", "32",
+            "--epochs", "1", "--batch-size", "8", "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--seq-len", "4"], "--seq-len 4 is invalid: use a value in 8..512"),
+    (["--seq-len", "513"], "--seq-len 513"),
+    (["--batch-size", "0"], "--batch-size 0 is invalid"),
+    (["--epochs", "0"], "--epochs 0 is invalid"),
+    (["--clean", "shout"], "--clean 'shout'"),
+])
+def test_bad_settings(capsys, tiny_data, tiny_encoder, out, extra, needle):
+    line = cli_error(capsys, *train_args(tiny_data, out, tiny_encoder), *extra)
+    assert needle in line
+    assert not out.exists()
+
+
+def test_bad_data(capsys, tmp_path, tiny_encoder, out):
+    line = cli_error(capsys, *train_args(tmp_path / "nope", out, tiny_encoder))
+    assert "nope: no such" in line
+    one = write_folder(tmp_path / "one", labels=["bug"])
+    assert "at least two" in cli_error(capsys, *train_args(one, out, tiny_encoder))
+    data = write_folder(tmp_path / "d")
+    (data / "empty_class").mkdir()
+    assert "empty_class: class folder has no .txt files" in cli_error(
+        capsys, *train_args(data, out, tiny_encoder))
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text("body,label\nhello,a\nbye,b\n")
+    assert "no column 'text'" in cli_error(capsys, *train_args(csv_file, out, tiny_encoder))
+    assert not out.exists()
+
+
+def test_unseen_test_labels(capsys, tmp_path, tiny_encoder, out):
+    train_dir = write_folder(tmp_path / "train", labels=["billing", "bug"])
+    test_dir = write_folder(tmp_path / "test", per_class=1, labels=["feature", "bug"])
+    line = cli_error(capsys, *train_args(train_dir, out, tiny_encoder), "--test", str(test_dir))
+    assert "['feature'] do not occur in training" in line
+    assert not out.exists()
+
+
+def test_bad_models(capsys, tmp_path, tiny_data, out):
+    assert "not a known name" in cli_error(capsys, *train_args(tiny_data, out, "bert-huge-xl"))
+    not_bert = tmp_path / "gpt"
+    not_bert.mkdir()
+    (not_bert / "config.json").write_text('{"model_type": "gpt2"}')
+    assert "not 'bert'" in cli_error(capsys, *train_args(tiny_data, out, str(not_bert)))
+    assert not out.exists()
+
+
+def test_usage_errors_are_one_line_exit_2(tiny_data):
+    proc = run_cli("train", str(tiny_data), "--out", "x", "--epochs", "three")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "bertclf train: error: argument --epochs: invalid int value: 'three' "
+        "(see bertclf train --help)"
+    ]
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path, tiny_data, tiny_encoder, out):
+    proc = run_cli(*train_args(tiny_data, out, tiny_encoder, "--epochs", "2", "--lr", "1e-3"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best validation accuracy" in proc.stdout
+    assert "not valid UTF-8" in proc.stderr  # the read report is logged at start
+
+    again = run_cli(*train_args(tiny_data, out, tiny_encoder))
+    assert again.returncode == 2 and "already exists" in stderr_line(again)
+
+    proc = run_cli("evaluate", str(out), str(tiny_data), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout)
+    assert metrics["examples"] == 36 and set(metrics["per_class"]) == {"billing", "bug", "feature"}
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("refund my invoice\n\nthe app crash error\n")
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text('{"text": "refund my invoice"}\n{"text": "the app crash error"}\n')
+    plain = run_cli("predict", str(out), "--input", str(texts), "--json")
+    from_jsonl = run_cli("predict", str(out), "--input", str(jsonl), "--json")
+    args = run_cli("predict", str(out), "refund my invoice", "the app crash error", "--json")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    rows = [json.loads(line) for line in plain.stdout.splitlines()]
+    assert plain.stdout == from_jsonl.stdout == args.stdout
+    assert [r["text"] for r in rows] == ["refund my invoice", "the app crash error"]
+    for r in rows:
+        assert list(r["probabilities"]) == ["billing", "bug", "feature"]
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+
+    human = run_cli("predict", str(out), "refund my invoice")
+    assert human.stdout.split("\t")[0] in {"billing", "bug", "feature"}
+
+
+def test_resume_from_cli_without_data(tmp_path, tiny_data, tiny_encoder, out):
+    proc = run_cli(*train_args(tiny_data, out, tiny_encoder))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Simulate a run that stopped after epoch 1 of 2: resume finishes it.
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["train"]["epochs"] = 2
+    (out / "config.json").write_text(json.dumps(config))
+    proc = run_cli("train", "--out", str(out), "--resume", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_predict_and_evaluate_errors(capsys, tmp_path, tiny_data):
+    assert "not a bertclf run" in cli_error(capsys, "predict", str(tmp_path), "hi")
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert "no best.weights.h5" in cli_error(capsys, "evaluate", str(run), str(tiny_data))
+    shutil.rmtree(run)
+
+
+def test_models_command(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm-l6" in out and "small_bert/bert_en_uncased_L-4_H-512_A-8" in out

@@ -1,0 +1,73 @@
+import json
+import time
+
+import pytest
+import numpy as np
+
+from bertclf import encoders
+from bertclf.errors import EncoderError
+
+
+def test_default_is_the_offline_package():
+    spec = encoders.resolve("minilm-l6")
+    assert spec.kind == "package"
+    assert (encoders.offline_model_dir() / "config.json").is_file()
+
+
+def test_seed_notebook_names_map_to_hugging_face():
+    spec = encoders.resolve("small_bert/bert_en_uncased_L-4_H-512_A-8")
+    assert spec == encoders.EncoderSpec(
+        "small_bert/bert_en_uncased_L-4_H-512_A-8", "hf://google/bert_uncased_L-4_H-512_A-8", "hub"
+    )
+    assert encoders.resolve("bert_en_uncased_L-12_H-768_A-12").source == (
+        "hf://google-bert/bert-base-uncased"
+    )
+
+
+def test_hub_names_fail_fast_and_say_how_to_use_a_local_directory():
+    start = time.perf_counter()
+    with pytest.raises(EncoderError, match=r"not reachable.*local directory"):
+        encoders.load(encoders.resolve("small_bert/bert_en_uncased_L-2_H-128_A-2"))
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("name,message", [
+    ("no-such-model", "not a known name"),
+    ("./missing/dir", "no such directory"),
+    ("electra_small", "not a BERT-architecture encoder"),
+])
+def test_unknown_names(name, message):
+    with pytest.raises(EncoderError, match=message):
+        encoders.resolve(name)
+
+
+def test_directory_that_is_not_a_bert_checkpoint(tmp_path):
+    with pytest.raises(EncoderError, match="no config.json"):
+        encoders.load(encoders.resolve(str(tmp_path)))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(EncoderError, match="model_type is 'gpt2', not 'bert'"):
+        encoders.load(encoders.resolve(str(tmp_path)))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    with pytest.raises(EncoderError, match="no model.safetensors"):
+        encoders.load(encoders.resolve(str(tmp_path)))
+
+
+def test_hugging_face_directory_copy_loads(tmp_path):
+    """A plain HF checkpoint folder (here: a copy of the packaged one) loads as --model DIR."""
+    import shutil
+
+    src = encoders.offline_model_dir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):  # no tokenizer_config.json
+        shutil.copy(src / name, tmp_path / name)
+    backbone, tokenizer = encoders.load(encoders.resolve(str(tmp_path)))
+    assert backbone.num_layers == 6 and backbone.hidden_dim == 384
+    assert tokenizer.lowercase is True  # inferred from the all-lower-case vocabulary
+    assert np.asarray(tokenizer("Hello")).tolist() == [7592]
+
+
+def test_known_models_lists_offline_availability():
+    rows = {r["name"]: r for r in encoders.known_models()}
+    assert rows["minilm-l6"]["offline"] == "yes"
+    assert rows["small_bert/bert_en_uncased_L-4_H-512_A-8"]["offline"] == "no"
+    assert "bert_tiny_en_uncased" in rows

@@ -1,0 +1,221 @@
+"""Training: run directory contents, no retracing, resume, mirrored strategy, real encoder."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import write_folder
+
+from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+from bertclf.errors import RunError
+from bertclf.run import load_run
+from bertclf.train import train
+
+
+def tiny_config(data, out, encoder, **train_kw):
+    train_kw = {"epochs": 2, "batch_size": 8, "lr": 1e-3, **train_kw}
+    return RunConfig(data=DataConfig(str(data)), out=str(out),
+                     model=ModelConfig(model=encoder, seq_len=64),
+                     train=TrainConfig(**train_kw), seed=3)
+
+
+def scalars_and_histograms(logdir):
+    tags = {}
+    for path in logdir.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                kind = "histo" if value.metadata.plugin_data.plugin_name == "histograms" else "scalar"
+                tags.setdefault(value.tag, set()).add((kind, event.step))
+    return tags
+
+
+def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
+    out = tmp_path / "run"
+    result = train(tiny_config(tiny_data, out, tiny_encoder, epochs=3), progress=False)
+
+    for name in ("config.json", "labels.txt", "vocab.txt", "best.weights.h5", "history.json"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["labels"] == ["billing", "bug", "feature"]
+    assert meta["encoder"]["kind"] == "local"
+    assert meta["config"]["train"]["bucketing"] == "on"  # resolved, not "auto"
+    assert (out / "labels.txt").read_text().split() == meta["labels"]
+    history = json.loads((out / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    # Batches had several widths (bucketing) and a short last batch: still one trace each.
+    assert result.traces == {"train_step": 1, "eval_step": 1}
+    # best.weights.h5 holds the epoch with the best validation accuracy.
+    best = max(r["val_accuracy"] for r in history)
+    assert result.best_val_accuracy == pytest.approx(best)
+    assert [r["best"] for r in history].count(True) >= 1
+    run = load_run(out)
+    from bertclf.data import load_splits
+
+    val = load_splits(run.config.data, run.config.seed).val
+    acc = float(np.mean(run.predict_proba(val.texts).argmax(1) == np.array(val.labels)))
+    assert acc == pytest.approx(best, abs=1e-6)
+
+    train_tags = scalars_and_histograms(out / "logs" / "train")
+    val_tags = scalars_and_histograms(out / "logs" / "validation")
+    for tag in ("loss", "accuracy", "learning_rate"):
+        assert {s for _, s in train_tags[tag]} == {1, 2, 3}
+        assert {s for _, s in val_tags[tag]} == {1, 2, 3}
+    histos = [t for t, v in train_tags.items() if ("histo", 3) in v]
+    assert sorted(histos) == sorted(
+        f"adam_{m}/classifier/{w}" for m in "mv" for w in ("kernel", "bias")
+    )
+
+
+def test_learning_rate_warms_up_and_decays(tmp_path, tiny_data, tiny_encoder):
+    result = train(tiny_config(tiny_data, tmp_path / "r", tiny_encoder, epochs=3, warmup=0.5),
+                   progress=False)
+    lrs = [r["learning_rate"] for r in result.history]
+    # 29 train examples / batch 8 = 4 steps per epoch, 12 steps, warm-up 6.
+    assert lrs == pytest.approx([1e-3 * 4 / 6, 1e-3 * 4 / 6, 0.0], abs=1e-9)
+
+
+def test_existing_run_is_never_overwritten_silently(tmp_path, tiny_data, tiny_encoder):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(RunError, match="already exists; pass --resume .* or --overwrite"):
+        train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+    train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), overwrite=True, progress=False)
+    assert not (out / "precious.txt").exists() and (out / "best.weights.h5").is_file()
+
+
+def test_resume_refuses_changed_settings(tmp_path, tiny_data, tiny_encoder):
+    out = tmp_path / "run"
+    train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False)
+    with pytest.raises(RunError, match="train.lr: run has 0.001, now 0.002"):
+        train(tiny_config(tiny_data, out, tiny_encoder, epochs=1, lr=2e-3), resume=True,
+              progress=False)
+
+
+KILL_MID_EPOCH = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from bertclf.train import Trainer, train
+from test_train import tiny_config
+
+original = Trainer.run_epoch
+
+def run_epoch(self, epoch):
+    if epoch == 1:  # the second epoch: die on its second step, like kill -9
+        step, calls = self.train_step, []
+        def dying(batch):
+            calls.append(1)
+            if len(calls) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(batch)
+        self.train_step = dying
+    return original(self, epoch)
+
+Trainer.run_epoch = run_epoch
+train(tiny_config({data!r}, {out!r}, {encoder!r}, epochs=3), progress=False)
+"""
+
+
+def _final_state(run_dir):
+    """Every tensor of the last checkpoint: weights, Adam moments, step, epoch, best."""
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    names = [n for n in reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encoder):
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    train(tiny_config(tiny_data, full, tiny_encoder, epochs=3), progress=False)
+
+    script = KILL_MID_EPOCH.format(tests=tests, data=str(tiny_data), out=str(broken),
+                                  encoder=tiny_encoder)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    history = json.loads((broken / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1]  # epoch 2 was lost, epoch 1 kept
+
+    result = train(tiny_config(tiny_data, broken, tiny_encoder, epochs=3), resume=True,
+                   progress=False)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    a, b = _final_state(full), _final_state(broken)
+    assert a.keys() == b.keys() and len(a) > 40
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, {tests!r})
+import numpy as np
+from bertclf.run import load_run
+from bertclf.train import train
+from test_train import tiny_config
+import dataclasses
+
+results = {{}}
+weights = {{}}
+for strategy in ("mirrored", "default"):
+    cfg = tiny_config({data!r}, {out!r} + strategy, {encoder!r}, epochs=2, strategy=strategy)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.0))
+    r = train(cfg, progress=False)
+    results[strategy] = {{"replicas": r.replicas, "loss": r.history[-1]["train_loss"]}}
+    weights[strategy] = load_run({out!r} + strategy).model.get_weights()
+diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["mirrored"], weights["default"]))
+results["max_weight_diff"] = diff
+print(json.dumps(results))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data, tiny_encoder):
+    from pathlib import Path
+
+    script = MIRRORED.format(tests=str(Path(__file__).parent), data=str(tiny_data),
+                             out=str(tmp_path / "run-"), encoder=tiny_encoder)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["mirrored"]["replicas"] == 2 and res["default"]["replicas"] == 1
+    # Without dropout, two replicas with summed gradients train the same model as one
+    # device, up to float noise (which Adam amplifies where gradients are ~0: each of the
+    # 8 steps moves a weight by up to lr = 1e-3).
+    assert res["mirrored"]["loss"] == pytest.approx(res["default"]["loss"], rel=1e-3)
+    assert res["max_weight_diff"] < 2e-3
+
+
+@pytest.mark.slow
+def test_real_offline_encoder_trains(tmp_path):
+    data = write_folder(tmp_path / "d", per_class=8)
+    cfg = RunConfig(data=DataConfig(str(data)), out=str(tmp_path / "run"),
+                    model=ModelConfig(seq_len=16), train=TrainConfig(epochs=1, batch_size=8))
+    result = train(cfg, progress=False)
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["encoder"]["kind"] == "package" and meta["backbone"]["hidden_dim"] == 384
+    assert meta["backbone"]["num_layers"] == 6
+    assert result.history[0]["train_loss"] > 0 and np.isfinite(result.history[0]["val_loss"])
+    probs = load_run(tmp_path / "run").predict_proba(["refund my invoice"])
+    assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder):
+    test = write_folder(tmp_path / "test", per_class=3, seed=9)
+    cfg = tiny_config(tiny_data, tmp_path / "run", tiny_encoder, epochs=1)
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test=str(test)))
+    result = train(cfg, progress=False)
+    m = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert m == result.test_metrics and m["examples"] == 9
+    assert np.array(m["confusion_matrix"]).sum() == 9
+
