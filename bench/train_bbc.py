@@ -26,9 +26,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_one(data: str, pooling: str, extra: list[str]) -> dict:
     out = ROOT / "bench" / "out" / f"bbc-{pooling}"
-    cmd = [sys.executable, "-m", "bertclf", "train", data, "--out", str(out), "--overwrite",
-           "--pooling", pooling, "--epochs", "3", "--seq-len", "128", "--batch-size", "16",
-           "--seed", "42", "--no-progress", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bertclf",
+        "train",
+        data,
+        "--out",
+        str(out),
+        "--overwrite",
+        "--pooling",
+        pooling,
+        "--epochs",
+        "3",
+        "--seq-len",
+        "128",
+        "--batch-size",
+        "16",
+        "--seed",
+        "42",
+        "--no-progress",
+        *extra,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -41,7 +60,9 @@ def run_one(data: str, pooling: str, extra: list[str]) -> dict:
         "best_val_accuracy": max(r["val_accuracy"] for r in history),
         "val_accuracy_per_epoch": [round(r["val_accuracy"], 4) for r in history],
         "wall_seconds": round(wall, 1),
-        "train_examples_per_second_per_epoch": [round(r["examples_per_second"], 2) for r in history],
+        "train_examples_per_second_per_epoch": [
+            round(r["examples_per_second"], 2) for r in history
+        ],
         # ru_maxrss of the finished child, in KiB on Linux.
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "train_settings": config["train"],
@@ -55,8 +76,11 @@ def main() -> None:
     p.add_argument("--pooling", nargs="+", default=["mean", "cls"])
     p.add_argument("extra", nargs="*", help="more `bertclf train` flags, after --")
     a = p.parse_args()
-    results = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, "
-               f"{__import__('os').cpu_count()} cores", "runs": []}
+    results = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "runs": [],
+    }
     for pooling in a.pooling:
         results["runs"].append(run_one(a.data, pooling, a.extra))
         print(json.dumps(results["runs"][-1]), flush=True)
@@ -65,8 +89,10 @@ def main() -> None:
     print("| pooling | best val acc | wall s | train ex/s (per epoch) | peak RSS MiB |")
     print("|---|---|---|---|---|")
     for r in results["runs"]:
-        print(f"| {r['pooling']} | {r['best_val_accuracy']:.4f} | {r['wall_seconds']} | "
-              f"{r['train_examples_per_second_per_epoch']} | {r['peak_rss_mib']} |")
+        print(
+            f"| {r['pooling']} | {r['best_val_accuracy']:.4f} | {r['wall_seconds']} | "
+            f"{r['train_examples_per_second_per_epoch']} | {r['peak_rss_mib']} |"
+        )
 
 
 if __name__ == "__main__":

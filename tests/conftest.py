@@ -23,7 +23,7 @@ TOPICS = {
     "bug": "crash error broken fails exception freeze stack trace bug wrong",
     "feature": "please add support option would like wish request new export",
 }
-FILLER = "the a and to of it my is this for on with".split()
+FILLER = ["the", "a", "and", "to", "of", "it", "my", "is", "this", "for", "on", "with"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -31,7 +31,9 @@ def make_texts(label: str, n: int, seed: int) -> list[str]:
     rng = random.Random(f"{label}-{seed}")
     words = TOPICS[label].split()
     return [
-        " ".join(rng.choice(words if rng.random() < 0.6 else FILLER) for _ in range(rng.randint(5, 14)))
+        " ".join(
+            rng.choice(words if rng.random() < 0.6 else FILLER) for _ in range(rng.randint(5, 14))
+        )
         + f" ticket {label[0]}{i}"
         for i in range(n)
     ]
@@ -70,8 +72,13 @@ def tiny_encoder(tmp_path_factory) -> str:
     keras.utils.set_random_seed(0)
     d = tmp_path_factory.mktemp("tiny_bert")
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(_vocab()), num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=64, dropout=0.0,
+        vocabulary_size=len(_vocab()),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=64,
+        dropout=0.0,
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab(), lowercase=True)
     backbone.save_to_preset(str(d))
@@ -83,8 +90,11 @@ def run_cli(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedP
     """Run `python -m bertclf ARGS` in a fresh process; returns the completed process."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "bertclf", *args], capture_output=True, text=True,
-        timeout=timeout, env=full_env,
+        [sys.executable, "-m", "bertclf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
 
 

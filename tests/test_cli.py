@@ -5,9 +5,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, stderr_line, write_folder
 
 from bertclf.cli import main
+
+from conftest import run_cli, stderr_line, write_folder
 
 
 def cli_error(capsys, *argv) -> str:
@@ -26,17 +27,34 @@ def out(tmp_path) -> Path:
 
 
 def train_args(data, out, encoder, *extra):
-    return ["train", str(data), "--out", str(out), "--model", encoder, "--seq-len", "32",
-            "--epochs", "1", "--batch-size", "8", "--no-progress", *extra]
+    return [
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        encoder,
+        "--seq-len",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("extra,needle", [
-    (["--seq-len", "4"], "--seq-len 4 is invalid: use a value in 8..512"),
-    (["--seq-len", "513"], "--seq-len 513"),
-    (["--batch-size", "0"], "--batch-size 0 is invalid"),
-    (["--epochs", "0"], "--epochs 0 is invalid"),
-    (["--clean", "shout"], "--clean 'shout'"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--seq-len", "4"], "--seq-len 4 is invalid: use a value in 8..512"),
+        (["--seq-len", "513"], "--seq-len 513"),
+        (["--batch-size", "0"], "--batch-size 0 is invalid"),
+        (["--epochs", "0"], "--epochs 0 is invalid"),
+        (["--clean", "shout"], "--clean 'shout'"),
+    ],
+)
 def test_bad_settings(capsys, tiny_data, tiny_encoder, out, extra, needle):
     line = cli_error(capsys, *train_args(tiny_data, out, tiny_encoder), *extra)
     assert needle in line
@@ -51,7 +69,8 @@ def test_bad_data(capsys, tmp_path, tiny_encoder, out):
     data = write_folder(tmp_path / "d")
     (data / "empty_class").mkdir()
     assert "empty_class: class folder has no .txt files" in cli_error(
-        capsys, *train_args(data, out, tiny_encoder))
+        capsys, *train_args(data, out, tiny_encoder)
+    )
     csv_file = tmp_path / "d.csv"
     csv_file.write_text("body,label\nhello,a\nbye,b\n")
     assert "no column 'text'" in cli_error(capsys, *train_args(csv_file, out, tiny_encoder))

@@ -35,6 +35,11 @@ def test_clean_is_canonical_and_validated():
 
 
 def test_round_trip():
-    cfg = RunConfig(data=DataConfig("d", test="t"), out="o",
-                    model=ModelConfig(clean=("lower",)), train=TrainConfig(epochs=2), seed=7)
+    cfg = RunConfig(
+        data=DataConfig("d", test="t"),
+        out="o",
+        model=ModelConfig(clean=("lower",)),
+        train=TrainConfig(epochs=2),
+        seed=7,
+    )
     assert RunConfig.from_dict(cfg.to_dict()) == cfg

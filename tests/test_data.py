@@ -2,16 +2,21 @@ import json
 
 import keras
 import pytest
-from conftest import write_folder
 
 from bertclf.config import DataConfig
 from bertclf.data import load_splits, read_labelled
 from bertclf.errors import DataError
 
+from conftest import write_folder
+
 
 def _keras_split(root, seed, val_split):
     train, val = keras.utils.text_dataset_from_directory(
-        str(root), batch_size=None, validation_split=val_split, subset="both", seed=seed,
+        str(root),
+        batch_size=None,
+        validation_split=val_split,
+        subset="both",
+        seed=seed,
         verbose=False,
     )
     as_set = lambda ds: sorted((t.numpy().decode(), int(y)) for t, y in ds)  # noqa: E731
@@ -57,8 +62,9 @@ def test_bbc_style_non_utf8_file_reads(tmp_path):
 def test_csv_and_jsonl(tmp_path):
     csv_file = tmp_path / "d.csv"
     csv_file.write_text('body,topic\n"hello, world",b\nsecond,a\nthird,b\nfourth,a\nfifth,b\n')
-    splits = load_splits(DataConfig(str(csv_file), text_field="body", label_field="topic",
-                                    val_split=0.2), 1)
+    splits = load_splits(
+        DataConfig(str(csv_file), text_field="body", label_field="topic", val_split=0.2), 1
+    )
     assert splits.label_names == ["a", "b"]
     assert len(splits.train) == 4 and len(splits.val) == 1
     assert "hello, world" in splits.train.texts + splits.val.texts
@@ -72,8 +78,11 @@ def test_csv_and_jsonl(tmp_path):
 
 def test_numeric_labels_sort_numerically(tmp_path):
     jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"text": f"t{i}", "label": y})
-                               for i, y in enumerate([10, 2, 1, 2, 10])))
+    jsonl.write_text(
+        "\n".join(
+            json.dumps({"text": f"t{i}", "label": y}) for i, y in enumerate([10, 2, 1, 2, 10])
+        )
+    )
     assert read_labelled(jsonl).label_names == ["1", "2", "10"]
 
 

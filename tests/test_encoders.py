@@ -1,8 +1,8 @@
 import json
 import time
 
-import pytest
 import numpy as np
+import pytest
 
 from bertclf import encoders
 from bertclf.errors import EncoderError
@@ -31,11 +31,14 @@ def test_hub_names_fail_fast_and_say_how_to_use_a_local_directory():
     assert time.perf_counter() - start < 10
 
 
-@pytest.mark.parametrize("name,message", [
-    ("no-such-model", "not a known name"),
-    ("./missing/dir", "no such directory"),
-    ("electra_small", "not a BERT-architecture encoder"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("no-such-model", "not a known name"),
+        ("./missing/dir", "no such directory"),
+        ("electra_small", "not a BERT-architecture encoder"),
+    ],
+)
 def test_unknown_names(name, message):
     with pytest.raises(EncoderError, match=message):
         encoders.resolve(name)

@@ -9,8 +9,14 @@ from bertclf.model import BertClassifier
 
 def tiny_backbone():
     keras.utils.set_random_seed(1)
-    return keras_hub.models.BertBackbone(vocabulary_size=20, num_layers=1, num_heads=2,
-                                         hidden_dim=8, intermediate_dim=16, dropout=0.0)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=20,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        dropout=0.0,
+    )
 
 
 def inputs(ids):

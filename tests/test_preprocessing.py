@@ -33,7 +33,9 @@ def test_notebook_steps():
     assert clean(("lower",), "HeLLo ÄÖ") == "hello äö"
     assert clean(("letters",), "a1b2, c-d!") == "a b c d"
     assert clean(("stopwords",), "This is not the way I do it") == "way"
-    assert clean(("email", "lower", "letters", "stopwords"), EMAIL) == "patch acceptable sorry thanks"
+    assert (
+        clean(("email", "lower", "letters", "stopwords"), EMAIL) == "patch acceptable sorry thanks"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,24 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_folder
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.errors import RunError
 from bertclf.run import load_run
 from bertclf.train import train
 
+from conftest import write_folder
+
 
 def tiny_config(data, out, encoder, **train_kw):
     train_kw = {"epochs": 2, "batch_size": 8, "lr": 1e-3, **train_kw}
-    return RunConfig(data=DataConfig(str(data)), out=str(out),
-                     model=ModelConfig(model=encoder, seq_len=64),
-                     train=TrainConfig(**train_kw), seed=3)
+    return RunConfig(
+        data=DataConfig(str(data)),
+        out=str(out),
+        model=ModelConfig(model=encoder, seq_len=64),
+        train=TrainConfig(**train_kw),
+        seed=3,
+    )
 
 
 def scalars_and_histograms(logdir):
@@ -27,7 +32,9 @@ def scalars_and_histograms(logdir):
     for path in logdir.glob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             for value in event.summary.value:
-                kind = "histo" if value.metadata.plugin_data.plugin_name == "histograms" else "scalar"
+                kind = (
+                    "histo" if value.metadata.plugin_data.plugin_name == "histograms" else "scalar"
+                )
                 tags.setdefault(value.tag, set()).add((kind, event.step))
     return tags
 
@@ -70,8 +77,9 @@ def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
 
 
 def test_learning_rate_warms_up_and_decays(tmp_path, tiny_data, tiny_encoder):
-    result = train(tiny_config(tiny_data, tmp_path / "r", tiny_encoder, epochs=3, warmup=0.5),
-                   progress=False)
+    result = train(
+        tiny_config(tiny_data, tmp_path / "r", tiny_encoder, epochs=3, warmup=0.5), progress=False
+    )
     lrs = [r["learning_rate"] for r in result.history]
     # 29 train examples / batch 8 = 4 steps per epoch, 12 steps, warm-up 6.
     assert lrs == pytest.approx([1e-3 * 4 / 6, 1e-3 * 4 / 6, 0.0], abs=1e-9)
@@ -92,8 +100,11 @@ def test_resume_refuses_changed_settings(tmp_path, tiny_data, tiny_encoder):
     out = tmp_path / "run"
     train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False)
     with pytest.raises(RunError, match="train.lr: run has 0.001, now 0.002"):
-        train(tiny_config(tiny_data, out, tiny_encoder, epochs=1, lr=2e-3), resume=True,
-              progress=False)
+        train(
+            tiny_config(tiny_data, out, tiny_encoder, epochs=1, lr=2e-3),
+            resume=True,
+            progress=False,
+        )
 
 
 KILL_MID_EPOCH = """
@@ -134,16 +145,19 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encod
     full, broken = tmp_path / "full", tmp_path / "broken"
     train(tiny_config(tiny_data, full, tiny_encoder, epochs=3), progress=False)
 
-    script = KILL_MID_EPOCH.format(tests=tests, data=str(tiny_data), out=str(broken),
-                                  encoder=tiny_encoder)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    script = KILL_MID_EPOCH.format(
+        tests=tests, data=str(tiny_data), out=str(broken), encoder=tiny_encoder
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]
     history = json.loads((broken / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1]  # epoch 2 was lost, epoch 1 kept
 
-    result = train(tiny_config(tiny_data, broken, tiny_encoder, epochs=3), resume=True,
-                   progress=False)
+    result = train(
+        tiny_config(tiny_data, broken, tiny_encoder, epochs=3), resume=True, progress=False
+    )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     a, b = _final_state(full), _final_state(broken)
     assert a.keys() == b.keys() and len(a) > 40
@@ -180,10 +194,15 @@ print(json.dumps(results))
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data, tiny_encoder):
     from pathlib import Path
 
-    script = MIRRORED.format(tests=str(Path(__file__).parent), data=str(tiny_data),
-                             out=str(tmp_path / "run-"), encoder=tiny_encoder)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    script = MIRRORED.format(
+        tests=str(Path(__file__).parent),
+        data=str(tiny_data),
+        out=str(tmp_path / "run-"),
+        encoder=tiny_encoder,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["mirrored"]["replicas"] == 2 and res["default"]["replicas"] == 1
@@ -197,8 +216,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data, tiny_encoder
 @pytest.mark.slow
 def test_real_offline_encoder_trains(tmp_path):
     data = write_folder(tmp_path / "d", per_class=8)
-    cfg = RunConfig(data=DataConfig(str(data)), out=str(tmp_path / "run"),
-                    model=ModelConfig(seq_len=16), train=TrainConfig(epochs=1, batch_size=8))
+    cfg = RunConfig(
+        data=DataConfig(str(data)),
+        out=str(tmp_path / "run"),
+        model=ModelConfig(seq_len=16),
+        train=TrainConfig(epochs=1, batch_size=8),
+    )
     result = train(cfg, progress=False)
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     assert meta["encoder"]["kind"] == "package" and meta["backbone"]["hidden_dim"] == 384
@@ -218,4 +241,3 @@ def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder):
     m = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert m == result.test_metrics and m["examples"] == 9
     assert np.array(m["confusion_matrix"]).sum() == 9
-

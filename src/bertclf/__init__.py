@@ -16,19 +16,30 @@ __version__ = "0.1.0"
 
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "__version__",
-           "train", "evaluate", "load_run"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "__version__",
+    "train",
+    "evaluate",
+    "load_run",
+]
 
 
 def __getattr__(name):
     # Lazy: importing bertclf (e.g. for the CLI's --help) must not import TensorFlow.
     if name == "train":
         from bertclf.train import train
+
         return train
     if name == "evaluate":
         from bertclf.evaluate import evaluate
+
         return evaluate
     if name == "load_run":
         from bertclf.run import load_run
+
         return load_run
     raise AttributeError(name)

@@ -14,8 +14,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bertclf import __version__  # noqa: E402
 from bertclf.config import (  # noqa: E402
-    CLEAN_STEPS, HEADS, OPTIMIZERS, POOLINGS, PRECISIONS, STRATEGIES, TB_HISTOGRAMS, TOGGLES,
-    TRUNCATIONS, DataConfig, ModelConfig, RunConfig, TrainConfig, parse_clean,
+    CLEAN_STEPS,
+    HEADS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRECISIONS,
+    STRATEGIES,
+    TB_HISTOGRAMS,
+    TOGGLES,
+    TRUNCATIONS,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    parse_clean,
 )
 from bertclf.errors import BertclfError  # noqa: E402
 
@@ -31,17 +43,25 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="fine-tune an encoder on labelled texts")
-    p.add_argument("data", nargs="?", help="folder with one sub-folder per class, or .csv/.jsonl "
-                   "(optional with --resume)")
+    p.add_argument(
+        "data",
+        nargs="?",
+        help="folder with one sub-folder per class, or .csv/.jsonl (optional with --resume)",
+    )
     p.add_argument("--out", required=True, help="run directory to create")
-    p.add_argument("--test", "--test-dir", dest="test", help="held-out folder or file, scored "
-                   "with the best weights after training")
+    p.add_argument(
+        "--test",
+        "--test-dir",
+        dest="test",
+        help="held-out folder or file, scored with the best weights after training",
+    )
     p.add_argument("--text-field", default="text", help="CSV/JSONL text column")
     p.add_argument("--label-field", default="label", help="CSV/JSONL label column")
     p.add_argument("--val-split", type=float, default=0.2, help="validation fraction")
     p.add_argument("--seed", type=int, default=42, help="seed for split, init, shuffle, dropout")
-    p.add_argument("--model", default="minilm-l6", help="encoder name or directory "
-                   "(see 'bertclf models')")
+    p.add_argument(
+        "--model", default="minilm-l6", help="encoder name or directory (see 'bertclf models')"
+    )
     p.add_argument("--seq-len", type=int, default=128, help="tokens per text, 8..512")
     p.add_argument("--pooling", choices=POOLINGS, default="mean", help="sentence vector")
     p.add_argument("--dropout", type=float, default=0.1)
@@ -56,8 +76,12 @@ def _add_train(sub) -> None:
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
     p.add_argument("--strategy", choices=STRATEGIES, default="default")
     p.add_argument("--tb-histograms", choices=TB_HISTOGRAMS, default="head")
-    p.add_argument("--bucketing", choices=TOGGLES, default="auto",
-                   help="pad batches only to their longest text (multiples of 32)")
+    p.add_argument(
+        "--bucketing",
+        choices=TOGGLES,
+        default="auto",
+        help="pad batches only to their longest text (multiples of 32)",
+    )
     p.add_argument("--jit", choices=TOGGLES, default="auto", help="XLA-compile the steps")
     p.add_argument("--precision", choices=PRECISIONS, default="auto")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -108,16 +132,36 @@ def config_from_args(a) -> RunConfig:
             raise BertclfError("train: give the DATA folder or file (or --resume an existing run)")
         return RunConfig.from_dict(read_meta(a.out)["config"])
     return RunConfig(
-        data=DataConfig(train=a.data, test=a.test, text_field=a.text_field,
-                        label_field=a.label_field, val_split=a.val_split),
+        data=DataConfig(
+            train=a.data,
+            test=a.test,
+            text_field=a.text_field,
+            label_field=a.label_field,
+            val_split=a.val_split,
+        ),
         out=a.out,
-        model=ModelConfig(model=a.model, seq_len=a.seq_len, pooling=a.pooling,
-                          dropout=a.dropout, head=a.head, clean=parse_clean(a.clean),
-                          truncate=a.truncate),
-        train=TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                          optimizer=a.optimizer, weight_decay=a.weight_decay, warmup=a.warmup,
-                          strategy=a.strategy, tb_histograms=a.tb_histograms,
-                          bucketing=a.bucketing, jit=a.jit, precision=a.precision),
+        model=ModelConfig(
+            model=a.model,
+            seq_len=a.seq_len,
+            pooling=a.pooling,
+            dropout=a.dropout,
+            head=a.head,
+            clean=parse_clean(a.clean),
+            truncate=a.truncate,
+        ),
+        train=TrainConfig(
+            epochs=a.epochs,
+            batch_size=a.batch_size,
+            lr=a.lr,
+            optimizer=a.optimizer,
+            weight_decay=a.weight_decay,
+            warmup=a.warmup,
+            strategy=a.strategy,
+            tb_histograms=a.tb_histograms,
+            bucketing=a.bucketing,
+            jit=a.jit,
+            precision=a.precision,
+        ),
         seed=a.seed,
     )
 

@@ -167,10 +167,14 @@ def _label_order(raw_labels: list[str]) -> list[str]:
         return sorted(unique)
 
 
-def read_table(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[str], list[str], ReadReport]:
+def read_table(
+    path: Path, text_field: str, label_field: str
+) -> tuple[list[str], list[str], list[str], ReadReport]:
     """Read (texts, raw labels, sources) from a CSV or JSONL file."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl")
+        raise DataError(
+            f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl"
+        )
     suffix = path.suffix.lower()
     if suffix == ".csv":
         rows = _read_csv(path, text_field, label_field)
@@ -215,9 +219,13 @@ def _read_jsonl(path: Path, text_field: str, label_field: str):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg}); one object per line") from None
+                raise DataError(
+                    f"{path}:{line_no}: not valid JSON ({e.msg}); one object per line"
+                ) from None
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+                raise DataError(
+                    f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}"
+                )
             for name, option in ((text_field, "--text-field"), (label_field, "--label-field")):
                 if name not in row:
                     raise DataError(
@@ -230,8 +238,12 @@ def _read_jsonl(path: Path, text_field: str, label_field: str):
 # ---------------------------------------------------------------------------- public
 
 
-def read_labelled(path: str | os.PathLike, text_field: str = "text", label_field: str = "label",
-                  label_names: list[str] | None = None) -> Examples:
+def read_labelled(
+    path: str | os.PathLike,
+    text_field: str = "text",
+    label_field: str = "label",
+    label_names: list[str] | None = None,
+) -> Examples:
     """Read a whole dataset (no split), in sorted file order.
 
     Args:
@@ -313,7 +325,9 @@ def describe(splits: Splits) -> list[str]:
         report.summary(),
     ]
     if report.non_utf8:
-        lines.append(f"not UTF-8: {report.non_utf8[:5]}{' ...' if len(report.non_utf8) > 5 else ''}")
+        lines.append(
+            f"not UTF-8: {report.non_utf8[:5]}{' ...' if len(report.non_utf8) > 5 else ''}"
+        )
     if report.empty:
         lines.append(f"empty: {report.empty[:5]}{' ...' if len(report.empty) > 5 else ''}")
     return lines

@@ -130,13 +130,17 @@ def _check_local_checkpoint(directory: Path) -> str:
             "bertclf fine-tunes BERT-architecture checkpoints"
         )
     if not (directory / "vocab.txt").is_file():
-        raise EncoderError(f"{directory}: no vocab.txt; a BERT checkpoint needs its WordPiece vocabulary")
-    if not any((directory / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")):
+        raise EncoderError(
+            f"{directory}: no vocab.txt; a BERT checkpoint needs its WordPiece vocabulary"
+        )
+    if not any(
+        (directory / f).is_file() for f in ("model.safetensors", "model.safetensors.index.json")
+    ):
         if (directory / "pytorch_model.bin").is_file():
             raise EncoderError(
-                f"{directory}: only pytorch_model.bin found; keras-hub reads safetensors. Convert it "
-                "once with transformers: AutoModel.from_pretrained(dir).save_pretrained(dir, "
-                "safe_serialization=True)"
+                f"{directory}: only pytorch_model.bin found; keras-hub reads safetensors. "
+                "Convert it once with transformers: AutoModel.from_pretrained(dir)"
+                ".save_pretrained(dir, safe_serialization=True)"
             )
         raise EncoderError(f"{directory}: no model.safetensors weights found")
     return "transformers"
@@ -176,7 +180,9 @@ def load(spec: EncoderSpec):
     except EncoderError:
         raise
     except Exception as e:  # noqa: BLE001 - any converter failure is a bad checkpoint
-        raise EncoderError(f"{directory}: could not load as a BERT checkpoint ({type(e).__name__}: {e})") from e
+        raise EncoderError(
+            f"{directory}: could not load as a BERT checkpoint ({type(e).__name__}: {e})"
+        ) from e
     return backbone, tokenizer
 
 
@@ -222,17 +228,35 @@ def known_models() -> list[dict[str, str]]:
         available = "yes"
     except EncoderError:
         offline, available = "(package not installed)", "no"
-    rows.append({"name": DEFAULT_MODEL, "source": offline, "offline": available,
-                 "note": "default; all-MiniLM-L6-v2, 6 layers, hidden 384"})
+    rows.append(
+        {
+            "name": DEFAULT_MODEL,
+            "source": offline,
+            "offline": available,
+            "note": "default; all-MiniLM-L6-v2, 6 layers, hidden 384",
+        }
+    )
     for name, hub in _TFHUB_FULL.items():
         rows.append({"name": name, "source": hub, "offline": "no", "note": "seed-notebook name"})
     for layers, hidden in _SMALL_BERT_SIZES:
         name = f"small_bert/bert_en_uncased_L-{layers}_H-{hidden}_A-{hidden // 64}"
-        rows.append({"name": name, "source": _hub_name(name) or "", "offline": "no",
-                     "note": "seed-notebook name"})
+        rows.append(
+            {
+                "name": name,
+                "source": _hub_name(name) or "",
+                "offline": "no",
+                "note": "seed-notebook name",
+            }
+        )
     for name in sorted(keras_hub.models.BertBackbone.presets):
         rows.append({"name": name, "source": "keras-hub preset", "offline": "no", "note": ""})
-    rows.append({"name": "DIR", "source": "local directory", "offline": "yes",
-                 "note": "Hugging Face BERT checkpoint or keras-hub preset"})
+    rows.append(
+        {
+            "name": "DIR",
+            "source": "local directory",
+            "offline": "yes",
+            "note": "Hugging Face BERT checkpoint or keras-hub preset",
+        }
+    )
     rows.append({"name": "hf://ORG/NAME", "source": "Hugging Face", "offline": "no", "note": ""})
     return rows

@@ -15,7 +15,9 @@ from bertclf.run import TrainedRun, load_run
 logger = logging.getLogger(__name__)
 
 
-def compute_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+def compute_metrics(
+    labels: np.ndarray, probs: np.ndarray, label_names: list[str]
+) -> dict[str, Any]:
     """Loss, accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
 
     Args:
@@ -32,11 +34,16 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, label_names: list[str
         "examples": int(len(labels)),
         "loss": float(skm.log_loss(labels, np.clip(probs, 1e-7, 1.0), labels=ids)),
         "accuracy": float(skm.accuracy_score(labels, predicted)),
-        "macro_f1": float(skm.f1_score(labels, predicted, labels=ids, average="macro",
-                                       zero_division=0)),
+        "macro_f1": float(
+            skm.f1_score(labels, predicted, labels=ids, average="macro", zero_division=0)
+        ),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]),
-                   "f1": float(f1[i]), "support": int(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, name in enumerate(label_names)
         },
         "labels": list(label_names),
@@ -50,8 +57,9 @@ def evaluate_examples(run: TrainedRun, examples: Examples) -> dict[str, Any]:
     return compute_metrics(np.asarray(examples.labels), probs, run.label_names)
 
 
-def evaluate(run_dir: str | Path, data: str | Path, text_field: str = "text",
-             label_field: str = "label") -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path, data: str | Path, text_field: str = "text", label_field: str = "label"
+) -> dict[str, Any]:
     """`bertclf evaluate RUN DATA`: read DATA, check its labels, score the run.
 
     Example:
@@ -76,10 +84,15 @@ def format_metrics(m: dict[str, Any]) -> str:
     ]
     for name in names:
         c = m["per_class"][name]
-        lines.append(f"{name:<{width}} {c['precision']:>9.4f} {c['recall']:>9.4f} "
-                     f"{c['f1']:>9.4f} {c['support']:>8d}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)",
-              " " * width + " " + " ".join(f"{n[:8]:>8}" for n in names)]
+        lines.append(
+            f"{name:<{width}} {c['precision']:>9.4f} {c['recall']:>9.4f} "
+            f"{c['f1']:>9.4f} {c['support']:>8d}"
+        )
+    lines += [
+        "",
+        "confusion matrix (rows: true, columns: predicted)",
+        " " * width + " " + " ".join(f"{n[:8]:>8}" for n in names),
+    ]
     for name, row in zip(names, m["confusion_matrix"], strict=True):
         lines.append(f"{name:<{width}} " + " ".join(f"{v:>8d}" for v in row))
     return "\n".join(lines)

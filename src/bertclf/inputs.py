@@ -15,9 +15,12 @@ def read_texts(path: Path, text_field: str = "text") -> list[str]:
     """
     if not path.is_file():
         raise DataError(f"{path}: no such file; --input takes one text per line, or JSONL")
-    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
-             if ln.strip()]
-    if path.suffix.lower() in (".jsonl", ".ndjson") or (lines and all(_is_object(ln) for ln in lines)):
+    lines = [
+        ln for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()
+    ]
+    if path.suffix.lower() in (".jsonl", ".ndjson") or (
+        lines and all(_is_object(ln) for ln in lines)
+    ):
         texts = []
         for no, line in enumerate(lines, start=1):
             try:

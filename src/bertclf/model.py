@@ -31,8 +31,15 @@ class BertClassifier(keras.Model):
     TensorShape([2, 3])
     """
 
-    def __init__(self, backbone, num_labels: int, pooling: str = "mean", dropout: float = 0.1,
-                 head: str = "softmax", **kwargs):
+    def __init__(
+        self,
+        backbone,
+        num_labels: int,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+        head: str = "softmax",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if head == "sigmoid" and num_labels != 2:
             raise ValueError(f"head='sigmoid' needs exactly 2 labels, got {num_labels}")

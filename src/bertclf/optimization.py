@@ -42,8 +42,11 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return tf.where(step < self.warmup_steps, warmup_lr, decay_lr)
 
     def get_config(self):
-        return {"peak": self.peak, "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps}
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+        }
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int, loss_scaling: bool = False):
@@ -90,6 +93,8 @@ def moments(optimizer, variable) -> tuple:
 
 def current_lr(optimizer) -> float:
     opt = inner(optimizer)
-    return float(opt.learning_rate) if not callable(opt._learning_rate) else float(
-        opt._learning_rate(opt.iterations)
+    return (
+        float(opt.learning_rate)
+        if not callable(opt._learning_rate)
+        else float(opt._learning_rate(opt.iterations))
     )

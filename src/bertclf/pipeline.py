@@ -26,8 +26,13 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
     return {k: v[:, :width] for k, v in features.items()}
 
 
-def make_dataset(examples: Examples, preprocessor: TextPreprocessor, batch_size: int,
-                 shuffle_seed: int | None = None, bucketing: bool = True) -> tf.data.Dataset:
+def make_dataset(
+    examples: Examples,
+    preprocessor: TextPreprocessor,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    bucketing: bool = True,
+) -> tf.data.Dataset:
     """(features, labels) batches for training or evaluation.
 
     Args:

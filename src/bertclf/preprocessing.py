@@ -16,25 +16,24 @@ import tensorflow as tf
 
 # NLTK's English stop-word list (the civility notebook's `stopwords.words("english")`),
 # shipped here so that cleaning needs no download.
-ENGLISH_STOP_WORDS = (
-    "i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself "
-    "yourselves he him his himself she she's her hers herself it it's its itself they them "
-    "their theirs themselves what which who whom this that that'll these those am is are was "
-    "were be been being have has had having do does did doing a an the and but if or because "
-    "as until while of at by for with about against between into through during before after "
-    "above below to from up down in out on off over under again further then once here there "
-    "when where why how all any both each few more most other some such no nor not only own "
-    "same so than too very s t can will just don don't should should've now d ll m o re ve y "
-    "ain aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't haven "
-    "haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn "
-    "shouldn't wasn wasn't weren weren't won won't wouldn wouldn't"
+ENGLISH_STOP_WORDS = (  # noqa: SIM905 - a word list reads best as one string
+    "i me my myself we our ours ourselves you you're you've you'll you'd your yours "
+    "yourself yourselves he him his himself she she's her hers herself it it's its itself "
+    "they them their theirs themselves what which who whom this that that'll these those "
+    "am is are was were be been being have has had having do does did doing a an the and "
+    "but if or because as until while of at by for with about against between into through "
+    "during before after above below to from up down in out on off over under again "
+    "further then once here there when where why how all any both each few more most other "
+    "some such no nor not only own same so than too very s t can will just don don't "
+    "should should've now d ll m o re ve y ain aren aren't couldn couldn't didn didn't "
+    "doesn doesn't hadn hadn't hasn hasn't haven haven't isn isn't ma mightn mightn't "
+    "mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't weren weren't "
+    "won won't wouldn wouldn't"
 ).split()
 
 # RE2 patterns (tf.strings.regex_replace). Longest stop words first so that
 # "don't" is removed whole rather than leaving "'t".
-_STOP_WORDS_RE = (
-    r"(?i)\b(?:" + "|".join(sorted(ENGLISH_STOP_WORDS, key=len, reverse=True)) + r")\b"
-)
+_STOP_WORDS_RE = r"(?i)\b(?:" + "|".join(sorted(ENGLISH_STOP_WORDS, key=len, reverse=True)) + r")\b"
 _QUOTED_LINE_RE = r"(?m)^[ \t]*>.*$"
 _ATTRIBUTION_RE = r"(?m)^.*\bwrote:[ \t]*$"
 _SIGNATURE_RE = r"(?s)(?:^|\n)--[ \t]?(?:\n.*)?$"
@@ -106,8 +105,14 @@ class TextPreprocessor(keras.layers.Layer):
     array([[2, 5, 6, 3, 0, 0]], dtype=int32)
     """
 
-    def __init__(self, tokenizer, sequence_length: int, clean: tuple[str, ...] = (),
-                 truncate: str = "waterfall", **kwargs):
+    def __init__(
+        self,
+        tokenizer,
+        sequence_length: int,
+        clean: tuple[str, ...] = (),
+        truncate: str = "waterfall",
+        **kwargs,
+    ):
         super().__init__(trainable=False, **kwargs)
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length

@@ -1,13 +1,13 @@
 """The run directory: its layout, its creation rules, and loading a trained run.
 
-    RUN/
-      config.json        resolved RunConfig, label names, encoder source, backbone config
-      labels.txt         one label per line, in model output order
-      vocab.txt          the tokenizer's WordPiece vocabulary
-      best.weights.h5    weights with the best validation accuracy so far
-      checkpoints/       last finished epoch: model + optimizer state (for --resume)
-      history.json       per-epoch metrics
-      logs/train, logs/validation   TensorBoard event files
+RUN/
+  config.json        resolved RunConfig, label names, encoder source, backbone config
+  labels.txt         one label per line, in model output order
+  vocab.txt          the tokenizer's WordPiece vocabulary
+  best.weights.h5    weights with the best validation accuracy so far
+  checkpoints/       last finished epoch: model + optimizer state (for --resume)
+  history.json       per-epoch metrics
+  logs/train, logs/validation   TensorBoard event files
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:
     return path
 
 
-def write_run_files(path: Path, config: RunConfig, labels: list[str], encoder: dict[str, str],
-                    backbone, tokenizer) -> dict[str, Any]:
+def write_run_files(
+    path: Path, config: RunConfig, labels: list[str], encoder: dict[str, str], backbone, tokenizer
+) -> dict[str, Any]:
     """Write config.json, labels.txt and vocab.txt (each atomically)."""
     meta = {
         "bertclf_version": __version__,
@@ -88,7 +89,9 @@ def write_run_files(path: Path, config: RunConfig, labels: list[str], encoder: d
 def read_meta(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not (path / CONFIG).is_file():
-        raise RunError(f"{path}: not a bertclf run (no {CONFIG}); pass the --out folder of 'bertclf train'")
+        raise RunError(
+            f"{path}: not a bertclf run (no {CONFIG}); pass the --out folder of 'bertclf train'"
+        )
     return read_json(path / CONFIG)
 
 
@@ -104,7 +107,10 @@ def build_from_meta(path: Path, meta: dict[str, Any]):
         tokenizer, cfg.model.seq_len, clean=cfg.model.clean, truncate=cfg.model.truncate
     )
     model = BertClassifier(
-        backbone, len(meta["labels"]), pooling=cfg.model.pooling, dropout=cfg.model.dropout,
+        backbone,
+        len(meta["labels"]),
+        pooling=cfg.model.pooling,
+        dropout=cfg.model.dropout,
         head=cfg.model.head,
     )
     model(preprocessor(tf.constant(["build"])))
@@ -144,8 +150,10 @@ class TrainedRun:
 
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """[n] texts -> [n, num_labels] probabilities in label order."""
-        out = [self._forward(tf.constant(texts[i : i + batch_size])).numpy()
-               for i in range(0, len(texts), batch_size)]
+        out = [
+            self._forward(tf.constant(texts[i : i + batch_size])).numpy()
+            for i in range(0, len(texts), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
@@ -157,8 +165,13 @@ def probabilities_to_predictions(probs: np.ndarray, labels: list[str]) -> list[d
     rows = []
     for p in probs:
         top = int(np.argmax(p))
-        rows.append({"label": labels[top], "probability": float(p[top]),
-                     "probabilities": {name: float(v) for name, v in zip(labels, p, strict=True)}})
+        rows.append(
+            {
+                "label": labels[top],
+                "probability": float(p[top]),
+                "probabilities": {name: float(v) for name, v in zip(labels, p, strict=True)},
+            }
+        )
     return rows
 
 
@@ -177,5 +190,8 @@ def load_run(path: str | Path) -> TrainedRun:
 
 
 def keras_version_info() -> dict[str, str]:
-    return {"keras": keras.__version__, "keras_hub": keras_hub.__version__,
-            "tensorflow": tf.__version__}
+    return {
+        "keras": keras.__version__,
+        "keras_hub": keras_hub.__version__,
+        "tensorflow": tf.__version__,
+    }

@@ -93,8 +93,10 @@ def check_resume(config: RunConfig, run_dir: Path) -> None:
     if saved.get("seed") != now["seed"]:
         diffs.append(f"seed: run has {saved.get('seed')}, now {now['seed']}")
     if diffs:
-        raise RunError(f"{run_dir}: --resume with different settings ({diffs[0]}); repeat the "
-                       "original command, or use --overwrite to start over")
+        raise RunError(
+            f"{run_dir}: --resume with different settings ({diffs[0]}); repeat the "
+            "original command, or use --overwrite to start over"
+        )
 
 
 # ------------------------------------------------------------------ the loop
@@ -103,8 +105,17 @@ def check_resume(config: RunConfig, run_dir: Path) -> None:
 class Trainer:
     """Owns the model, optimizer, compiled steps and run-directory outputs."""
 
-    def __init__(self, config: RunConfig, splits: data_lib.Splits, strategy, model,
-                 preprocessor: TextPreprocessor, optimizer, run_dir: Path, progress: bool):
+    def __init__(
+        self,
+        config: RunConfig,
+        splits: data_lib.Splits,
+        strategy,
+        model,
+        preprocessor: TextPreprocessor,
+        optimizer,
+        run_dir: Path,
+        progress: bool,
+    ):
         self.cfg, self.splits, self.strategy = config, splits, strategy
         self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
         self.run_dir, self.progress = run_dir, progress
@@ -132,8 +143,13 @@ class Trainer:
         }
 
     def _dataset(self, examples, shuffle_seed):
-        return make_dataset(examples, self.preprocessor, self.cfg.train.batch_size,
-                            shuffle_seed=shuffle_seed, bucketing=self.bucketing)
+        return make_dataset(
+            examples,
+            self.preprocessor,
+            self.cfg.train.batch_size,
+            shuffle_seed=shuffle_seed,
+            bucketing=self.bucketing,
+        )
 
     def _distribute(self, ds):
         return self.strategy.experimental_distribute_dataset(ds)
@@ -179,8 +195,14 @@ class Trainer:
         ds = self._distribute(self._dataset(self.splits.train, self.cfg.seed + epoch))
         steps = math.ceil(len(self.splits.train) / self.cfg.train.batch_size)
         totals = tf.zeros([3])
-        bar = tqdm(ds, total=steps, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
-                   disable=not self.progress, leave=False, unit="step")
+        bar = tqdm(
+            ds,
+            total=steps,
+            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+            disable=not self.progress,
+            leave=False,
+            unit="step",
+        )
         for batch in bar:
             totals += self.train_step(batch)
             loss, correct, n = totals.numpy()
@@ -204,10 +226,13 @@ class Trainer:
             val_m = self.evaluate_split(self.splits.val)
             row = {
                 "epoch": epoch + 1,
-                "train_loss": train_m["loss"], "train_accuracy": train_m["accuracy"],
-                "val_loss": val_m["loss"], "val_accuracy": val_m["accuracy"],
+                "train_loss": train_m["loss"],
+                "train_accuracy": train_m["accuracy"],
+                "val_loss": val_m["loss"],
+                "val_accuracy": val_m["accuracy"],
                 "learning_rate": current_lr(self.optimizer),
-                "seconds": seconds, "examples_per_second": len(self.splits.train) / seconds,
+                "seconds": seconds,
+                "examples_per_second": len(self.splits.train) / seconds,
             }
             self._end_epoch(row, history)
         return history
@@ -226,8 +251,13 @@ class Trainer:
         self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
         logger.info(
             "epoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f%s | %.1f ex/s",
-            row["epoch"], self.cfg.train.epochs, row["train_loss"], row["train_accuracy"],
-            row["val_loss"], row["val_accuracy"], " (best)" if improved else "",
+            row["epoch"],
+            self.cfg.train.epochs,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["val_loss"],
+            row["val_accuracy"],
+            " (best)" if improved else "",
             row["examples_per_second"],
         )
 
@@ -241,7 +271,9 @@ class Trainer:
         mode = self.cfg.train.tb_histograms
         if mode == "none":
             return
-        variables = self.model.head_variables() if mode == "head" else self.model.trainable_variables
+        variables = (
+            self.model.head_variables() if mode == "head" else self.model.trainable_variables
+        )
         with self.writers["train"].as_default(step=step):
             for var in variables:
                 m, v = moments(self.optimizer, var)
@@ -262,19 +294,32 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
-        preprocessor = TextPreprocessor(tokenizer, config.model.seq_len,
-                                        clean=config.model.clean, truncate=config.model.truncate)
-        model = BertClassifier(backbone, len(splits.label_names), pooling=config.model.pooling,
-                               dropout=config.model.dropout, head=config.model.head)
+        preprocessor = TextPreprocessor(
+            tokenizer,
+            config.model.seq_len,
+            clean=config.model.clean,
+            truncate=config.model.truncate,
+        )
+        model = BertClassifier(
+            backbone,
+            len(splits.label_names),
+            pooling=config.model.pooling,
+            dropout=config.model.dropout,
+            head=config.model.head,
+        )
         model(preprocessor(tf.constant(["build"])))
-        optimizer = make_optimizer(config.train, steps_per_epoch * config.train.epochs,
-                                   loss_scaling=config.train.precision == "fp16")
+        optimizer = make_optimizer(
+            config.train,
+            steps_per_epoch * config.train.epochs,
+            loss_scaling=config.train.precision == "fp16",
+        )
         optimizer.build(model.trainable_variables)
     return backbone, tokenizer, preprocessor, model, optimizer
 
 
-def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True) -> TrainResult:
+def train(
+    config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+) -> TrainResult:
     """Fine-tune per `config`; returns the run directory, history and metrics.
 
     Args:
@@ -308,16 +353,25 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
     run_dir = run_lib.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if not resume:
-        run_lib.write_run_files(run_dir, config, splits.label_names, spec.to_dict(), backbone,
-                                tokenizer)
+        run_lib.write_run_files(
+            run_dir, config, splits.label_names, spec.to_dict(), backbone, tokenizer
+        )
     trainer = Trainer(config, splits, strategy, model, preprocessor, optimizer, run_dir, progress)
     history = _restore(trainer, run_dir) if resume else []
     history = trainer.fit(history)
     test_metrics = _score_test(run_dir, splits) if splits.test is not None else None
-    traces = {"train_step": trainer.train_step.experimental_get_tracing_count(),
-              "eval_step": trainer.eval_step.experimental_get_tracing_count()}
-    return TrainResult(run_dir, history, float(trainer.best.numpy()), test_metrics,
-                       replicas=strategy.num_replicas_in_sync, traces=traces)
+    traces = {
+        "train_step": trainer.train_step.experimental_get_tracing_count(),
+        "eval_step": trainer.eval_step.experimental_get_tracing_count(),
+    }
+    return TrainResult(
+        run_dir,
+        history,
+        float(trainer.best.numpy()),
+        test_metrics,
+        replicas=strategy.num_replicas_in_sync,
+        traces=traces,
+    )
 
 
 def _apply_precision(precision: str) -> None:
@@ -335,8 +389,11 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
     done = int(trainer.epoch.numpy())
     history_file = run_dir / run_lib.HISTORY
     history = read_json(history_file)[:done] if history_file.is_file() else []
-    logger.info("--resume: continuing after epoch %d (best validation accuracy %.4f)",
-                done, float(trainer.best.numpy()))
+    logger.info(
+        "--resume: continuing after epoch %d (best validation accuracy %.4f)",
+        done,
+        float(trainer.best.numpy()),
+    )
     return history
 
 
