@@ -100,12 +100,36 @@ def _add_commands(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label new texts")
-    p.add_argument("model", help="run directory")
+    p.add_argument("model", help="run directory, or exported BASE/NAME[/VERSION]")
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", help="file with one text per line, or JSONL with a text field")
     p.add_argument("--text-field", default="text", help="JSONL text field")
     p.add_argument("--json", action="store_true", help="JSON lines output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a run as a TF Serving SavedModel")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--to", required=True, dest="base", help="model base path (BASE)")
+    p.add_argument("--name", help="model name (default: the run directory's name)")
+    p.add_argument("--version", type=int, help="version (default: next free, from 1)")
+    p.add_argument(
+        "--target",
+        default="tfserving-2.19",
+        help="server whose ops the export must stay within: tfserving-2.19 "
+        "(default) or tensorflow-2.21",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the parity check in a fresh process (the op audit still runs)",
+    )
+    p.add_argument("--zip", action="store_true", help="also write BASE/NAME.zip")
+    p.add_argument(
+        "--sagemaker",
+        action="store_true",
+        help="also write BASE/NAME-VERSION.model.tar.gz for SageMaker",
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list known encoder names")
     p.set_defaults(func=cmd_models)
@@ -212,6 +236,32 @@ def cmd_predict(a) -> int:
             probs = "  ".join(f"{k}={v:.4f}" for k, v in row["probabilities"].items())
             snippet = " ".join(text.split())[:60]
             print(f"{row['label']}\t{row['probability']:.4f}\t{probs}\t{snippet}")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from bertclf.export import export, format_signatures
+
+    r = export(
+        a.run,
+        a.base,
+        name=a.name,
+        version=a.version,
+        target=a.target,
+        verify=not a.no_verify,
+        zip_archive=a.zip,
+        sagemaker=a.sagemaker,
+    )
+    print(format_signatures(r.signatures))
+    print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {a.target})")
+    if r.max_abs_diff is not None:
+        print(f"verified in a fresh process: max |probability difference| {r.max_abs_diff:.2e}")
+    print(
+        f"exported: {r.path} (version {r.version}, {r.size_bytes / 2**20:.1f} MiB, "
+        f"{r.seconds:.1f} s)"
+    )
+    for package in r.packages:
+        print(f"package: {package}")
     return 0
 
 

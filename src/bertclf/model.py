@@ -59,6 +59,8 @@ class BertClassifier(keras.Model):
 
     def pool(self, inputs, training=False):
         """BERT inputs -> [batch, hidden] sentence vector."""
+        # Keys in the backbone's own order (tf.data and tf.function sort dict keys).
+        inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         outputs = self.backbone(inputs, training=training)
         if self.pooling == "cls":
             return outputs["pooled_output"]
