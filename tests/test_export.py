@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf import export as export_lib
@@ -19,6 +18,8 @@ from bertclf.errors import ExportError, RunError
 from bertclf.exported import ExportedModel
 from bertclf.run import load_run
 from bertclf.train import train
+
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -131,6 +131,20 @@ def _add_commands(sub) -> None:
     )
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("analyze", help="documents, words and tokens per class; a --seq-len")
+    p.add_argument("data", help="folder with one sub-folder per class, or .csv/.jsonl")
+    p.add_argument("--model", default="minilm-l6", help="whose tokenizer counts tokens")
+    p.add_argument("--out", help="write summary.json and PNG figures here")
+    p.add_argument("--clean", default="none", help="cleaning steps, as for train")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--label-field", default="label")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="curves, confusion matrices, mistakes, report.html")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--test", help="labelled test folder or file (default: the run's --test)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("models", help="list known encoder names")
     p.set_defaults(func=cmd_models)
 
@@ -262,6 +276,30 @@ def cmd_export(a) -> int:
     )
     for package in r.packages:
         print(f"package: {package}")
+    return 0
+
+
+def cmd_analyze(a) -> int:
+    from bertclf.analysis import analyze, format_analysis
+
+    result = analyze(
+        a.data,
+        model=a.model,
+        out=a.out,
+        text_field=a.text_field,
+        label_field=a.label_field,
+        clean=parse_clean(a.clean),
+    )
+    print(format_analysis(result.summary))
+    if a.out:
+        print(f"written: {a.out}/summary.json, word_counts.png, token_counts.png")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from bertclf.report import write_run_report
+
+    print(f"report: {write_run_report(a.run, test=a.test)}")
     return 0
 
 

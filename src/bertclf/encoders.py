@@ -168,15 +168,10 @@ def load(spec: EncoderSpec):
     if spec.kind == "hub":
         return _load_from_hub(spec)
     directory = Path(spec.source)
-    fmt = _check_local_checkpoint(directory)
+    _check_local_checkpoint(directory)
     try:
         backbone = keras_hub.models.BertBackbone.from_preset(str(directory))
-        if fmt == "keras":
-            tokenizer = keras_hub.models.BertTokenizer.from_preset(str(directory))
-        else:
-            tokenizer = keras_hub.models.BertTokenizer(
-                vocabulary=str(directory / "vocab.txt"), lowercase=_lowercase_for(directory)
-            )
+        tokenizer = load_tokenizer(spec)
     except EncoderError:
         raise
     except Exception as e:  # noqa: BLE001 - any converter failure is a bad checkpoint
@@ -184,6 +179,18 @@ def load(spec: EncoderSpec):
             f"{directory}: could not load as a BERT checkpoint ({type(e).__name__}: {e})"
         ) from e
     return backbone, tokenizer
+
+
+def load_tokenizer(spec: EncoderSpec):
+    """The tokenizer alone, without loading the encoder's weights."""
+    if spec.kind == "hub":
+        return _load_from_hub(spec)[1]
+    directory = Path(spec.source)
+    if _check_local_checkpoint(directory) == "keras":
+        return keras_hub.models.BertTokenizer.from_preset(str(directory))
+    return keras_hub.models.BertTokenizer(
+        vocabulary=str(directory / "vocab.txt"), lowercase=_lowercase_for(directory)
+    )
 
 
 def _hub_host(source: str) -> str:

@@ -360,6 +360,9 @@ def train(
     history = _restore(trainer, run_dir) if resume else []
     history = trainer.fit(history)
     test_metrics = _score_test(run_dir, splits) if splits.test is not None else None
+    from bertclf.report import write_run_report
+
+    logger.info("report: %s", write_run_report(run_dir))
     traces = {
         "train_step": trainer.train_step.experimental_get_tracing_count(),
         "eval_step": trainer.eval_step.experimental_get_tracing_count(),

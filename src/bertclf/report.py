@@ -1,0 +1,295 @@
+"""Figures and a self-contained HTML report for a dataset analysis or a trained run.
+
+RUN/curves.png                 training and validation loss and accuracy per epoch
+RUN/confusion_validation.png   (and confusion_test.png when a test set is given)
+RUN/misclassified.jsonl        the most confident mistakes
+RUN/report.html                all of it in one file, images embedded
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from bertclf.fileio import atomic_path, read_json, write_text  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_word_counts(words_by_class: dict[str, np.ndarray], path: Path) -> Path:
+    """One histogram panel of words per document for each class."""
+    n = len(words_by_class)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, words) in zip(axes.flat, words_by_class.items(), strict=False):
+        ax.hist(words, bins=50, color="tab:blue")
+        ax.set_title(f"{name} word counts ({len(words)} documents)")
+        ax.set_xlabel("words per document")
+        ax.set_ylabel("documents")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_token_counts(tokens: np.ndarray, suggested: dict[str, Any], path: Path) -> Path:
+    """Histogram of WordPiece tokens per document, the suggested --seq-len marked."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.hist(tokens, bins=60, color="tab:gray")
+    cut = suggested["seq_len"]
+    ax.axvline(
+        cut,
+        color="tab:red",
+        linestyle="--",
+        label=f"suggested --seq-len {cut} ({suggested['coverage']:.1%} kept whole)",
+    )
+    ax.set_xlabel("WordPiece tokens per document (incl. [CLS] and [SEP])")
+    ax.set_ylabel("documents")
+    ax.set_title("Token counts, all classes")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Training and validation loss and accuracy per epoch."""
+    epochs = [r["epoch"] for r in history]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for ax, key, title in ((top, "loss", "Loss"), (bottom, "accuracy", "Accuracy")):
+        ax.plot(
+            epochs,
+            [r[f"train_{key}"] for r in history],
+            "o-",
+            color="tab:red",
+            label=f"training {key}",
+        )
+        ax.plot(
+            epochs,
+            [r[f"val_{key}"] for r in history],
+            "o-",
+            color="tab:blue",
+            label=f"validation {key}",
+        )
+        ax.set_title(f"Training and validation {key}")
+        ax.set_ylabel(title)
+        ax.legend()
+    bottom.set_xlabel("epoch")
+    bottom.set_xticks(epochs)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 3, 1.0 * len(labels) + 2.5))
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=labels).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def misclassified(texts, labels, probs, names, sources, split: str, limit: int = 50):
+    """The most confident mistakes: snippet, true label, predicted label, its probability."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
+    return [
+        {
+            "split": split,
+            "source": sources[i],
+            "text": " ".join(texts[i].split())[:300],
+            "true": names[labels[i]],
+            "predicted": names[predicted[i]],
+            "probability": float(probs[i, predicted[i]]),
+        }
+        for i in wrong
+    ]
+
+
+# ------------------------------------------------------------------ the run report
+
+
+def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from bertclf.evaluate import compute_metrics
+
+    probs = run.predict_proba(examples.texts)
+    metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names)
+    mistakes = misclassified(
+        examples.texts, examples.labels, probs, run.label_names, examples.sources, split
+    )
+    return metrics, mistakes
+
+
+def write_run_report(run_dir: str | Path, test: str | Path | None = None) -> Path:
+    """`bertclf report RUN`: curves, confusion matrices, mistakes and report.html.
+
+    Args:
+        run_dir: a trained run.
+        test: a labelled test folder or file; defaults to the run's own --test, if any.
+
+    Example:
+    >>> write_run_report("runs/demo")  # doctest: +SKIP
+    PosixPath('runs/demo/report.html')
+    """
+    from bertclf.data import load_splits, read_labelled
+    from bertclf.run import load_run
+
+    run = load_run(run_dir)
+    cfg = run.config
+    history = read_json(run.path / "history.json")
+    images = {"Training curves": plot_curves(history, run.path / "curves.png")}
+    splits = load_splits(cfg.data, cfg.seed)
+    metrics, mistakes = {}, []
+    parts = [("validation", splits.val)]
+    test = test or cfg.data.test
+    if test:
+        parts.append(
+            (
+                "test",
+                read_labelled(
+                    test, cfg.data.text_field, cfg.data.label_field, label_names=run.label_names
+                ),
+            )
+        )
+    for split, examples in parts:
+        metrics[split], wrong = _score(run, examples, split)
+        mistakes += wrong
+        images[f"Confusion matrix, {split}"] = plot_confusion(
+            metrics[split]["confusion_matrix"],
+            run.label_names,
+            f"{split} (rows: true, columns: predicted)",
+            run.path / f"confusion_{split}.png",
+        )
+    mistakes.sort(key=lambda m: -m["probability"])
+    write_text(
+        run.path / "misclassified.jsonl",
+        "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
+    )
+    page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20])
+    write_text(run.path / "report.html", page)
+    return run.path / "report.html"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v):
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_html(metrics: dict[str, Any]) -> str:
+    summary = _table(
+        ["split", "examples", "loss", "accuracy", "macro-F1"],
+        [[s, m["examples"], m["loss"], m["accuracy"], m["macro_f1"]] for s, m in metrics.items()],
+    )
+    per_class = "".join(
+        f"<h3>{html.escape(split)}: per class</h3>"
+        + _table(
+            ["label", "precision", "recall", "F1", "support"],
+            [
+                [n, c["precision"], c["recall"], c["f1"], c["support"]]
+                for n, c in m["per_class"].items()
+            ],
+        )
+        for split, m in metrics.items()
+    )
+    return summary + per_class
+
+
+def _config_rows(meta: dict[str, Any]) -> list[list[Any]]:
+    rows = [
+        [f"{section}.{k}", v]
+        for section in ("data", "model", "train")
+        for k, v in meta["config"][section].items()
+    ]
+    rows += [
+        ["seed", meta["config"]["seed"]],
+        ["labels", ", ".join(meta["labels"])],
+        ["encoder", f"{meta['encoder']['name']} ({meta['encoder']['source']})"],
+    ]
+    return rows
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;
+padding:.25rem .6rem;text-align:left}th{background:#f3f3f3}figure{margin:1rem 0}
+img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9rem}
+"""
+
+
+def render_html(
+    name: str,
+    meta: dict[str, Any],
+    history: list[dict[str, float]],
+    metrics: dict[str, Any],
+    images: dict[str, Path],
+    mistakes: list[dict[str, Any]],
+) -> str:
+    """One self-contained page: images are embedded as data: URIs."""
+    hist = _table(
+        ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "ex/s"],
+        [
+            [
+                r["epoch"],
+                r["train_loss"],
+                r["train_accuracy"],
+                r["val_loss"],
+                r["val_accuracy"],
+                f"{r['learning_rate']:.2e}",
+                f"{r['examples_per_second']:.1f}",
+            ]
+            for r in history
+        ],
+    )
+    wrong = (
+        _table(
+            ["split", "true", "predicted", "probability", "text"],
+            [
+                [m["split"], m["true"], m["predicted"], m["probability"], m["text"][:160]]
+                for m in mistakes
+            ],
+        )
+        if mistakes
+        else "<p>No mistakes.</p>"
+    )
+    figures = "".join(_img(path, alt) for alt, path in images.items())
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>bertclf report: {html.escape(name)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>bertclf report: {html.escape(name)}</h1>"
+        f"<h2>Metrics (best weights)</h2>{_metrics_html(metrics)}"
+        f"<h2>Figures</h2>{figures}<h2>History</h2>{hist}"
+        f"<h2>Most confident mistakes</h2>{wrong}"
+        f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
+        f"</body></html>\n"
+    )
