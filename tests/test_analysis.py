@@ -44,7 +44,6 @@ def test_counts_on_known_data(known, tiny_encoder, tmp_path):
     assert [Path(p).name for p in s["empty_files"]] == ["empty.txt"]
     # 6 of 7 documents fit 64 tokens (< 90%); all fit 128
     assert s["suggested"] == {"seq_len": 128, "coverage": 1.0}
-    )
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
     for name, min_size in (("word_counts.png", (600, 250)), ("token_counts.png", (500, 250))):
         with Image.open(out / name) as img:
