@@ -145,6 +145,25 @@ def _add_commands(sub) -> None:
     p.add_argument("--test", help="labelled test folder or file (default: the run's --test)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("serve", help="serve exports with TF Serving's REST API")
+    p.add_argument("base", help="model base path (BASE/NAME/VERSION), or one model's directory")
+    p.add_argument("--name", help="model name when BASE is a single model's directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between scans of BASE")
+    p.add_argument("--max-batch", type=int, default=32, help="most texts in one model call")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a queued request waits for others to batch with",
+    )
+    p.add_argument("--max-queue", type=int, default=512, help="queued texts before 429")
+    p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit (413)")
+    p.add_argument("--max-instances", type=int, default=1024, help="texts per request")
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("models", help="list known encoder names")
     p.set_defaults(func=cmd_models)
 
@@ -301,6 +320,24 @@ def cmd_report(a) -> int:
 
     print(f"report: {write_run_report(a.run, test=a.test)}")
     return 0
+
+
+def cmd_serve(a) -> int:
+    from bertclf.serving.server import serve
+
+    return serve(
+        a.base,
+        name=a.name,
+        host=a.host,
+        port=a.port,
+        poll=a.poll,
+        max_batch=a.max_batch,
+        max_wait_ms=a.max_wait_ms,
+        max_queue=a.max_queue,
+        max_body_mb=a.max_body_mb,
+        max_instances=a.max_instances,
+        access_log=a.access_log,
+    )
 
 
 def cmd_models(a) -> int:

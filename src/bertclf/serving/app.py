@@ -1,0 +1,225 @@
+"""The HTTP layer: Starlette routes over protocol.py and the model repository.
+
+Handlers only read the request, call the pure protocol functions and the
+repository, and turn `ServingError`s into {"error": ...} with the status from
+errors.STATUS. Paths follow TF Serving: /v1/models/NAME[/versions/N][/metadata],
+/v1/models/NAME[/versions/N]:predict and :classify.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bertclf.serving import protocol
+from bertclf.serving.errors import (
+    InvalidArgument,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServingError,
+    status_of,
+)
+from bertclf.serving.openapi import openapi_document
+from bertclf.serving.repository import ModelRepository
+
+logger = logging.getLogger(__name__)
+
+MODEL_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+    r"(?:/labels/(?P<label>[^/:]+))?(?P<suffix>/metadata|:predict|:classify|:regress)?$"
+)
+
+
+@dataclass
+class Limits:
+    max_body: int = 10 * 2**20
+    max_instances: int = 1024
+
+
+class Metrics:
+    """Prometheus series: requests by route and code, latency, batch sizes, queue depth."""
+
+    def __init__(self, repo: ModelRepository):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bertclf_requests", "HTTP requests", ["route", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "bertclf_request_latency_seconds",
+            "request latency",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+        )
+        self.batch = Histogram(
+            "bertclf_batch_size",
+            "inputs per model call",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
+        queue = Gauge(
+            "bertclf_queue_depth", "inputs waiting for a model call", registry=self.registry
+        )
+        queue.set_function(
+            lambda: sum(
+                m.batcher.queued_inputs for m in repo.models.values() if m.batcher is not None
+            )
+        )
+
+
+def error_response(e: ServingError) -> JSONResponse:
+    return JSONResponse({"error": str(e)}, status_code=status_of(e))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Handlers:
+    def __init__(self, repo: ModelRepository, limits: Limits, metrics: Metrics):
+        self.repo, self.limits, self.metrics = repo, limits, metrics
+
+    async def models(self, request: Request) -> Response:
+        match = MODEL_PATH.match(request.url.path)
+        route = "other"
+        if match:
+            route = {None: "status", "/metadata": "metadata"}.get(
+                match["suffix"], (match["suffix"] or ":other")[1:]
+            )
+        start = time.perf_counter()
+        try:
+            response = await self._dispatch(request, match)
+        except ServingError as e:
+            response = error_response(e)
+        except Exception as e:  # noqa: BLE001 - a real fault: 500, logged
+            logger.exception("error serving %s", request.url.path)
+            response = JSONResponse({"error": f"Internal: {type(e).__name__}: {e}"}, 500)
+        self.metrics.requests.labels(route, str(response.status_code)).inc()
+        self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+        return response
+
+    async def _dispatch(self, request: Request, match) -> Response:
+        if match is None:
+            raise NotFound(f"Malformed request: {request.method} {request.url.path}")
+        name, suffix = match["name"], match["suffix"]
+        if match["label"] is not None:
+            raise NotFound(f"Unrecognized servable version label: {match['label']}")
+        version = None
+        if match["version"] is not None:
+            if not match["version"].isdigit():
+                raise NotFound(f"Malformed request: {request.method} {request.url.path}")
+            version = int(match["version"])
+        want = "POST" if suffix in (":predict", ":classify", ":regress") else "GET"
+        if request.method != want:
+            raise MethodNotAllowed(f"{request.method} is not supported here; use {want}")
+        if suffix is None:
+            return JSONResponse(protocol.model_status(self.repo.status(name, version)))
+        loaded = self.repo.get(name, version)  # fixed now: the request stays on this version
+        if suffix == "/metadata":
+            return JSONResponse(protocol.model_metadata(name, loaded.version, loaded.signatures))
+        doc = protocol.parse_json(await read_body(request, self.limits.max_body))
+        if suffix == ":predict":
+            req = protocol.parse_predict(doc, loaded.signatures, self.limits.max_instances)
+            out = await loaded.batcher.submit(req.signature_name, req.inputs)
+            return JSONResponse(
+                protocol.format_predict({k: v.tolist() for k, v in out.items()}, req.columnar)
+            )
+        if suffix == ":classify":
+            signature, texts = protocol.parse_classify(
+                doc, loaded.signatures, self.limits.max_instances
+            )
+            out = await loaded.batcher.submit(signature, examples(texts))
+            return JSONResponse(
+                protocol.format_classify(out["classes"].tolist(), out["scores"].tolist())
+            )
+        raise InvalidArgument(
+            "Expected regression signature method_name to be "
+            "tensorflow/serving/regress; this model has no regress signature"
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "models": {n: m.version for n, m in self.repo.models.items()}}
+        )
+
+    async def metrics_text(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+
+def examples(texts: list[bytes]) -> list[bytes]:
+    """Serialized tf.Examples with one bytes feature "text", for the classify signature."""
+    import tensorflow as tf
+
+    return [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t]))}
+            )
+        ).SerializeToString()
+        for t in texts
+    ]
+
+
+async def _not_found(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 404:
+        return error_response(NotFound(f"Malformed request: {request.method} {request.url.path}"))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed(f"{request.method} is not supported here"))
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+
+def create_app(
+    repo: ModelRepository, poll_interval: float = 1.0, limits: Limits | None = None
+) -> Starlette:
+    """The ASGI app: loads the models at start-up, then polls BASE every `poll_interval` s."""
+    metrics = Metrics(repo)
+    repo.on_batch = metrics.batch.observe
+    h = Handlers(repo, limits or Limits(), metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await repo.poll()
+        task = asyncio.create_task(repo.poll_forever(poll_interval))
+        yield
+        task.cancel()
+
+    routes = [
+        Route("/v1/models/{rest:path}", h.models, methods=["GET", "POST"]),
+        Route("/healthz", h.healthz, methods=["GET"]),
+        Route("/metrics", h.metrics_text, methods=["GET"]),
+        Route("/openapi.json", h.openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _not_found}
+    )

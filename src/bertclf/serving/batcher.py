@@ -1,0 +1,130 @@
+"""Server-side dynamic batching: concurrent requests merged into one model call.
+
+Requests wait in a bounded queue; one worker takes the first, gathers more for
+up to `max_wait` seconds or until `max_batch` inputs, runs the model once in a
+worker thread (off the event loop), and hands each request its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bertclf.serving.errors import ResourceExhausted, Unavailable
+
+logger = logging.getLogger(__name__)
+
+RunFn = Callable[[str, list[bytes]], dict[str, np.ndarray]]
+
+
+@dataclass
+class _Pending:
+    signature: str
+    inputs: list[bytes]
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class Batcher:
+    """Merge `submit()` calls for one model version into batched `run()` calls.
+
+    Args:
+        run: (signature name, inputs) -> {output name: array with one row per input}.
+        executor: where model calls run (one thread: calls never overlap).
+        max_batch: most inputs in one model call.
+        max_wait: seconds to wait for more requests once one is queued.
+        max_queue: most inputs waiting; beyond it `submit()` raises ResourceExhausted (429).
+        on_batch: callback(batch_size) for metrics.
+    """
+
+    def __init__(
+        self,
+        run: RunFn,
+        executor: Executor,
+        max_batch: int = 32,
+        max_wait: float = 0.002,
+        max_queue: int = 512,
+        on_batch: Callable[[int], None] | None = None,
+    ):
+        self.run, self.executor = run, executor
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait, max_queue
+        self.on_batch = on_batch or (lambda n: None)
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.queued_inputs = 0
+        self.closing = False
+        self._carry: _Pending | None = None  # taken from the queue, did not fit the last batch
+        self.worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def submit(self, signature: str, inputs: list[bytes]) -> dict[str, np.ndarray]:
+        if self.closing:
+            raise Unavailable("this model version is being unloaded; retry")
+        if self.queued_inputs + len(inputs) > self.max_queue:
+            raise ResourceExhausted(
+                f"the server is overloaded: {self.queued_inputs} inputs are queued (limit "
+                f"{self.max_queue}); retry later or send fewer texts at once"
+            )
+        future = asyncio.get_running_loop().create_future()
+        self.queued_inputs += len(inputs)
+        await self.queue.put(_Pending(signature, inputs, future))
+        return await future
+
+    async def _gather(self) -> list[_Pending]:
+        """The first waiting request and whatever joins it within max_wait."""
+        first, self._carry = (self._carry, None) if self._carry else (await self.queue.get(), None)
+        batch, size = [first], len(first.inputs)
+        deadline = time.perf_counter() + self.max_wait
+        while size < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            try:
+                item = (
+                    self.queue.get_nowait()
+                    if remaining <= 0
+                    else await asyncio.wait_for(self.queue.get(), remaining)
+                )
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+            if item.signature != first.signature or size + len(item.inputs) > self.max_batch:
+                self._carry = item  # first in line for the next batch
+                break
+            batch.append(item)
+            size += len(item.inputs)
+        return batch
+
+    async def _work(self) -> None:
+        while True:
+            batch = await self._gather()
+            await self._run(batch)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        inputs = [x for p in batch for x in p.inputs]
+        self.queued_inputs -= len(inputs)
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(
+                self.executor, self.run, batch[0].signature, inputs
+            )
+        except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(e)
+            return
+        self.on_batch(len(inputs))
+        start = 0
+        for p in batch:
+            rows = slice(start, start + len(p.inputs))
+            if not p.future.done():
+                p.future.set_result({k: v[rows] for k, v in outputs.items()})
+            start += len(p.inputs)
+
+    async def close(self) -> None:
+        """Stop taking requests, finish the queued ones, stop the worker."""
+        self.closing = True
+        while self.queued_inputs > 0:
+            await asyncio.sleep(0.01)
+        self.worker.cancel()

@@ -1,0 +1,160 @@
+"""The OpenAPI 3 description of the REST API that `bertclf serve` speaks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_TEXT = {
+    "oneOf": [
+        {"type": "string"},
+        {
+            "type": "object",
+            "properties": {"b64": {"type": "string"}},
+            "required": ["b64"],
+            "additionalProperties": False,
+        },
+    ]
+}
+_NAME = {
+    "name": "model",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+}
+_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _responses(ok: dict[str, Any], *codes: int) -> dict[str, Any]:
+    out = {"200": {"description": "OK", "content": {"application/json": {"schema": ok}}}}
+    for code in codes:
+        out[str(code)] = {
+            "description": "error",
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    return out
+
+
+_STATUS = {
+    "type": "object",
+    "required": ["model_version_status"],
+    "properties": {
+        "model_version_status": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "version": {"type": "string"},
+                    "state": {"type": "string"},
+                    "status": {"type": "object"},
+                },
+            },
+        }
+    },
+}
+_METADATA = {
+    "type": "object",
+    "required": ["model_spec", "metadata"],
+    "properties": {"model_spec": {"type": "object"}, "metadata": {"type": "object"}},
+}
+_PREDICT_REQUEST = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string"},
+        "instances": {
+            "type": "array",
+            "items": {
+                "oneOf": [
+                    _TEXT,
+                    {"type": "object", "properties": {"text": _TEXT}, "required": ["text"]},
+                ]
+            },
+        },
+        "inputs": {
+            "oneOf": [
+                {"type": "array", "items": _TEXT},
+                {"type": "object", "properties": {"text": {"type": "array", "items": _TEXT}}},
+            ]
+        },
+    },
+}
+_PREDICT_RESPONSE = {
+    "type": "object",
+    "properties": {"predictions": {"type": "array"}, "outputs": {}},
+}
+_CLASSIFY_REQUEST = {
+    "type": "object",
+    "required": ["examples"],
+    "properties": {
+        "signature_name": {"type": "string"},
+        "context": {"type": "object"},
+        "examples": {"type": "array", "items": {"type": "object", "properties": {"text": _TEXT}}},
+    },
+}
+_CLASSIFY_RESPONSE = {"type": "object", "properties": {"results": {"type": "array"}}}
+
+
+def _post(summary, request, response, params):
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": params,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+            "responses": _responses(response, 400, 404, 413, 429, 503),
+        }
+    }
+
+
+def _get(summary, response, params):
+    return {
+        "get": {"summary": summary, "parameters": params, "responses": _responses(response, 404)}
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for prefix, params in (
+        ("/v1/models/{model}", [_NAME]),
+        ("/v1/models/{model}/versions/{version}", [_NAME, _VERSION]),
+    ):
+        paths[prefix] = _get("Model version status", _STATUS, params)
+        paths[f"{prefix}/metadata"] = _get("Model metadata (signatures)", _METADATA, params)
+        paths[f"{prefix}:predict"] = _post("Predict", _PREDICT_REQUEST, _PREDICT_RESPONSE, params)
+        paths[f"{prefix}:classify"] = _post(
+            "Classify tf.Examples with a 'text' feature",
+            _CLASSIFY_REQUEST,
+            _CLASSIFY_RESPONSE,
+            params,
+        )
+    paths["/healthz"] = {
+        "get": {
+            "summary": "Liveness",
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+    paths["/metrics"] = {
+        "get": {
+            "summary": "Prometheus metrics",
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "bertclf serve: TensorFlow Serving REST API", "version": "1"},
+        "paths": paths,
+    }
