@@ -8,7 +8,7 @@ import pytest
 
 from bertclf.cli import main
 
-from conftest import run_cli, stderr_line, write_folder
+from conftest import run_cli, write_folder
 
 
 def cli_error(capsys, *argv) -> str:
@@ -103,54 +103,55 @@ def test_usage_errors_are_one_line_exit_2(tiny_data):
     ]
 
 
-def test_train_evaluate_predict_end_to_end(tmp_path, tiny_data, tiny_encoder, out):
+def test_train_evaluate_predict_end_to_end(capsys, tmp_path, tiny_data, tiny_encoder, out):
+    # Training in a fresh process, as a user runs it; the rest in-process (same code path).
     proc = run_cli(*train_args(tiny_data, out, tiny_encoder, "--epochs", "2", "--lr", "1e-3"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "best validation accuracy" in proc.stdout
     assert "not valid UTF-8" in proc.stderr  # the read report is logged at start
 
-    again = run_cli(*train_args(tiny_data, out, tiny_encoder))
-    assert again.returncode == 2 and "already exists" in stderr_line(again)
+    assert "already exists" in cli_error(capsys, *train_args(tiny_data, out, tiny_encoder))
 
-    proc = run_cli("evaluate", str(out), str(tiny_data), "--json")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    metrics = json.loads(proc.stdout)
+    assert main(["evaluate", str(out), str(tiny_data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
     assert metrics["examples"] == 36 and set(metrics["per_class"]) == {"billing", "bug", "feature"}
 
     texts = tmp_path / "texts.txt"
     texts.write_text("refund my invoice\n\nthe app crash error\n")
     jsonl = tmp_path / "texts.jsonl"
     jsonl.write_text('{"text": "refund my invoice"}\n{"text": "the app crash error"}\n')
-    plain = run_cli("predict", str(out), "--input", str(texts), "--json")
-    from_jsonl = run_cli("predict", str(out), "--input", str(jsonl), "--json")
-    args = run_cli("predict", str(out), "refund my invoice", "the app crash error", "--json")
-    assert plain.returncode == 0, plain.stderr[-2000:]
-    rows = [json.loads(line) for line in plain.stdout.splitlines()]
-    assert plain.stdout == from_jsonl.stdout == args.stdout
+    outputs = []
+    for args in (
+        ["--input", str(texts)],
+        ["--input", str(jsonl)],
+        ["refund my invoice", "the app crash error"],
+    ):
+        assert main(["predict", str(out), *args, "--json"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] == outputs[2]
+    rows = [json.loads(line) for line in outputs[0].splitlines()]
     assert [r["text"] for r in rows] == ["refund my invoice", "the app crash error"]
     for r in rows:
         assert list(r["probabilities"]) == ["billing", "bug", "feature"]
         assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
 
-    human = run_cli("predict", str(out), "refund my invoice")
-    assert human.stdout.split("\t")[0] in {"billing", "bug", "feature"}
+    assert main(["predict", str(out), "refund my invoice"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] in {"billing", "bug", "feature"}
 
 
 def test_resume_from_cli_without_data(tmp_path, tiny_data, tiny_encoder, out):
-    proc = run_cli(*train_args(tiny_data, out, tiny_encoder))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main(train_args(tiny_data, out, tiny_encoder)) == 0
     # Simulate a run that stopped after epoch 1 of 2: resume finishes it.
     config = json.loads((out / "config.json").read_text())
     config["config"]["train"]["epochs"] = 2
     (out / "config.json").write_text(json.dumps(config))
-    proc = run_cli("train", "--out", str(out), "--resume", "--no-progress")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
     history = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
 
 
 def test_predict_and_evaluate_errors(capsys, tmp_path, tiny_data):
-    assert "not a bertclf run" in cli_error(capsys, "predict", str(tmp_path), "hi")
+    assert "neither a bertclf run" in cli_error(capsys, "predict", str(tmp_path), "hi")
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.json").write_text("{}")

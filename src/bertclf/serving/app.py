@@ -213,6 +213,8 @@ def create_app(
         task = asyncio.create_task(repo.poll_forever(poll_interval))
         yield
         task.cancel()
+        for loaded in list(repo.models.values()):
+            await loaded.batcher.close()
 
     routes = [
         Route("/v1/models/{rest:path}", h.models, methods=["GET", "POST"]),

@@ -56,7 +56,8 @@ class Batcher:
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait, max_queue
         self.on_batch = on_batch or (lambda n: None)
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self.queued_inputs = 0
+        self.queued_inputs = 0  # waiting for a model call (the 429 bound, the queue gauge)
+        self.unanswered = 0  # submitted and not yet answered (what close() waits for)
         self.closing = False
         self._carry: _Pending | None = None  # taken from the queue, did not fit the last batch
         self.worker = asyncio.get_running_loop().create_task(self._work())
@@ -71,8 +72,12 @@ class Batcher:
             )
         future = asyncio.get_running_loop().create_future()
         self.queued_inputs += len(inputs)
-        await self.queue.put(_Pending(signature, inputs, future))
-        return await future
+        self.unanswered += 1
+        try:
+            await self.queue.put(_Pending(signature, inputs, future))
+            return await future
+        finally:
+            self.unanswered -= 1
 
     async def _gather(self) -> list[_Pending]:
         """The first waiting request and whatever joins it within max_wait."""
@@ -123,8 +128,8 @@ class Batcher:
             start += len(p.inputs)
 
     async def close(self) -> None:
-        """Stop taking requests, finish the queued ones, stop the worker."""
+        """Stop taking requests, answer every submitted one, then stop the worker."""
         self.closing = True
-        while self.queued_inputs > 0:
+        while self.unanswered > 0:
             await asyncio.sleep(0.01)
         self.worker.cancel()

