@@ -10,7 +10,8 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# BERTCLF_REPO lets a snapshot of bench/ (run while the tree is being edited) write here.
+ROOT = Path(os.environ.get("BERTCLF_REPO", Path(__file__).resolve().parents[1]))
 BBC = ROOT.parent / "shared" / "data" / "bbc"
 OUT = ROOT / "bench" / "out"
 
