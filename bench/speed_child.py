@@ -34,21 +34,32 @@ def model_dir() -> str:
 
 def run_bertclf(a) -> dict:
     import keras
-    import numpy as np
-    import tensorflow as tf
 
     from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from bertclf.data import Examples, Splits
-    from bertclf.train import Trainer, _apply_precision, build, make_strategy, resolve_config
+    from bertclf.hardware import apply_precision, make_strategy
+    from bertclf.pipeline import token_lengths
+    from bertclf.train import Trainer, build, resolve_config
 
     texts, labels, names = read(a.data, a.steps * BATCH)
     ex = Examples(texts, labels, names, [str(i) for i in range(len(texts))])
-    cfg = resolve_config(RunConfig(
-        data=DataConfig(a.data), out=a.out, model=ModelConfig(seq_len=SEQ_LEN),
-        train=TrainConfig(epochs=2, batch_size=BATCH, precision=a.precision, jit=a.jit,
-                          bucketing=a.bucketing, tb_histograms="none")))
+    cfg = resolve_config(
+        RunConfig(
+            data=DataConfig(a.data),
+            out=a.out,
+            model=ModelConfig(seq_len=SEQ_LEN),
+            train=TrainConfig(
+                epochs=2,
+                batch_size=BATCH,
+                precision=a.precision,
+                jit=a.jit,
+                bucketing=a.bucketing,
+                tb_histograms="none",
+            ),
+        )
+    )
     keras.utils.set_random_seed(0)
-    _apply_precision(cfg.train.precision)
+    apply_precision(cfg.train.precision)
     strategy = make_strategy("default")
     splits = Splits(ex, ex, None, names)
     from bertclf import encoders
@@ -58,19 +69,26 @@ def run_bertclf(a) -> dict:
     trainer = Trainer(cfg, splits, strategy, model, pre, opt, Path(a.out), progress=False)
     trainer.run_epoch(0)  # warm-up pass
     start = time.perf_counter()
-    trainer.run_epoch(1)
+    m = trainer.run_epoch(1)
     seconds = time.perf_counter() - start
-    lengths = tf.minimum(pre.tokenize(tf.constant(texts)).row_lengths() + 2, SEQ_LEN).numpy()
-    padded = sum(w * n for w, n in trainer.widths_seen(1)) if hasattr(trainer, "widths_seen") \
-        else len(texts) * SEQ_LEN
-    return {"seconds": seconds, "examples": len(texts), "real_tokens": int(np.sum(lengths)),
-            "padded_tokens": int(padded), "lengths": lengths.tolist()}
+    lengths = token_lengths(pre, texts)
+    return {
+        "seconds": seconds,
+        "examples": len(texts),
+        "real_tokens": m["real_tokens"],
+        "padded_tokens": m["padded_tokens"],
+        "lengths": lengths.tolist(),
+        "train_loss": m["loss"],
+    }
 
 
 def run_torch(a) -> dict:
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer,
-                              DataCollatorWithPadding)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+    )
 
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -78,16 +96,19 @@ def run_torch(a) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(model_dir())
     model = AutoModelForSequenceClassification.from_pretrained(model_dir(), num_labels=len(names))
     enc = tokenizer(texts, truncation=True, max_length=SEQ_LEN)
-    rows = [{"input_ids": i, "attention_mask": m, "labels": y}
-            for i, m, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)]
+    rows = [
+        {"input_ids": i, "attention_mask": m, "labels": y}
+        for i, m, y in zip(enc["input_ids"], enc["attention_mask"], labels, strict=True)
+    ]
     collate = DataCollatorWithPadding(tokenizer)  # pads each batch to its longest text
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, weight_decay=0.01)
     model.train()
 
     def one_pass(seed):
         g = torch.Generator().manual_seed(seed)
-        loader = torch.utils.data.DataLoader(rows, batch_size=BATCH, shuffle=True,
-                                             collate_fn=collate, generator=g)
+        loader = torch.utils.data.DataLoader(
+            rows, batch_size=BATCH, shuffle=True, collate_fn=collate, generator=g
+        )
         padded = 0
         for batch in loader:
             padded += batch["input_ids"].numel()
@@ -102,8 +123,13 @@ def run_torch(a) -> dict:
     padded = one_pass(1)
     seconds = time.perf_counter() - start
     lengths = [len(i) for i in enc["input_ids"]]
-    return {"seconds": seconds, "examples": len(texts), "real_tokens": sum(lengths),
-            "padded_tokens": padded, "lengths": lengths}
+    return {
+        "seconds": seconds,
+        "examples": len(texts),
+        "real_tokens": sum(lengths),
+        "padded_tokens": padded,
+        "lengths": lengths,
+    }
 
 
 def main() -> None:

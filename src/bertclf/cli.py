@@ -155,8 +155,9 @@ def _add_commands(sub) -> None:
     p.add_argument(
         "--max-wait-ms",
         type=float,
-        default=2.0,
-        help="how long a queued request waits for others to batch with",
+        default=5.0,
+        help="under concurrent load, how long a batch waits to fill up (a lone request "
+        "is never held back)",
     )
     p.add_argument("--max-queue", type=int, default=512, help="queued texts before 429")
     p.add_argument("--max-body-mb", type=float, default=10.0, help="request body limit (413)")

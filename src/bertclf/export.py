@@ -135,8 +135,8 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
         return {"classes": classes, "scores": scores}
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(preprocessor)
+    # Variables are tracked through the endpoints (tracking the Keras model as well
+    # would store every weight twice); the labels table is a resource: tracked here.
     archive.track(table)
     archive.add_endpoint(
         "serving_default", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")]

@@ -52,7 +52,7 @@ class BertClassifier(keras.Model):
         self.pooling = pooling
         self.head = head
         self.dropout_rate = dropout
-        self.dropout = keras.layers.Dropout(dropout, name="dropout")
+        self.dropout = keras.layers.Dropout(dropout, name="dropout", dtype="float32")
         units = 1 if head == "sigmoid" else num_labels
         # float32 logits even under a mixed-precision policy: softmax/log-loss need the range.
         self.classifier = keras.layers.Dense(units, name="classifier", dtype="float32")
@@ -62,12 +62,14 @@ class BertClassifier(keras.Model):
         # Keys in the backbone's own order (tf.data and tf.function sort dict keys).
         inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         outputs = self.backbone(inputs, training=training)
+        # float32 from here on, also under a bf16/fp16 policy: a sum over 512 tokens
+        # in bf16 would lose most of its digits.
         if self.pooling == "cls":
-            return outputs["pooled_output"]
-        hidden = outputs["sequence_output"]  # [batch, seq, hidden]
-        mask = tf.cast(inputs["padding_mask"], hidden.dtype)[:, :, None]  # [batch, seq, 1]
+            return tf.cast(outputs["pooled_output"], tf.float32)
+        hidden = tf.cast(outputs["sequence_output"], tf.float32)  # [batch, seq, hidden]
+        mask = tf.cast(inputs["padding_mask"], tf.float32)[:, :, None]  # [batch, seq, 1]
         total = tf.reduce_sum(hidden * mask, axis=1)  # [batch, hidden]
-        count = tf.maximum(tf.reduce_sum(mask, axis=1), tf.cast(1.0, hidden.dtype))
+        count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
         return total / count
 
     def call(self, inputs, training=False):

@@ -3,16 +3,61 @@
 Tokenizing happens in `Dataset.map` on CPU threads, after batching (one
 vectorised tokenizer call per batch), and `prefetch` keeps the next batches
 ready while the current step runs.
+
+Length-aware batching (`bucketing`): texts are grouped so that each batch holds
+texts of similar length (shuffle, then sort within pools of 50 batches, then
+shuffle the batches: a "sortish" order, as tf.data's bucket_by_sequence_length
+or Hugging Face's group_by_length), and each batch is padded only to its longest
+text rounded up to a multiple of 32. Orders depend only on (seed, epoch), so an
+epoch can be replayed exactly on --resume.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from bertclf.data import Examples
 from bertclf.preprocessing import TextPreprocessor
 
-BUCKET = 32  # batch widths are multiples of this (fewer distinct shapes for XLA)
+BUCKET = 32  # batch widths are multiples of this: few distinct shapes (one XLA program each)
+POOL = 50  # batches per sorting pool: similar lengths, yet a random mix across epochs
+
+
+def token_lengths(preprocessor: TextPreprocessor, texts: list[str], batch: int = 256) -> np.ndarray:
+    """Packed length of each text ([CLS] + WordPiece tokens + [SEP], capped at seq_len)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def lengths(t):
+        return preprocessor.tokenize(t).row_lengths()
+
+    out = [lengths(tf.constant(texts[i : i + batch])).numpy() for i in range(0, len(texts), batch)]
+    raw = np.concatenate(out) if out else np.zeros(0, np.int64)
+    return np.minimum(raw + 2, preprocessor.sequence_length)
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    return np.random.RandomState(seed).permutation(n)
+
+
+def grouped_order(lengths: np.ndarray, batch_size: int, seed: int) -> np.ndarray:
+    """A shuffled order whose consecutive `batch_size` runs hold texts of similar length.
+
+    Full batches come first, in random order; a short batch (if any) comes last,
+    so that `Dataset.batch(batch_size)` cuts exactly these batches.
+    """
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(len(lengths))
+    pool = batch_size * POOL
+    batches = []
+    for start in range(0, len(order), pool):
+        part = order[start : start + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]
+    rng.shuffle(full)
+    return np.concatenate(full + short) if batches else order
 
 
 def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
@@ -30,7 +75,7 @@ def make_dataset(
     examples: Examples,
     preprocessor: TextPreprocessor,
     batch_size: int,
-    shuffle_seed: int | None = None,
+    order: np.ndarray | None = None,
     bucketing: bool = True,
 ) -> tf.data.Dataset:
     """(features, labels) batches for training or evaluation.
@@ -39,22 +84,21 @@ def make_dataset(
         examples: texts and integer labels.
         preprocessor: the run's `TextPreprocessor` (the exported model's too).
         batch_size: examples per batch; the last batch may be smaller.
-        shuffle_seed: shuffle the whole set with this seed (one fixed order per
-            seed, so an epoch can be replayed exactly on --resume); None keeps order.
+        order: the example order (see `shuffled_order`, `grouped_order`); None keeps it.
         bucketing: pad each batch only as far as its longest text needs.
     """
+    texts, labels = examples.texts, examples.labels
+    if order is not None:
+        texts, labels = [texts[i] for i in order], [labels[i] for i in order]
     ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(examples.texts, tf.string), tf.constant(examples.labels, tf.int32))
-    )
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=False)
-    ds = ds.batch(batch_size)
+        (tf.constant(texts, tf.string), tf.constant(labels, tf.int32))
+    ).batch(batch_size)
 
-    def encode(texts, labels):
-        features = preprocessor(texts)  # each [batch, seq_len]
+    def encode(batch_texts, batch_labels):
+        features = preprocessor(batch_texts)  # each [batch, seq_len]
         if bucketing:
             features = trim_to_bucket(features, preprocessor.sequence_length)
-        return features, labels
+        return features, batch_labels
 
     ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

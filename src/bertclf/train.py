@@ -22,14 +22,14 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from bertclf import data as data_lib
-from bertclf import encoders
+from bertclf import encoders, hardware
 from bertclf import run as run_lib
 from bertclf.config import RunConfig
 from bertclf.errors import RunError
 from bertclf.fileio import atomic_path, read_json, write_json
 from bertclf.model import BertClassifier
 from bertclf.optimization import current_lr, make_optimizer, moments
-from bertclf.pipeline import make_dataset
+from bertclf.pipeline import grouped_order, make_dataset, shuffled_order, token_lengths
 from bertclf.preprocessing import TextPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -55,29 +55,11 @@ def resolve_config(config: RunConfig) -> RunConfig:
     t = config.train
     resolved = dataclasses.replace(
         t,
-        bucketing="off" if t.bucketing == "off" else "on",
-        jit="on" if t.jit == "on" else "off",
-        precision="fp32" if t.precision == "auto" else t.precision,
+        bucketing=hardware.resolve_bucketing(t.bucketing),
+        jit=hardware.resolve_jit(t.jit, t.strategy),
+        precision=hardware.resolve_precision(t.precision),
     )
     return dataclasses.replace(config, train=resolved)
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The default one-device strategy, or MirroredStrategy over all local GPUs.
-
-    Without GPUs, `mirrored` uses every logical CPU device (two logical CPUs
-    are how the tests exercise it on a CPU-only machine).
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if not devices:
-        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        logger.warning("--strategy mirrored: no GPU found; mirroring over CPU devices %s", devices)
-        return tf.distribute.MirroredStrategy(
-            devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
-        )
-    return tf.distribute.MirroredStrategy(devices)
 
 
 def check_resume(config: RunConfig, run_dir: Path) -> None:
@@ -132,8 +114,12 @@ class Trainer:
         # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
         # replayed epoch draws the same masks as the interrupted one did.
         self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
-        # Every batch has the same spec ([None] batch, [None] width), so each
-        # step is traced once, not per batch or per width.
+        # Token lengths, once: length-aware batching groups texts of similar length.
+        self.train_lengths = (
+            token_lengths(preprocessor, splits.train.texts) if self.bucketing else None
+        )
+        # Every batch has the same spec ([None] batch, [None] width), so each step
+        # is traced once, not per batch or per width (XLA compiles once per width).
         spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
         self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
         self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
@@ -142,12 +128,18 @@ class Trainer:
             for part in ("train", "validation")
         }
 
-    def _dataset(self, examples, shuffle_seed):
+    def _train_order(self, epoch: int):
+        seed = self.cfg.seed + epoch
+        if self.bucketing:
+            return grouped_order(self.train_lengths, self.cfg.train.batch_size, seed)
+        return shuffled_order(len(self.splits.train), seed)
+
+    def _dataset(self, examples, order):
         return make_dataset(
             examples,
             self.preprocessor,
             self.cfg.train.batch_size,
-            shuffle_seed=shuffle_seed,
+            order=order,
             bucketing=self.bucketing,
         )
 
@@ -165,17 +157,20 @@ class Trainer:
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return self._sums(labels, logits, per_example)
+        return self._sums(features, labels, logits, per_example)
 
     def _replica_eval(self, features, labels):
         logits = self.model(features, training=False)
-        return self._sums(labels, logits, self.model.per_example_loss(labels, logits))
+        return self._sums(features, labels, logits, self.model.per_example_loss(labels, logits))
 
-    def _sums(self, labels, logits, per_example):
+    def _sums(self, features, labels, logits, per_example):
+        """[5]: loss sum, correct, examples, real tokens, padded tokens (summed over replicas)."""
         predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
         correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
         count = tf.cast(tf.size(labels), tf.float32)
-        return tf.stack([tf.reduce_sum(per_example), correct, count])  # [3]
+        real = tf.reduce_sum(tf.cast(features["padding_mask"], tf.float32))
+        padded = tf.cast(tf.size(features["padding_mask"]), tf.float32)
+        return tf.stack([tf.reduce_sum(per_example), correct, count, real, padded])
 
     def _train_step(self, batch):
         sums = self.strategy.run(self._replica_train, args=batch)
@@ -192,9 +187,9 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns its loss and accuracy."""
         self._reset_rng(epoch)
-        ds = self._distribute(self._dataset(self.splits.train, self.cfg.seed + epoch))
+        ds = self._distribute(self._dataset(self.splits.train, self._train_order(epoch)))
         steps = math.ceil(len(self.splits.train) / self.cfg.train.batch_size)
-        totals = tf.zeros([3])
+        totals = tf.zeros([5])
         bar = tqdm(
             ds,
             total=steps,
@@ -205,16 +200,21 @@ class Trainer:
         )
         for batch in bar:
             totals += self.train_step(batch)
-            loss, correct, n = totals.numpy()
+            loss, correct, n = totals.numpy()[:3]
             bar.set_postfix(loss=f"{loss / n:.4f}", acc=f"{correct / n:.4f}")
-        loss, correct, n = totals.numpy()
-        return {"loss": float(loss / n), "accuracy": float(correct / n)}
+        loss, correct, n, real, padded = totals.numpy()
+        return {
+            "loss": float(loss / n),
+            "accuracy": float(correct / n),
+            "real_tokens": int(real),
+            "padded_tokens": int(padded),
+        }
 
     def evaluate_split(self, examples) -> dict[str, float]:
-        totals = tf.zeros([3])
+        totals = tf.zeros([5])
         for batch in self._distribute(self._dataset(examples, None)):
             totals += self.eval_step(batch)
-        loss, correct, n = totals.numpy()
+        loss, correct, n = totals.numpy()[:3]
         return {"loss": float(loss / n), "accuracy": float(correct / n)}
 
     def fit(self, history: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -348,8 +348,8 @@ def train(
         logger.info("%s", line)
     spec = encoders.resolve(config.model.model)
     keras.utils.set_random_seed(config.seed)
-    _apply_precision(config.train.precision)
-    strategy = make_strategy(config.train.strategy)
+    hardware.apply_precision(config.train.precision)
+    strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
     run_dir = run_lib.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if not resume:
@@ -375,11 +375,6 @@ def train(
         replicas=strategy.num_replicas_in_sync,
         traces=traces,
     )
-
-
-def _apply_precision(precision: str) -> None:
-    policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
-    keras.mixed_precision.set_global_policy(policy)
 
 
 def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:

@@ -38,7 +38,7 @@ class Batcher:
         run: (signature name, inputs) -> {output name: array with one row per input}.
         executor: where model calls run (one thread: calls never overlap).
         max_batch: most inputs in one model call.
-        max_wait: seconds to wait for more requests once one is queued.
+        max_wait: under concurrent load, seconds a batch waits for more requests.
         max_queue: most inputs waiting; beyond it `submit()` raises ResourceExhausted (429).
         on_batch: callback(batch_size) for metrics.
     """
@@ -60,6 +60,7 @@ class Batcher:
         self.unanswered = 0  # submitted and not yet answered (what close() waits for)
         self.closing = False
         self._carry: _Pending | None = None  # taken from the queue, did not fit the last batch
+        self._last_batch_requests = 0
         self.worker = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, signature: str, inputs: list[bytes]) -> dict[str, np.ndarray]:
@@ -80,10 +81,16 @@ class Batcher:
             self.unanswered -= 1
 
     async def _gather(self) -> list[_Pending]:
-        """The first waiting request and whatever joins it within max_wait."""
+        """The first waiting request and whatever joins it within max_wait.
+
+        Adaptive: after a batch of one request (a lone client) nothing is waited for,
+        so an idle server adds no latency; under concurrent load (the last batch
+        merged several requests) a batch waits up to max_wait to fill up.
+        """
         first, self._carry = (self._carry, None) if self._carry else (await self.queue.get(), None)
         batch, size = [first], len(first.inputs)
-        deadline = time.perf_counter() + self.max_wait
+        wait = self.max_wait if self._last_batch_requests > 1 else 0.0
+        deadline = time.perf_counter() + wait
         while size < self.max_batch:
             remaining = deadline - time.perf_counter()
             try:
@@ -109,6 +116,7 @@ class Batcher:
     async def _run(self, batch: list[_Pending]) -> None:
         inputs = [x for p in batch for x in p.inputs]
         self.queued_inputs -= len(inputs)
+        self._last_batch_requests = len(batch)
         loop = asyncio.get_running_loop()
         try:
             outputs = await loop.run_in_executor(
