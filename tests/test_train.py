@@ -17,7 +17,8 @@ from conftest import write_folder
 
 
 def tiny_config(data, out, encoder, **train_kw):
-    train_kw = {"epochs": 2, "batch_size": 8, "lr": 1e-3, **train_kw}
+    # fp32 unless a test asks otherwise: resume and mirrored compare weights closely.
+    train_kw = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "precision": "fp32", **train_kw}
     return RunConfig(
         data=DataConfig(str(data)),
         out=str(out),
@@ -241,3 +242,24 @@ def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder):
     m = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert m == result.test_metrics and m["examples"] == 9
     assert np.array(m["confusion_matrix"]).sum() == 9
+
+
+@pytest.mark.parametrize("options", [{"jit": "on"}, {"precision": "bf16"}, {"bucketing": "off"}])
+def test_speed_options_train_and_trace_once(tmp_path, tiny_data, tiny_encoder, options):
+    result = train(
+        tiny_config(tiny_data, tmp_path / "run", tiny_encoder, epochs=2, **options), progress=False
+    )
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    for key, value in options.items():
+        assert meta["config"]["train"][key] == value
+    # XLA compiles one program per batch width; the tf.function itself is traced once.
+    assert result.traces == {"train_step": 1, "eval_step": 1}
+    assert all(np.isfinite(r["train_loss"]) for r in result.history)
+    row = result.history[-1]
+    assert row["real_tokens_per_second"] <= row["padded_tokens_per_second"]
+    if options.get("precision") == "bf16":  # the export computes as the run did: parity holds
+        from bertclf.export import export
+
+        assert export(tmp_path / "run", tmp_path / "models").max_abs_diff <= 1e-5
+    if options.get("bucketing") == "off":  # fixed padding: every batch is seq_len wide
+        assert row["padded_tokens_per_second"] == pytest.approx(29 * 64 / row["seconds"], rel=1e-6)

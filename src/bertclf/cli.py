@@ -155,7 +155,7 @@ def _add_commands(sub) -> None:
     p.add_argument(
         "--max-wait-ms",
         type=float,
-        default=5.0,
+        default=2.0,
         help="under concurrent load, how long a batch waits to fill up (a lone request "
         "is never held back)",
     )

@@ -32,7 +32,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 @dataclass
 class BatchSettings:
     max_batch: int = 32
-    max_wait: float = 0.005
+    max_wait: float = 0.002
     max_queue: int = 512
 
 

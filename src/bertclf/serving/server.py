@@ -42,7 +42,7 @@ def serve(
     port=8501,
     poll=1.0,
     max_batch=32,
-    max_wait_ms=5.0,
+    max_wait_ms=2.0,
     max_queue=512,
     max_body_mb=10.0,
     max_instances=1024,

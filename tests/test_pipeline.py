@@ -1,0 +1,50 @@
+"""Input pipeline: length-grouped order, bucket trimming, and that trimming changes nothing."""
+
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from bertclf.data import Examples
+from bertclf.model import BertClassifier
+from bertclf.pipeline import grouped_order, make_dataset, shuffled_order, trim_to_bucket
+from bertclf.preprocessing import TextPreprocessor
+
+
+def test_grouped_order_is_a_seeded_permutation_of_similar_length_batches():
+    rng = np.random.RandomState(0)
+    lengths = rng.randint(5, 128, size=1003)
+    order = grouped_order(lengths, 16, seed=7)
+    assert sorted(order.tolist()) == list(range(1003))
+    assert np.array_equal(order, grouped_order(lengths, 16, seed=7))
+    assert not np.array_equal(order, grouped_order(lengths, 16, seed=8))
+    batches = [order[i : i + 16] for i in range(0, 1003, 16)]
+    assert [len(b) for b in batches[:-1]] == [16] * 62 and len(batches[-1]) == 11
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    random = shuffled_order(1003, 7)
+    random_spread = np.mean([np.ptp(lengths[random[i : i + 16]]) for i in range(0, 1003, 16)])
+    assert spread < random_spread / 5  # batches hold texts of similar length
+
+
+def test_trim_to_bucket_widths():
+    mask = tf.sequence_mask([3, 40], 128)
+    features = {"token_ids": tf.cast(mask, tf.int32), "padding_mask": mask}
+    assert trim_to_bucket(features, 128)["token_ids"].shape == (2, 64)
+    mask = tf.sequence_mask([3, 5], 128)
+    assert trim_to_bucket({"padding_mask": mask}, 128)["padding_mask"].shape == (2, 32)
+    mask = tf.sequence_mask([100, 128], 128)
+    assert trim_to_bucket({"padding_mask": mask}, 100)["padding_mask"].shape == (2, 100)
+
+
+def test_trimmed_batches_give_the_same_outputs():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c"]
+    tok = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
+    pre = TextPreprocessor(tok, sequence_length=96)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=8, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, dropout=0.0
+    )
+    model = BertClassifier(backbone, 2)
+    texts = ["a b c " * n for n in (1, 3, 9)]
+    ex = Examples(texts, [0, 1, 0], ["x", "y"], ["1", "2", "3"])
+    full, trimmed = (next(iter(make_dataset(ex, pre, 3, bucketing=b)))[0] for b in (False, True))
+    assert full["token_ids"].shape == (3, 96) and trimmed["token_ids"].shape == (3, 32)
+    np.testing.assert_allclose(model(full).numpy(), model(trimmed).numpy(), atol=1e-5)
