@@ -208,10 +208,10 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data, tiny_encoder
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["mirrored"]["replicas"] == 2 and res["default"]["replicas"] == 1
     # Without dropout, two replicas with summed gradients train the same model as one
-    # device, up to float noise (which Adam amplifies where gradients are ~0: each of the
-    # 8 steps moves a weight by up to lr = 1e-3).
-    assert res["mirrored"]["loss"] == pytest.approx(res["default"]["loss"], rel=1e-3)
-    assert res["max_weight_diff"] < 2e-3
+    # device, up to float noise; this also holds for the short last batch, which splits
+    # unevenly across the replicas (the loss is divided by the global batch size).
+    assert res["mirrored"]["loss"] == pytest.approx(res["default"]["loss"], rel=1e-5)
+    assert res["max_weight_diff"] < 1e-4
 
 
 @pytest.mark.slow

@@ -151,8 +151,11 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits = self.model(features, training=True)  # [b, L] (or [b, 1] sigmoid)
             per_example = self.model.per_example_loss(labels, logits)  # [b]
-            # Mean over the *global* batch: replicas' gradients are summed.
-            loss = tf.nn.compute_average_loss(per_example)
+            # Mean over the *global* batch, whose size is summed across replicas (a short
+            # last batch splits unevenly): the optimizer sums the replicas' gradients.
+            global_count = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32))
+            loss = tf.reduce_sum(per_example) / global_count
             scaled = self.optimizer.scale_loss(loss)  # identity unless fp16 loss scaling
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
@@ -233,6 +236,8 @@ class Trainer:
                 "learning_rate": current_lr(self.optimizer),
                 "seconds": seconds,
                 "examples_per_second": len(self.splits.train) / seconds,
+                "real_tokens_per_second": train_m["real_tokens"] / seconds,
+                "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
             }
             self._end_epoch(row, history)
         return history
