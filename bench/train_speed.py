@@ -96,7 +96,20 @@ print(json.dumps(out))
 
 def run_child(framework: str, options: dict, data: Path, steps: int) -> dict:
     python = str(TORCH_PY) if framework == "torch" else sys.executable
-    cmd = [python, str(CHILD), "--framework", framework, "--data", str(data), "--steps", str(steps)]
+    from bertclf.encoders import offline_model_dir
+
+    cmd = [
+        python,
+        str(CHILD),
+        "--framework",
+        framework,
+        "--data",
+        str(data),
+        "--steps",
+        str(steps),
+        "--model-dir",
+        str(offline_model_dir()),
+    ]
     for key, value in options.items():
         cmd += [f"--{key}", value]
     proc = subprocess.run(cmd, capture_output=True, text=True)
