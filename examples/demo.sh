@@ -5,14 +5,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BERTCLF=".venv/bin/bertclf"
 OUT="${DEMO_OUT:-demo-out}"
+rm -rf "$OUT"
 mkdir -p "$OUT"
 
-echo "== 1. train (validation split 0.2, held-out test set) =="
-"$BERTCLF" train examples/demo_data --test examples/demo_test --out "$OUT/run" --overwrite \
-  --epochs 4 --seq-len 64 --batch-size 16 --lr 1e-4
+echo "== 1. analyze the data =="
+"$BERTCLF" analyze examples/demo_data --out "$OUT/analysis"
 
-echo "== 2. evaluate the run on the held-out test set =="
+echo "== 2. train (validation split 0.2, held-out test set) =="
+"$BERTCLF" train examples/demo_data --test examples/demo_test --out "$OUT/run" \
+  --epochs 4 --seq-len 64 --batch-size 16 --lr 1e-4 --no-progress
+
+echo "== 3. evaluate the run on the held-out test set =="
 "$BERTCLF" evaluate "$OUT/run" examples/demo_test
 
-echo "== 3. predict new texts =="
+echo "== 4. predict new texts =="
 "$BERTCLF" predict "$OUT/run" --input examples/new_tickets.txt
+
+echo "== 5. export for TensorFlow Serving (op audit, parity check in a fresh process) =="
+"$BERTCLF" export "$OUT/run" --to "$OUT/models" --name tickets
+
+echo "== 6. serve it with TF Serving's REST API and call it =="
+PORT="${DEMO_PORT:-8599}"
+"$BERTCLF" serve "$OUT/models" --port "$PORT" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -sf "localhost:$PORT/v1/models/tickets" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -s "localhost:$PORT/v1/models/tickets"; echo
+curl -s -X POST "localhost:$PORT/v1/models/tickets:predict" \
+  -d '{"instances": ["I was charged twice this month", "The app crashes when I log in"]}'; echo
+echo "report: $OUT/run/report.html"
