@@ -71,6 +71,53 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
     return {k: v[:, :width] for k, v in features.items()}
 
 
+class EpochDataset:
+    """A dataset built (and its tokenizing map traced) once, replayed in any order.
+
+    The example order lives in a tf.Variable that the map reads, so a new epoch
+    only assigns a new order: no per-epoch re-tracing of the tokenizer graph.
+
+    Args:
+        examples: texts and integer labels.
+        preprocessor: the run's `TextPreprocessor` (the exported model's too).
+        batch_size: examples per batch; the last batch may be smaller.
+        bucketing: pad each batch only as far as its longest text needs.
+    """
+
+    def __init__(
+        self,
+        examples: Examples,
+        preprocessor: TextPreprocessor,
+        batch_size: int,
+        bucketing: bool = True,
+    ):
+        n = len(examples)
+        texts = tf.constant(examples.texts, tf.string)  # [n]
+        labels = tf.constant(examples.labels, tf.int32)  # [n]
+        self.order = tf.Variable(tf.range(n, dtype=tf.int64), trainable=False)
+
+        def encode(positions):  # positions: [batch] int64 into the current order
+            index = tf.gather(self.order, positions)
+            features = preprocessor(tf.gather(texts, index))  # each [batch, seq_len]
+            if bucketing:
+                features = trim_to_bucket(features, preprocessor.sequence_length)
+            return features, tf.gather(labels, index)
+
+        self.dataset = (
+            tf.data.Dataset.range(n)
+            .batch(batch_size)
+            .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def __call__(self, order: np.ndarray | None = None) -> tf.data.Dataset:
+        """The dataset, yielding examples in `order` (None: the original order)."""
+        if order is None:
+            order = np.arange(int(self.order.shape[0]))
+        self.order.assign(np.asarray(order, dtype=np.int64))
+        return self.dataset
+
+
 def make_dataset(
     examples: Examples,
     preprocessor: TextPreprocessor,
@@ -78,27 +125,5 @@ def make_dataset(
     order: np.ndarray | None = None,
     bucketing: bool = True,
 ) -> tf.data.Dataset:
-    """(features, labels) batches for training or evaluation.
-
-    Args:
-        examples: texts and integer labels.
-        preprocessor: the run's `TextPreprocessor` (the exported model's too).
-        batch_size: examples per batch; the last batch may be smaller.
-        order: the example order (see `shuffled_order`, `grouped_order`); None keeps it.
-        bucketing: pad each batch only as far as its longest text needs.
-    """
-    texts, labels = examples.texts, examples.labels
-    if order is not None:
-        texts, labels = [texts[i] for i in order], [labels[i] for i in order]
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(texts, tf.string), tf.constant(labels, tf.int32))
-    ).batch(batch_size)
-
-    def encode(batch_texts, batch_labels):
-        features = preprocessor(batch_texts)  # each [batch, seq_len]
-        if bucketing:
-            features = trim_to_bucket(features, preprocessor.sequence_length)
-        return features, batch_labels
-
-    ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    """(features, labels) batches for training or evaluation (a one-off `EpochDataset`)."""
+    return EpochDataset(examples, preprocessor, batch_size, bucketing)(order)

@@ -29,7 +29,7 @@ from bertclf.errors import RunError
 from bertclf.fileio import atomic_path, read_json, write_json
 from bertclf.model import BertClassifier
 from bertclf.optimization import current_lr, make_optimizer, moments
-from bertclf.pipeline import grouped_order, make_dataset, shuffled_order, token_lengths
+from bertclf.pipeline import EpochDataset, grouped_order, shuffled_order, token_lengths
 from bertclf.preprocessing import TextPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class Trainer:
         # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
         # replayed epoch draws the same masks as the interrupted one did.
         self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        self._datasets: dict[int, EpochDataset] = {}
         # Token lengths, once: length-aware batching groups texts of similar length.
         self.train_lengths = (
             token_lengths(preprocessor, splits.train.texts) if self.bucketing else None
@@ -135,13 +136,13 @@ class Trainer:
         return shuffled_order(len(self.splits.train), seed)
 
     def _dataset(self, examples, order):
-        return make_dataset(
-            examples,
-            self.preprocessor,
-            self.cfg.train.batch_size,
-            order=order,
-            bucketing=self.bucketing,
-        )
+        # One EpochDataset per split, built once: each epoch only sets the order.
+        key = id(examples)
+        if key not in self._datasets:
+            self._datasets[key] = EpochDataset(
+                examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing
+            )
+        return self._datasets[key](order)
 
     def _distribute(self, ds):
         return self.strategy.experimental_distribute_dataset(ds)
@@ -154,7 +155,8 @@ class Trainer:
             # Mean over the *global* batch, whose size is summed across replicas (a short
             # last batch splits unevenly): the optimizer sums the replicas' gradients.
             global_count = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32))
+                tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32)
+            )
             loss = tf.reduce_sum(per_example) / global_count
             scaled = self.optimizer.scale_loss(loss)  # identity unless fp16 loss scaling
         variables = self.model.trainable_variables
