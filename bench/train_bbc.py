@@ -21,7 +21,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from common import BBC, ROOT  # noqa: E402
 
 
 def run_one(data: str, pooling: str, extra: list[str]) -> dict:
@@ -72,7 +73,7 @@ def run_one(data: str, pooling: str, extra: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "bbc"))
+    p.add_argument("--data", default=str(BBC))
     p.add_argument("--pooling", nargs="+", default=["mean", "cls"])
     p.add_argument("extra", nargs="*", help="more `bertclf train` flags, after --")
     a = p.parse_args()
