@@ -52,26 +52,14 @@ def suggest_seq_len(tokens: np.ndarray) -> dict[str, Any]:
     }
 
 
-def count_tokens(
-    texts: list[str], model: str, clean: tuple[str, ...] = (), batch_size: int = 256
-) -> np.ndarray:
-    """WordPiece tokens per text, [CLS] and [SEP] included: [n] int."""
-    import tensorflow as tf
-
+def count_tokens(texts: list[str], model: str, clean: tuple[str, ...] = ()) -> np.ndarray:
+    """WordPiece tokens per text, [CLS] and [SEP] included, uncapped: [n] int."""
+    from bertclf.pipeline import token_lengths
     from bertclf.preprocessing import TextPreprocessor
 
     tokenizer = encoders.load_tokenizer(encoders.resolve(model))
     pre = TextPreprocessor(tokenizer, sequence_length=512, clean=clean)
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def lengths(batch):
-        return pre.tokenize(batch).row_lengths()  # [batch]
-
-    counts = [
-        lengths(tf.constant(texts[i : i + batch_size])).numpy() + 2
-        for i in range(0, len(texts), batch_size)
-    ]
-    return np.concatenate(counts) if counts else np.zeros(0, int)
+    return token_lengths(pre, texts, cap=False)
 
 
 @dataclass

@@ -24,16 +24,22 @@ BUCKET = 32  # batch widths are multiples of this: few distinct shapes (one XLA 
 POOL = 50  # batches per sorting pool: similar lengths, yet a random mix across epochs
 
 
-def token_lengths(preprocessor: TextPreprocessor, texts: list[str], batch: int = 256) -> np.ndarray:
-    """Packed length of each text ([CLS] + WordPiece tokens + [SEP], capped at seq_len)."""
+def token_lengths(
+    preprocessor: TextPreprocessor, texts: list[str], batch: int = 256, cap: bool = True
+) -> np.ndarray:
+    """Packed length of each text: [CLS] + WordPiece tokens + [SEP].
+
+    Capped at the preprocessor's sequence length unless `cap` is False (analysis
+    wants the full length, to tell what a cut would truncate).
+    """
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def lengths(t):
         return preprocessor.tokenize(t).row_lengths()
 
     out = [lengths(tf.constant(texts[i : i + batch])).numpy() for i in range(0, len(texts), batch)]
-    raw = np.concatenate(out) if out else np.zeros(0, np.int64)
-    return np.minimum(raw + 2, preprocessor.sequence_length)
+    full = (np.concatenate(out) if out else np.zeros(0, np.int64)) + 2
+    return np.minimum(full, preprocessor.sequence_length) if cap else full
 
 
 def shuffled_order(n: int, seed: int) -> np.ndarray:
