@@ -6,7 +6,13 @@ import tensorflow as tf
 
 from bertclf.data import Examples
 from bertclf.model import BertClassifier
-from bertclf.pipeline import grouped_order, make_dataset, shuffled_order, trim_to_bucket
+from bertclf.pipeline import (
+    bucket_width,
+    grouped_order,
+    make_dataset,
+    shuffled_order,
+    trim_to_bucket,
+)
 from bertclf.preprocessing import TextPreprocessor
 
 
@@ -28,10 +34,12 @@ def test_grouped_order_is_a_seeded_permutation_of_similar_length_batches():
 def test_trim_to_bucket_widths():
     mask = tf.sequence_mask([3, 40], 128)
     features = {"token_ids": tf.cast(mask, tf.int32), "padding_mask": mask}
-    assert trim_to_bucket(features, 128)["token_ids"].shape == (2, 64)
+    assert trim_to_bucket(features, 128)["token_ids"].shape == (2, 40)  # default: multiples of 8
+    assert trim_to_bucket(features, 128, bucket_width(jit=True))["token_ids"].shape == (2, 64)
     mask = tf.sequence_mask([3, 5], 128)
-    assert trim_to_bucket({"padding_mask": mask}, 128)["padding_mask"].shape == (2, 32)
-    mask = tf.sequence_mask([100, 128], 128)
+    assert trim_to_bucket({"padding_mask": mask}, 128)["padding_mask"].shape == (2, 8)
+    assert trim_to_bucket({"padding_mask": mask}, 128, 32)["padding_mask"].shape == (2, 32)
+    mask = tf.sequence_mask([100, 98], 128)
     assert trim_to_bucket({"padding_mask": mask}, 100)["padding_mask"].shape == (2, 100)
 
 

@@ -8,8 +8,10 @@ Length-aware batching (`bucketing`): texts are grouped so that each batch holds
 texts of similar length (shuffle, then sort within pools of 50 batches, then
 shuffle the batches: a "sortish" order, as tf.data's bucket_by_sequence_length
 or Hugging Face's group_by_length), and each batch is padded only to its longest
-text rounded up to a multiple of 32. Orders depend only on (seed, epoch), so an
-epoch can be replayed exactly on --resume.
+text rounded up to a multiple of `bucket_width(jit)`: 8 for TensorFlow's graph
+kernels (any width runs without re-tracing, since the steps take [None, None]
+batches), 32 under XLA (which compiles one program per distinct width). Orders
+depend only on (seed, epoch), so an epoch can be replayed exactly on --resume.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import tensorflow as tf
 from bertclf.data import Examples
 from bertclf.preprocessing import TextPreprocessor
 
-BUCKET = 32  # batch widths are multiples of this: few distinct shapes (one XLA program each)
+BUCKET = 8  # batch widths are multiples of this (graph kernels: no re-tracing per width)
+BUCKET_XLA = 32  # under XLA: few distinct widths, since each one is compiled separately
 POOL = 50  # batches per sorting pool: similar lengths, yet a random mix across epochs
 
 
@@ -66,6 +69,11 @@ def grouped_order(lengths: np.ndarray, batch_size: int, seed: int) -> np.ndarray
     return np.concatenate(full + short) if batches else order
 
 
+def bucket_width(jit: bool) -> int:
+    """Batch widths are rounded up to multiples of this."""
+    return BUCKET_XLA if jit else BUCKET
+
+
 def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
     """Drop padding columns: keep the longest row, rounded up to a multiple of `bucket`.
 
@@ -88,6 +96,7 @@ class EpochDataset:
         preprocessor: the run's `TextPreprocessor` (the exported model's too).
         batch_size: examples per batch; the last batch may be smaller.
         bucketing: pad each batch only as far as its longest text needs.
+        bucket: with `bucketing`, batch widths are multiples of this.
     """
 
     def __init__(
@@ -96,6 +105,7 @@ class EpochDataset:
         preprocessor: TextPreprocessor,
         batch_size: int,
         bucketing: bool = True,
+        bucket: int = BUCKET,
     ):
         n = len(examples)
         texts = tf.constant(examples.texts, tf.string)  # [n]
@@ -106,7 +116,7 @@ class EpochDataset:
             index = tf.gather(self.order, positions)
             features = preprocessor(tf.gather(texts, index))  # each [batch, seq_len]
             if bucketing:
-                features = trim_to_bucket(features, preprocessor.sequence_length)
+                features = trim_to_bucket(features, preprocessor.sequence_length, bucket)
             return features, tf.gather(labels, index)
 
         self.dataset = (

@@ -29,7 +29,13 @@ from bertclf.errors import RunError
 from bertclf.fileio import atomic_path, read_json, write_json
 from bertclf.model import BertClassifier
 from bertclf.optimization import current_lr, make_optimizer, moments
-from bertclf.pipeline import EpochDataset, grouped_order, shuffled_order, token_lengths
+from bertclf.pipeline import (
+    EpochDataset,
+    bucket_width,
+    grouped_order,
+    shuffled_order,
+    token_lengths,
+)
 from bertclf.preprocessing import TextPreprocessor
 
 logger = logging.getLogger(__name__)
@@ -103,6 +109,7 @@ class Trainer:
         self.run_dir, self.progress = run_dir, progress
         self.bucketing = config.train.bucketing == "on"
         jit = config.train.jit == "on"
+        self.bucket = bucket_width(jit)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_accuracy")
         self.checkpoint = tf.train.Checkpoint(
@@ -140,7 +147,7 @@ class Trainer:
         key = id(examples)
         if key not in self._datasets:
             self._datasets[key] = EpochDataset(
-                examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing
+                examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing, self.bucket
             )
         return self._datasets[key](order)
 
