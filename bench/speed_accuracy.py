@@ -1,0 +1,98 @@
+"""Benchmark: do the speed settings keep the accuracy of fp32 fixed-padding training?
+
+    .venv/bin/python bench/speed_accuracy.py [--seeds 1 2 3] [--settings fixed-fp32 defaults]
+
+Trains `bertclf train` on BBC (3 epochs, seq-len 128, batch 16, mean pooling) once
+per (seed, setting), settings alternating within each seed; the seed sets the split,
+initialisation, order and dropout, so each seed is a paired comparison. Reports best
+and final validation accuracy per run, their means, and the mean paired difference
+of each setting from `fixed-fp32`. Results: bench/out/speed_accuracy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import BBC, OUT, machine  # noqa: E402
+
+SETTINGS = {
+    "fixed-fp32": ["--precision", "fp32", "--bucketing", "off", "--jit", "off"],
+    "bucketing-fp32": ["--precision", "fp32", "--bucketing", "on", "--jit", "off"],
+    "bucketing-bf16": ["--precision", "bf16", "--bucketing", "on", "--jit", "off"],
+    "defaults": [],
+}
+
+
+def run_one(data: str, setting: str, seed: int) -> dict:
+    out = OUT / f"acc-{setting}"
+    cmd = [
+        sys.executable,
+        *("-m", "bertclf", "train", data, "--out", str(out), "--overwrite"),
+        *("--epochs", "3", "--seq-len", "128", "--batch-size", "16", "--pooling", "mean"),
+        *("--seed", str(seed), "--no-progress", *SETTINGS[setting]),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    history = json.loads((out / "history.json").read_text())
+    train_cfg = json.loads((out / "config.json").read_text())["config"]["train"]
+    return {
+        "setting": setting,
+        "seed": seed,
+        "best_val_accuracy": max(r["val_accuracy"] for r in history),
+        "final_val_accuracy": history[-1]["val_accuracy"],
+        "val_accuracy_per_epoch": [round(r["val_accuracy"], 4) for r in history],
+        "train_examples_per_second": [round(r["examples_per_second"], 2) for r in history],
+        "wall_seconds": round(wall, 1),
+        "resolved": {k: train_cfg[k] for k in ("precision", "bucketing", "jit")},
+    }
+
+
+def summarize(runs: list[dict], settings: list[str]) -> dict:
+    by = {s: {r["seed"]: r for r in runs if r["setting"] == s} for s in settings}
+    rows = {}
+    for s in settings:
+        seeds = sorted(by[s])
+        row = {
+            key: statistics.mean(by[s][k][key] for k in seeds)
+            for key in ("best_val_accuracy", "final_val_accuracy")
+        }
+        row["median_train_ex_per_s"] = statistics.median(
+            x for k in seeds for x in by[s][k]["train_examples_per_second"]
+        )
+        if "fixed-fp32" in by and s != "fixed-fp32":
+            for key in ("best_val_accuracy", "final_val_accuracy"):
+                diffs = [by[s][k][key] - by["fixed-fp32"][k][key] for k in seeds]
+                row[f"{key}_minus_fixed_fp32_points"] = 100 * statistics.mean(diffs)
+        rows[s] = row
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", default=str(BBC))
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--settings", nargs="+", default=["fixed-fp32", "defaults"], choices=SETTINGS)
+    a = p.parse_args()
+    runs = []
+    for seed in a.seeds:
+        for setting in a.settings:
+            runs.append(run_one(a.data, setting, seed))
+            print(json.dumps(runs[-1]), flush=True)
+    report = {**machine(), "runs": runs, "summary": summarize(runs, a.settings)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "speed_accuracy.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["summary"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
