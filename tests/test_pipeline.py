@@ -56,3 +56,25 @@ def test_trimmed_batches_give_the_same_outputs():
     full, trimmed = (next(iter(make_dataset(ex, pre, 3, bucketing=b)))[0] for b in (False, True))
     assert full["token_ids"].shape == (3, 96) and trimmed["token_ids"].shape == (3, 32)
     np.testing.assert_allclose(model(full).numpy(), model(trimmed).numpy(), atol=1e-5)
+
+
+def test_tokenized_once_batches_equal_the_preprocessor(tiny_encoder):
+    """Gathered, packed ids are exactly what the exported model's preprocessor makes."""
+    from bertclf import encoders
+
+    _, tokenizer = encoders.load(encoders.resolve(tiny_encoder))
+    pre = TextPreprocessor(tokenizer, 12, clean=("lower",))
+    texts = ["Crash ERROR " * 9, "", "refund", "é invoice ✓ please add", "bug " * 3]
+    ex = Examples(texts, [0, 1, 2, 0, 1], ["a", "b", "c"], [str(i) for i in range(5)])
+    order = np.array([3, 0, 4, 1, 2])
+    for bucketing in (False, True):
+        batches = list(make_dataset(ex, pre, 2, order=order, bucketing=bucketing))
+        expected = pre(tf.constant([texts[i] for i in order]))
+        for key, want in expected.items():
+            got = [b[0][key].numpy() for b in batches]  # [2, w], [2, w], [1, w]
+            width = max(g.shape[1] for g in got)
+            got = np.concatenate([np.pad(g, [(0, 0), (0, width - g.shape[1])]) for g in got])
+            np.testing.assert_array_equal(got, want.numpy()[:, :width])
+            assert not want.numpy()[:, width:].any()  # trimmed columns were padding only
+        labels = np.concatenate([b[1].numpy() for b in batches])
+        np.testing.assert_array_equal(labels, np.array(ex.labels)[order])

@@ -1,8 +1,10 @@
-"""tf.data input pipelines: batch raw strings, tokenize in parallel, prefetch.
+"""tf.data input pipelines: tokenize once, then gather, pack and prefetch batches.
 
-Tokenizing happens in `Dataset.map` on CPU threads, after batching (one
-vectorised tokenizer call per batch), and `prefetch` keeps the next batches
-ready while the current step runs.
+Texts are cleaned and WordPiece-tokenized once per split (vectorised, 256 texts
+per call) with the run's `TextPreprocessor`; each batch then gathers its ids and
+packs them in a parallel `Dataset.map` with the same preprocessor's packer, and
+`prefetch` keeps the next batches ready while the current step runs. Measured on
+short texts, tokenizing in every step took 15 ms of a 250 ms bf16 step on 2 cores.
 
 Length-aware batching (`bucketing`): texts are grouped so that each batch holds
 texts of similar length (shuffle, then sort within pools of 50 batches, then
@@ -27,6 +29,26 @@ BUCKET_XLA = 32  # under XLA: few distinct widths, since each one is compiled se
 POOL = 50  # batches per sorting pool: similar lengths, yet a random mix across epochs
 
 
+def tokenize_all(
+    preprocessor: TextPreprocessor, texts: list[str], batch: int = 256, cap: bool = True
+) -> tf.RaggedTensor:
+    """WordPiece ids of every text: ragged [n, None] int32, without [CLS]/[SEP].
+
+    With `cap`, rows keep only the `sequence_length - 2` tokens that packing keeps
+    (the packer truncates a single text to its first tokens, waterfall or round robin).
+    """
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize(t):
+        ids = preprocessor.tokenize(t)
+        return ids[:, : preprocessor.sequence_length - 2] if cap else ids
+
+    parts = [tokenize(tf.constant(texts[i : i + batch])) for i in range(0, len(texts), batch)]
+    if not parts:
+        return tf.ragged.constant([[]], dtype=tf.int32)[:0]
+    return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
 def token_lengths(
     preprocessor: TextPreprocessor, texts: list[str], batch: int = 256, cap: bool = True
 ) -> np.ndarray:
@@ -35,14 +57,8 @@ def token_lengths(
     Capped at the preprocessor's sequence length unless `cap` is False (analysis
     wants the full length, to tell what a cut would truncate).
     """
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def lengths(t):
-        return preprocessor.tokenize(t).row_lengths()
-
-    out = [lengths(tf.constant(texts[i : i + batch])).numpy() for i in range(0, len(texts), batch)]
-    full = (np.concatenate(out) if out else np.zeros(0, np.int64)) + 2
-    return np.minimum(full, preprocessor.sequence_length) if cap else full
+    ids = tokenize_all(preprocessor, texts, batch, cap)
+    return ids.row_lengths().numpy().astype(np.int64) + 2
 
 
 def shuffled_order(n: int, seed: int) -> np.ndarray:
@@ -88,8 +104,11 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
 class EpochDataset:
     """A dataset built (and its tokenizing map traced) once, replayed in any order.
 
-    The example order lives in a tf.Variable that the map reads, so a new epoch
-    only assigns a new order: no per-epoch re-tracing of the tokenizer graph.
+    Every text is tokenized once, here; a batch only gathers its texts' WordPiece
+    ids and packs them ([CLS] ids [SEP], padding, mask) with the run's packer, so
+    later epochs (and every validation pass) skip cleaning and WordPiece. The
+    example order lives in a tf.Variable that the map reads, so a new epoch only
+    assigns a new order: no per-epoch re-tracing of the input graph.
 
     Args:
         examples: texts and integer labels.
@@ -108,13 +127,14 @@ class EpochDataset:
         bucket: int = BUCKET,
     ):
         n = len(examples)
-        texts = tf.constant(examples.texts, tf.string)  # [n]
+        token_ids = tokenize_all(preprocessor, examples.texts)  # ragged [n, <= seq_len - 2]
+        self.lengths = token_ids.row_lengths().numpy().astype(np.int64) + 2  # packed lengths
         labels = tf.constant(examples.labels, tf.int32)  # [n]
         self.order = tf.Variable(tf.range(n, dtype=tf.int64), trainable=False)
 
         def encode(positions):  # positions: [batch] int64 into the current order
             index = tf.gather(self.order, positions)
-            features = preprocessor(tf.gather(texts, index))  # each [batch, seq_len]
+            features = preprocessor.pack(tf.gather(token_ids, index))  # each [batch, seq_len]
             if bucketing:
                 features = trim_to_bucket(features, preprocessor.sequence_length, bucket)
             return features, tf.gather(labels, index)

@@ -34,7 +34,6 @@ from bertclf.pipeline import (
     bucket_width,
     grouped_order,
     shuffled_order,
-    token_lengths,
 )
 from bertclf.preprocessing import TextPreprocessor
 
@@ -122,10 +121,8 @@ class Trainer:
         # replayed epoch draws the same masks as the interrupted one did.
         self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         self._datasets: dict[int, EpochDataset] = {}
-        # Token lengths, once: length-aware batching groups texts of similar length.
-        self.train_lengths = (
-            token_lengths(preprocessor, splits.train.texts) if self.bucketing else None
-        )
+        # Tokenizes the training texts (once); their lengths group similar texts.
+        self.train_lengths = self._epoch_dataset(splits.train).lengths
         # Every batch has the same spec ([None] batch, [None] width), so each step
         # is traced once, not per batch or per width (XLA compiles once per width).
         spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
@@ -142,14 +139,17 @@ class Trainer:
             return grouped_order(self.train_lengths, self.cfg.train.batch_size, seed)
         return shuffled_order(len(self.splits.train), seed)
 
-    def _dataset(self, examples, order):
-        # One EpochDataset per split, built once: each epoch only sets the order.
+    def _epoch_dataset(self, examples) -> EpochDataset:
+        # One EpochDataset per split, built (and tokenized) once: each epoch only sets the order.
         key = id(examples)
         if key not in self._datasets:
             self._datasets[key] = EpochDataset(
                 examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing, self.bucket
             )
-        return self._datasets[key](order)
+        return self._datasets[key]
+
+    def _dataset(self, examples, order):
+        return self._epoch_dataset(examples)(order)
 
     def _distribute(self, ds):
         return self.strategy.experimental_distribute_dataset(ds)
