@@ -1,12 +1,15 @@
 """Benchmark: do the speed settings keep the accuracy of fp32 fixed-padding training?
 
     .venv/bin/python bench/speed_accuracy.py [--seeds 1 2 3] [--settings fixed-fp32 defaults]
+        [--short]
 
 Trains `bertclf train` on BBC (3 epochs, seq-len 128, batch 16, mean pooling) once
 per (seed, setting), settings alternating within each seed; the seed sets the split,
 initialisation, order and dropout, so each seed is a paired comparison. Reports best
 and final validation accuracy per run, their means, and the mean paired difference
-of each setting from `fixed-fp32`. Results: bench/out/speed_accuracy.json.
+of each setting from `fixed-fp32`. `--short` trains on the short-text set of
+bench/train_speed.py (the first two sentences of every BBC article) instead.
+Results: bench/out/speed_accuracy[_short].json.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ SETTINGS = {
 
 
 def run_one(data: str, setting: str, seed: int) -> dict:
-    out = OUT / f"acc-{setting}"
+    out = OUT / f"acc-{Path(data).stem}-{setting}"
     cmd = [
         sys.executable,
         *("-m", "bertclf", "train", data, "--out", str(out), "--overwrite"),
@@ -82,7 +85,12 @@ def main() -> None:
     p.add_argument("--data", default=str(BBC))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--settings", nargs="+", default=["fixed-fp32", "defaults"], choices=SETTINGS)
+    p.add_argument("--short", action="store_true", help="the first two sentences of each article")
     a = p.parse_args()
+    if a.short:
+        from train_speed import write_datasets
+
+        a.data = str(write_datasets(10**6, OUT / "speed-accuracy")["short"])
     runs = []
     for seed in a.seeds:
         for setting in a.settings:
@@ -90,7 +98,8 @@ def main() -> None:
             print(json.dumps(runs[-1]), flush=True)
     report = {**machine(), "runs": runs, "summary": summarize(runs, a.settings)}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "speed_accuracy.json").write_text(json.dumps(report, indent=2))
+    name = "speed_accuracy_short.json" if a.short else "speed_accuracy.json"
+    (OUT / name).write_text(json.dumps(report, indent=2))
     print(json.dumps(report["summary"], indent=2))
 
 

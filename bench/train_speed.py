@@ -45,9 +45,8 @@ CONFIGS = {
 LAYERS, HIDDEN = 6, 384
 
 
-def write_datasets(n_examples: int) -> dict[str, Path]:
+def write_datasets(n_examples: int, out: Path = OUT / "speed") -> dict[str, Path]:
     """BBC articles and their first two sentences, as JSONL (under bench/out/speed)."""
-    out = OUT / "speed"
     out.mkdir(parents=True, exist_ok=True)
     paths = sorted(BBC.glob("*/*.txt"))
     order = __import__("numpy").random.RandomState(0).permutation(len(paths))[:n_examples]
