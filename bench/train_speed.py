@@ -30,6 +30,7 @@ CHILD = Path(__file__).with_name("speed_child.py")
 CONFIGS = {
     "pytorch (transformers, dynamic padding, fp32)": ("torch", {}),
     "bertclf fp32, fixed padding": ("bertclf", {"precision": "fp32", "bucketing": "off"}),
+    "bertclf bf16, fixed padding": ("bertclf", {"precision": "bf16", "bucketing": "off"}),
     "bertclf fp32, bucketing": ("bertclf", {"precision": "fp32", "bucketing": "on"}),
     "bertclf bf16, bucketing": ("bertclf", {"precision": "bf16", "bucketing": "on"}),
     "bertclf bf16, bucketing, XLA": (
@@ -150,11 +151,13 @@ def main() -> None:
 def summarize(runs: dict[str, list[dict]], peak: dict[str, float]) -> dict:
     rows = {}
     for config, results in runs.items():
+        resolved = results[0].get("resolved", {})
+        precision = resolved.get("precision", "bf16" if "bf16" in config else "fp32")
         eps = statistics.median(r["examples_per_s"] for r in results)
         tps = statistics.median(r["real_tokens_per_s"] for r in results)
         flops = statistics.median(train_flops(r) / r["seconds"] for r in results)
-        precision = "bf16" if "bf16" in config else "fp32"
         rows[config] = {
+            "resolved": resolved,
             "examples_per_s": eps,
             "real_tokens_per_s": tps,
             "padding_share": 1 - results[0]["real_tokens"] / results[0]["padded_tokens"],
@@ -163,12 +166,21 @@ def summarize(runs: dict[str, list[dict]], peak: dict[str, float]) -> dict:
             "runs_examples_per_s": [r["examples_per_s"] for r in results],
         }
     torch_key = next(k for k in rows if k.startswith("pytorch"))
-    fixed_key = "bertclf fp32, fixed padding"
     for row in rows.values():
         row["vs_pytorch"] = row["examples_per_s"] / rows[torch_key]["examples_per_s"]
-        if fixed_key in rows:
-            row["vs_bertclf_fp32_fixed"] = row["examples_per_s"] / rows[fixed_key]["examples_per_s"]
+        # Against bertclf with fixed padding: in fp32, and in the row's own precision
+        # (which isolates what length-aware batching adds).
+        for name, key in (
+            ("vs_bertclf_fp32_fixed", "bertclf fp32, fixed padding"),
+            ("vs_bertclf_fixed_same_precision", f"bertclf {_precision(row)}, fixed padding"),
+        ):
+            if key in rows:
+                row[name] = row["examples_per_s"] / rows[key]["examples_per_s"]
     return rows
+
+
+def _precision(row: dict) -> str:
+    return row["resolved"].get("precision", "fp32")
 
 
 if __name__ == "__main__":
