@@ -260,6 +260,9 @@ def test_speed_options_train_and_trace_once(tmp_path, tiny_data, tiny_encoder, o
     if options.get("precision") == "bf16":  # the export computes as the run did: parity holds
         from bertclf.export import export
 
-        assert export(tmp_path / "run", tmp_path / "models").max_abs_diff <= 1e-5
+        exported = export(tmp_path / "run", tmp_path / "models")
+        assert exported.max_abs_diff <= 1e-5
+        meta = json.loads((exported.path / "assets.extra" / "bertclf.json").read_text())
+        assert meta["compute_dtype"] == "bfloat16"  # says what serving hosts need
     if options.get("bucketing") == "off":  # fixed padding: every batch is seq_len wide
         assert row["padded_tokens_per_second"] == pytest.approx(29 * 64 / row["seconds"], rel=1e-6)

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from bertclf import __version__
+from bertclf.archives import package_sagemaker, package_zip
 from bertclf.errors import ExportError
 from bertclf.fileio import atomic_path
 from bertclf.run import LABELS, TrainedRun, load_run
@@ -353,6 +354,17 @@ def export(
     if target not in TARGETS:
         raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
     run = load_run(run_dir)
+    compute = run.model.backbone.dtype_policy.compute_dtype
+    if compute != "float32":
+        # The export computes as training did (same layers, same policy): parity.
+        logger.warning(
+            "%s trained with --precision %s, so this export computes in %s; serving "
+            "hosts without native support (AVX512_BF16/AMX CPUs, Ampere+ GPUs) run it "
+            "slower than float32: train with --precision fp32 for those",
+            run_dir,
+            run.meta["config"]["train"]["precision"],
+            compute,
+        )
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
     final, version = prepare_target(base, name, version)
@@ -391,6 +403,7 @@ def write_metadata(
         "name": name,
         "version": version,
         "labels": run.label_names,
+        "compute_dtype": run.model.backbone.dtype_policy.compute_dtype,
         "signatures": result["signatures"],
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
         "run": {
@@ -404,36 +417,3 @@ def write_metadata(
     }
     (tmp / METADATA.parent).mkdir(exist_ok=True)
     (tmp / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def _public_files(root: Path):
-    """Files under root, skipping hidden (in-progress) directories."""
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            yield path, rel
-
-
-def package_zip(base: Path, name: str) -> Path:
-    """BASE/NAME.zip holding NAME/VERSION/... (as the BBC notebook's zip)."""
-    import zipfile
-
-    target = base / f"{name}.zip"
-    with (
-        atomic_path(target, suffix=".zip") as tmp,
-        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z,
-    ):
-        for path, rel in _public_files(base / name):
-            z.write(path, Path(name) / rel)
-    return target
-
-
-def package_sagemaker(base: Path, name: str, version: int) -> Path:
-    """model.tar.gz with VERSION/ at its root, as SageMaker's TF Serving container expects."""
-    import tarfile
-
-    target = base / f"{name}-{version}.model.tar.gz"
-    with atomic_path(target, suffix=".tar.gz") as tmp, tarfile.open(tmp, "w:gz") as tar:
-        for path, rel in _public_files(base / name / str(version)):
-            tar.add(path, arcname=str(Path(str(version)) / rel))
-    return target
