@@ -82,8 +82,15 @@ def _add_train(sub) -> None:
         default="auto",
         help="pad batches only to their longest text (multiples of 8; 32 under XLA)",
     )
-    p.add_argument("--jit", choices=TOGGLES, default="auto", help="XLA-compile the steps")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto")
+    p.add_argument(
+        "--jit", choices=TOGGLES, default="auto", help="XLA-compile the steps (auto: on GPUs)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="mixed precision (auto: bf16 where the CPU or GPU has native bf16, else fp32)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
