@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import date
@@ -61,3 +64,15 @@ def machine() -> dict[str, str]:
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
     }
+
+
+def run_training(cmd: list[str], out: Path) -> tuple[list[dict], dict, float]:
+    """Run a `bertclf train` command; (history, saved config, wall seconds). Exits on failure."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    history = json.loads((out / "history.json").read_text())
+    config = json.loads((out / "config.json").read_text())["config"]
+    return history, config, wall

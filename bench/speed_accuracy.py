@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BBC, OUT, machine  # noqa: E402
+from common import BBC, OUT, machine, run_training  # noqa: E402
 
 SETTINGS = {
     "fixed-fp32": ["--precision", "fp32", "--bucketing", "off", "--jit", "off"],
@@ -41,13 +39,8 @@ def run_one(data: str, setting: str, seed: int) -> dict:
         *("--epochs", "3", "--seq-len", "128", "--batch-size", "16", "--pooling", "mean"),
         *("--seed", str(seed), "--no-progress", *SETTINGS[setting]),
     ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    history = json.loads((out / "history.json").read_text())
-    train_cfg = json.loads((out / "config.json").read_text())["config"]["train"]
+    history, config, wall = run_training(cmd, out)
+    train_cfg = config["train"]
     return {
         "setting": setting,
         "seed": seed,

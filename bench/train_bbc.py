@@ -15,14 +15,12 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BBC, ROOT  # noqa: E402
+from common import BBC, ROOT, run_training  # noqa: E402
 
 
 def run_one(data: str, pooling: str, extra: list[str]) -> dict:
@@ -49,13 +47,7 @@ def run_one(data: str, pooling: str, extra: list[str]) -> dict:
         "--no-progress",
         *extra,
     ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"train failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    history = json.loads((out / "history.json").read_text())
-    config = json.loads((out / "config.json").read_text())["config"]
+    history, config, wall = run_training(cmd, out)
     return {
         "pooling": pooling,
         "best_val_accuracy": max(r["val_accuracy"] for r in history),
