@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -258,6 +259,7 @@ def test_speed_options_train_and_trace_once(tmp_path, tiny_data, tiny_encoder, o
     row = result.history[-1]
     assert row["real_tokens_per_second"] <= row["padded_tokens_per_second"]
     if options.get("precision") == "bf16":  # the export computes as the run did: parity holds
+        assert keras.mixed_precision.global_policy().name == "float32"  # the caller's, restored
         from bertclf.export import export
 
         exported = export(tmp_path / "run", tmp_path / "models")

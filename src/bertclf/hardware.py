@@ -7,6 +7,7 @@ the conservative choice elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from pathlib import Path
@@ -98,6 +99,17 @@ def resolve_bucketing(choice: str) -> str:
 def apply_precision(precision: str) -> None:
     """Set Keras' global dtype policy before any layer is built."""
     keras.mixed_precision.set_global_policy(POLICIES[precision])
+
+
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """`apply_precision` for the duration of a `with` block; the previous policy after it."""
+    previous = keras.mixed_precision.global_policy()
+    apply_precision(precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -350,8 +350,14 @@ def train(
     >>> result.best_val_accuracy  # doctest: +SKIP
     1.0
     """
-    out = Path(config.out)
     config = resolve_config(config)
+    # Keras' dtype policy is global: set it for this run only, and give the caller's back.
+    with hardware.precision_policy(config.train.precision):
+        return _train(config, resume, overwrite, progress)
+
+
+def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
+    out = Path(config.out)
     if resume:
         run_lib.prepare_run_dir(out, resume=True, overwrite=overwrite)
         check_resume(config, out)
@@ -362,7 +368,6 @@ def train(
         logger.info("%s", line)
     spec = encoders.resolve(config.model.model)
     keras.utils.set_random_seed(config.seed)
-    hardware.apply_precision(config.train.precision)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
     run_dir = run_lib.prepare_run_dir(out, resume=resume, overwrite=overwrite)
