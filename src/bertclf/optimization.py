@@ -57,7 +57,7 @@ class FusedAdamUpdate:
     which are updated densely whatever the batch). TensorFlow's `ResourceApplyAdam`
     kernel does the same arithmetic (bias-corrected step size, epsilon outside the
     square root) in one pass: 27 ms instead of 68 ms per MiniLM step on this
-    machine's 2 cores, with results equal to float32 rounding (tests/test_train.py).
+    machine's 2 cores, with results equal to float32 rounding (tests/test_optimization.py).
     Keras' decoupled weight decay (AdamW) still runs before it, unchanged.
     """
 

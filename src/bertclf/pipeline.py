@@ -102,7 +102,7 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
 
 
 class EpochDataset:
-    """A dataset built (and its tokenizing map traced) once, replayed in any order.
+    """A split tokenized (and its packing map traced) once, replayed in any order.
 
     Every text is tokenized once, here; a batch only gathers its texts' WordPiece
     ids and packs them ([CLS] ids [SEP], padding, mask) with the run's packer, so

@@ -68,9 +68,9 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
 
 def check_resume(config: RunConfig, run_dir: Path) -> None:
-    """--resume must continue the same run: every setting has to match the saved one."""
+    """--resume must continue the same run: every (resolved) setting must match the saved one."""
     saved = run_lib.read_meta(run_dir)["config"]
-    now = resolve_config(config).to_dict()
+    now = config.to_dict()  # already resolved by train()
     diffs = [
         f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
         for section in ("data", "model", "train")
