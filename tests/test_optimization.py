@@ -55,7 +55,8 @@ def test_fused_update_equals_keras(fused, plain, kwargs):
     def make(cls):
         opt = cls(learning_rate=WarmupLinearDecay(1e-2, 12, 3), epsilon=1e-6, **kwargs)
         if "weight_decay" in kwargs:
-            opt.exclude_from_weight_decay(var_names=["^bias$", "^gamma$", "^beta$"])
+            # Unanchored: Keras' own AdamW matches them against "dense/bias:0".
+            opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         return opt
 
     # The reference is Keras' optimizer on dense gradients, i.e. textbook Adam. (Fed the
@@ -66,6 +67,21 @@ def test_fused_update_equals_keras(fused, plain, kwargs):
     for a, b, s in zip(ours, theirs, start, strict=True):
         assert not np.allclose(a, s)  # every variable (the embedding too) was trained
         np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+def test_weight_decay_skips_biases_and_layer_norm():
+    # Keras' AdamW given these anchored patterns decays LayerNorm's gamma too (it asks
+    # with tf.Variable names, "layer_normalization/gamma:0"); ours decays only the
+    # two matrices.
+    model = _tiny_model(0)
+    opt = make_optimizer(TrainConfig(lr=0.1, weight_decay=0.5, warmup=0.0), 10)
+    start = [v.numpy() for v in model.trainable_variables]
+    zeros = [tf.zeros_like(v) for v in model.trainable_variables]  # Adam's own step is 0
+    opt.apply_gradients(zip(zeros, model.trainable_variables, strict=True))
+    for v, s in zip(model.trainable_variables, start, strict=True):
+        decayed = v.name in ("embeddings", "kernel")
+        expected = s * (1 - 0.1 * 0.5) if decayed else s
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-6, err_msg=v.path)
 
 
 def test_make_optimizer_uses_the_fused_update():

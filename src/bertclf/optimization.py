@@ -58,8 +58,29 @@ class FusedAdamUpdate:
     kernel does the same arithmetic (bias-corrected step size, epsilon outside the
     square root) in one pass: 27 ms instead of 68 ms per MiniLM step on this
     machine's 2 cores, with results equal to float32 rounding (tests/test_optimization.py).
-    Keras' decoupled weight decay (AdamW) still runs before it, unchanged.
+    AdamW's decoupled weight decay runs before it as `var -= var * (lr * wd)`: two
+    passes instead of Keras' three (`var * wd * lr` multiplies twice). It also
+    decides exclusions by the Keras variable's name ("bias", "gamma"): Keras'
+    TensorFlow path asks with the underlying `tf.Variable`, named "dense/bias:0",
+    caches the answer, and so decays variables that an anchored pattern such as
+    "^bias$" was meant to exclude.
     """
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None:
+            return
+        decayed = [v for v in variables if self._use_weight_decay(v)]  # Keras names
+
+        def apply(distribution, decayed):
+            for variable in decayed:
+                rate = tf.cast(self.learning_rate * self.weight_decay, variable.dtype)
+                distribution.extended.update(
+                    variable.value, lambda var, r=rate: var.assign_sub(var * r), group=False
+                )
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            apply, self._distribution_strategy, decayed
+        )
 
     def update_step(self, gradient, variable, learning_rate):
         if isinstance(gradient, tf.IndexedSlices):  # embedding rows: Adam updates all rows
