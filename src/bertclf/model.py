@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from bertclf import fastops
+
 
 class BertClassifier(keras.Model):
     """BERT encoder -> pooled vector -> dropout -> dense logits.
@@ -56,6 +58,8 @@ class BertClassifier(keras.Model):
         units = 1 if head == "sigmoid" else num_labels
         # float32 logits even under a mixed-precision policy: softmax/log-loss need the range.
         self.classifier = keras.layers.Dense(units, name="classifier", dtype="float32")
+        # Cheaper GELU and dropout kernels, for training and the export alike.
+        fastops.install(self)
 
     def pool(self, inputs, training=False):
         """BERT inputs -> [batch, hidden] sentence vector."""
