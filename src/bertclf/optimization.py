@@ -72,10 +72,11 @@ class FusedAdamUpdate:
         decayed = [v for v in variables if self._use_weight_decay(v)]  # Keras names
 
         def apply(distribution, decayed):
+            rate = self.learning_rate * self.weight_decay  # the schedule, once per step
             for variable in decayed:
-                rate = tf.cast(self.learning_rate * self.weight_decay, variable.dtype)
+                r = tf.cast(rate, variable.dtype)
                 distribution.extended.update(
-                    variable.value, lambda var, r=rate: var.assign_sub(var * r), group=False
+                    variable.value, lambda var, r=r: var.assign_sub(var * r), group=False
                 )
 
         tf.__internal__.distribute.interim.maybe_merge_call(
