@@ -73,7 +73,9 @@ def run_bertclf(a) -> dict:
         "padded_tokens": m["padded_tokens"],
         "lengths": lengths.tolist(),
         "train_loss": m["loss"],
-        "resolved": {k: getattr(cfg.train, k) for k in ("precision", "bucketing", "jit")},
+        "resolved": {
+            k: getattr(cfg.train, k) for k in ("precision", "bucketing", "jit", "embedding_update")
+        },
     }
 
 

@@ -1,4 +1,4 @@
-"""The optimizers: fused Adam(W) equals Keras' own, the schedule's shape."""
+"""The optimizers: fused Adam(W) equals Keras' own, lazy embedding rows, the schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 import tensorflow as tf
 
 from bertclf.config import TrainConfig
-from bertclf.optimization import FusedAdam, FusedAdamW, WarmupLinearDecay, make_optimizer
+from bertclf.optimization import (
+    FusedAdam,
+    FusedAdamW,
+    WarmupLinearDecay,
+    make_optimizer,
+    moments,
+)
 
 
 def _tiny_model(seed: int):
@@ -89,3 +95,73 @@ def test_make_optimizer_uses_the_fused_update():
     assert isinstance(make_optimizer(TrainConfig(optimizer="adam"), 10), FusedAdam)
     scaled = make_optimizer(TrainConfig(precision="fp16"), 10, loss_scaling=True)
     assert isinstance(scaled.inner_optimizer, FusedAdamW)
+
+
+def _embedding_steps(optimizer, batches, weight_decay_rows=None):
+    """Train a bare [6, 4] embedding table on a few batches of row ids; return it."""
+    keras.utils.set_random_seed(0)
+    table = keras.layers.Embedding(6, 4)
+    table.build(None)
+    target = tf.constant(np.random.RandomState(2).randn(6, 4), tf.float32)
+
+    @tf.function
+    def step(ids):
+        with tf.GradientTape() as tape:
+            rows = table(ids)  # [k, 4]; tf.gather's gradient is IndexedSlices
+            loss = tf.reduce_sum(tf.square(rows - tf.gather(target, ids)))
+        grads = tape.gradient(loss, table.trainable_variables)
+        assert isinstance(grads[0], tf.IndexedSlices)
+        optimizer.apply_gradients(zip(grads, table.trainable_variables, strict=True))
+
+    for ids in batches:
+        step(tf.constant(ids, tf.int32))
+    return table.embeddings.numpy(), optimizer
+
+
+def _adamw(lazy: bool):
+    update = "lazy" if lazy else "dense"
+    cfg = TrainConfig(lr=0.05, weight_decay=0.1, warmup=0.0, embedding_update=update)
+    return make_optimizer(cfg, 10)
+
+
+def test_lazy_rows_equal_dense_adam_when_every_row_is_used():
+    # Every batch uses all 6 rows (some twice): lazy and dense Adam(W) are the same update.
+    batches = [[0, 1, 2, 3, 4, 5, 2], [5, 4, 3, 2, 1, 0, 0], [1, 0, 3, 2, 5, 4, 4]]
+    lazy, _ = _embedding_steps(_adamw(True), batches)
+    dense, _ = _embedding_steps(_adamw(False), batches)
+    np.testing.assert_allclose(lazy, dense, rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_rows_leave_unused_rows_alone():
+    start, _ = _embedding_steps(_adamw(True), [])
+    batches = [[0, 1, 1], [0, 2]]  # rows 3-5 never used; row 1 only in the first batch
+    lazy, opt = _embedding_steps(_adamw(True), batches)
+    dense, _ = _embedding_steps(_adamw(False), batches)
+    np.testing.assert_array_equal(lazy[3:], start[3:])  # no decay, no step
+    assert not np.allclose(dense[3:], start[3:])  # dense AdamW decays them every step
+    after_first, _ = _embedding_steps(_adamw(True), batches[:1])
+    np.testing.assert_array_equal(lazy[1], after_first[1])  # no momentum step when unused
+    assert not np.allclose(dense[1], after_first[1])
+    m, v = (s.numpy() for s in moments(opt, opt._trainable_variables[0]))
+    assert not m[3:].any() and not v[3:].any() and m[:3].any()
+
+
+def test_lazy_rows_are_decayed_once_per_step():
+    # A zero gradient on rows 1 and 3: Adam's step is 0, so only decoupled decay moves them.
+    keras.utils.set_random_seed(0)
+    table = keras.layers.Embedding(6, 4)
+    table.build(None)
+    start = table.embeddings.numpy()
+    opt = _adamw(True)
+    zero = tf.IndexedSlices(tf.zeros([3, 4]), tf.constant([1, 3, 1]), tf.constant([6, 4]))
+    opt.apply_gradients([(zero, table.embeddings)])
+    expected = start.copy()
+    expected[[1, 3]] *= 1 - 0.05 * 0.1
+    np.testing.assert_allclose(table.embeddings.numpy(), expected, rtol=1e-6)
+
+
+def test_make_optimizer_embedding_update_setting():
+    assert make_optimizer(TrainConfig(), 10).lazy_rows  # the default
+    assert not make_optimizer(TrainConfig(embedding_update="dense"), 10).lazy_rows
+    scaled = make_optimizer(TrainConfig(precision="fp16"), 10, loss_scaling=True)
+    assert scaled.inner_optimizer.lazy_rows

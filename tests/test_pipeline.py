@@ -10,7 +10,9 @@ from bertclf.pipeline import (
     bucket_width,
     grouped_order,
     make_dataset,
+    pack_all,
     shuffled_order,
+    tokenize_all,
     trim_to_bucket,
 )
 from bertclf.preprocessing import TextPreprocessor
@@ -78,3 +80,17 @@ def test_tokenized_once_batches_equal_the_preprocessor(tiny_encoder):
             assert not want.numpy()[:, width:].any()  # trimmed columns were padding only
         labels = np.concatenate([b[1].numpy() for b in batches])
         np.testing.assert_array_equal(labels, np.array(ex.labels)[order])
+
+
+def test_pack_all_in_chunks_equals_the_preprocessor(tiny_encoder):
+    from bertclf import encoders
+
+    _, tokenizer = encoders.load(encoders.resolve(tiny_encoder))
+    pre = TextPreprocessor(tokenizer, 10)
+    texts = ["crash error " * 9, "", "refund", "invoice please", "bug " * 3]
+    packed = pack_all(pre, tokenize_all(pre, texts), batch=2)  # chunks of 2, 2 and 1 rows
+    expected = pre(tf.constant(texts))
+    assert sorted(packed) == sorted(expected)
+    for key, want in expected.items():
+        assert packed[key].dtype == want.dtype
+        np.testing.assert_array_equal(packed[key].numpy(), want.numpy())

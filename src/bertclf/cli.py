@@ -15,6 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bertclf import __version__  # noqa: E402
 from bertclf.config import (  # noqa: E402
     CLEAN_STEPS,
+    EMBEDDING_UPDATES,
     HEADS,
     OPTIMIZERS,
     POOLINGS,
@@ -73,6 +74,12 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=3e-5, help="peak learning rate")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument(
+        "--embedding-update",
+        choices=EMBEDDING_UPDATES,
+        default="lazy",
+        help="lazy: Adam moves only the embedding rows a batch uses; dense: all rows",
+    )
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up fraction of all steps")
     p.add_argument("--strategy", choices=STRATEGIES, default="default")
     p.add_argument("--tb-histograms", choices=TB_HISTOGRAMS, default="head")
@@ -220,6 +227,7 @@ def config_from_args(a) -> RunConfig:
             lr=a.lr,
             optimizer=a.optimizer,
             weight_decay=a.weight_decay,
+            embedding_update=a.embedding_update,
             warmup=a.warmup,
             strategy=a.strategy,
             tb_histograms=a.tb_histograms,

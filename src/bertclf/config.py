@@ -19,6 +19,7 @@ POOLINGS = ("mean", "cls")
 HEADS = ("softmax", "sigmoid")
 TRUNCATIONS = ("waterfall", "round_robin")
 OPTIMIZERS = ("adamw", "adam")
+EMBEDDING_UPDATES = ("lazy", "dense")
 STRATEGIES = ("default", "mirrored")
 TB_HISTOGRAMS = ("head", "all", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -105,6 +106,8 @@ class TrainConfig:
         optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
             excluded) or `adam`.
         weight_decay: AdamW weight decay.
+        embedding_update: `lazy` (Adam moves only the embedding rows a batch uses,
+            as TF Addons' LazyAdam) or `dense` (every row, every step, as PyTorch).
         warmup: fraction of all steps with a linear warm-up; then linear decay to 0.
         strategy: `default` (one device) or `mirrored` (all local GPUs).
         tb_histograms: optimizer-moment histograms for the `head`, `all`
@@ -121,6 +124,7 @@ class TrainConfig:
     lr: float = 3e-5
     optimizer: str = "adamw"
     weight_decay: float = 0.01
+    embedding_update: str = "lazy"
     warmup: float = 0.1
     strategy: str = "default"
     tb_histograms: str = "head"
@@ -134,6 +138,12 @@ class TrainConfig:
         _check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
         _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         _check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")
+        _check(
+            self.embedding_update in EMBEDDING_UPDATES,
+            "--embedding-update",
+            self.embedding_update,
+            f"one of {EMBEDDING_UPDATES}",
+        )
         _check(0.0 <= self.warmup < 1.0, "--warmup", self.warmup, "use a fraction in [0, 1)")
         _check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
         _check(
