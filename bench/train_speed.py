@@ -176,6 +176,16 @@ def summarize(runs: dict[str, list[dict]], peak: dict[str, float]) -> dict:
         ):
             if key in rows:
                 row[name] = row["examples_per_s"] / rows[key]["examples_per_s"]
+                # Each round's configurations ran minutes apart, so a round's ratio is
+                # the least drift-exposed comparison; the median of those is reported too.
+                per_round = [
+                    a / b
+                    for a, b in zip(
+                        row["runs_examples_per_s"], rows[key]["runs_examples_per_s"], strict=True
+                    )
+                ]
+                row[f"{name}_per_round"] = per_round
+                row[f"{name}_median_of_rounds"] = statistics.median(per_round)
     return rows
 
 
