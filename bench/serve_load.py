@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -119,7 +120,8 @@ def main() -> None:
         "servers": {},
     }
     for wait in a.max_wait_ms:
-        proc, url = start_server(str(OUT / "exports"), wait)
+        # Serve the model that --export names (its base folder holds one folder per model).
+        proc, url = start_server(str(Path(a.export).parent), wait)
         try:
             asyncio.run(load(url, text, 4, 40))  # warm-up
             levels = {c: asyncio.run(load(url, text, c, n)) for c, n in REQUESTS.items()}
