@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))
 from common import OUT, bbc_texts, forty_words, machine, pct, timed  # noqa: E402
 
 REQUESTS = {1: 100, 8: 240, 32: 640}
