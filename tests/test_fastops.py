@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from bertclf import fastops
+from bertclf.hardware import precision_policy
 from bertclf.model import BertClassifier
 
 
@@ -64,7 +65,7 @@ def test_keep_mask_drops_the_rate_and_is_seeded(shape):
 
 def test_dropout_scales_kept_values_and_passes_the_mask_to_the_gradient():
     layer = keras.layers.Dropout(0.25, seed=5)
-    assert fastops.install(layer) == {"gelu": 0, "dropout": 1}
+    assert fastops.install(layer) == {"gelu": 0, "dropout": 1, "embedding": 0}
     x = tf.random.stateless_normal([16, 40], [1, 2]) + 3.0  # no exact zeros
     np.testing.assert_array_equal(layer(x, training=False), x)
     with tf.GradientTape() as tape:
@@ -76,13 +77,47 @@ def test_dropout_scales_kept_values_and_passes_the_mask_to_the_gradient():
     np.testing.assert_allclose(tape.gradient(y, x).numpy(), kept / 0.75, rtol=1e-6)
 
 
+def _traced_ops(fn, *args) -> set[str]:
+    return {op.type for op in tf.function(fn).get_concrete_function(*args).graph.get_operations()}
+
+
+def test_embedding_reads_only_the_looked_up_rows():
+    keras.utils.set_random_seed(1)
+    layer = keras.layers.Embedding(50, 4)
+    ids = tf.constant([[3, 7, 3], [49, 0, 7]])
+    before = layer(ids)
+    assert fastops.install(layer)["embedding"] == 1
+    np.testing.assert_array_equal(layer(ids).numpy(), before.numpy())
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(layer(ids))
+    grad = tape.gradient(y, layer.embeddings.value)
+    assert isinstance(grad, tf.IndexedSlices)  # rows, as Keras' gather gives
+    assert sorted(set(grad.indices.numpy().tolist())) == [0, 3, 7, 49]
+    # It gathers from the variable, never reading (so never copying) the whole table.
+    ops = _traced_ops(layer, ids)
+    assert "ResourceGather" in ops and "ReadVariableOp" not in ops, ops
+
+
+def test_embedding_sparse_read_in_a_mixed_precision_backbone():
+    with precision_policy("bf16"):
+        backbone = _backbone()
+    x = _inputs()
+    before = backbone(x, training=False)["sequence_output"]
+    fastops.install(backbone)
+    after = backbone(x, training=False)["sequence_output"]
+    assert after.dtype == tf.bfloat16
+    np.testing.assert_array_equal(after.numpy(), before.numpy())
+    assert "ResourceGather" in _traced_ops(lambda x: backbone(x, training=False), x)
+
+
 def test_install_swaps_every_gelu_and_dropout_and_keeps_the_outputs():
     backbone = _backbone()
     x = _inputs()
     before = backbone(x, training=False)["sequence_output"].numpy()
     # Per layer: GELU in the feed-forward; attention-probability, attention-output
-    # and feed-forward dropout. Plus the embeddings' dropout.
-    assert fastops.install(backbone) == {"gelu": 2, "dropout": 2 * 3 + 1}
+    # and feed-forward dropout. Plus the embeddings' dropout, and the token and
+    # segment embeddings (the position embedding is keras-hub's own layer).
+    assert fastops.install(backbone) == {"gelu": 2, "dropout": 2 * 3 + 1, "embedding": 2}
     after = backbone(x, training=False)["sequence_output"].numpy()
     np.testing.assert_allclose(after, before, atol=1e-5)
 

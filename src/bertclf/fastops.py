@@ -1,4 +1,4 @@
-"""Cheaper kernels for the encoder's element-wise work: GELU and dropout.
+"""Cheaper kernels for the encoder's element-wise work (GELU, dropout) and embedding reads.
 
 On a CPU, a fine-tuning step of a small BERT spends about as much time in
 element-wise ops as in matrix products, and each element-wise op is a separate
@@ -17,7 +17,13 @@ gradient: fewer passes, equal to keras-hub's GELU to float32 rounding.
 `fast_dropout_call` draws 16 random bits per element (one 32-bit Philox draw
 feeds two elements) and keeps an element when its bits are >= rate * 2^16.
 
-`install(model)` puts both into a built model in place: same weights, same
+`sparse_embedding_call` looks up embedding rows with a sparse read of the table
+(`ResourceGather`) instead of Keras' whole-table read and gather: once an optimizer
+has updated a table's rows sparsely (bertclf's lazy Adam rows), TensorFlow keeps
+that variable in copy-on-read mode, and every whole-table read copies it (MiniLM's
+30,522 x 384 float32 words, 47 MB, each step).
+
+`install(model)` puts all three into a built model in place: same weights, same
 layers and names, same seeds, so training and the exported model share them.
 """
 
@@ -105,19 +111,42 @@ def fast_dropout_call(layer: keras.layers.Dropout, inputs, training=False):
     return inputs * tf.where(keep, scale, tf.zeros([], inputs.dtype))
 
 
+def sparse_embedding_call(layer: keras.layers.Embedding, inputs, reverse=False):
+    """`keras.layers.Embedding.call` that reads only the looked-up rows of the table.
+
+    Same rows, same output dtype (the layer's compute dtype) and the same
+    `tf.IndexedSlices` gradient as Keras' `ops.take` on the whole table. Keras'
+    own call runs where the table reads as a tensor (a mixed-precision layer
+    called on its own, outside a model, casts its whole table) and for a
+    `ReversibleEmbedding` asked for `reverse` (logits over the vocabulary).
+    """
+    table = layer.embeddings.value  # the tf.Variable, unless an autocast scope casts it
+    if reverse:
+        return type(layer).call(layer, inputs, reverse=True)
+    if not isinstance(table, tf.Variable):
+        return type(layer).call(layer, inputs)
+    ids = tf.convert_to_tensor(inputs)
+    if ids.dtype not in (tf.int32, tf.int64):
+        ids = tf.cast(ids, tf.int32)
+    rows = tf.gather(table, ids)  # on a tf.Variable: ResourceGather
+    return tf.cast(rows, layer.compute_dtype)
+
+
 def install(model: keras.layers.Layer) -> dict[str, int]:
-    """Swap in `gelu_approximate` and `fast_dropout_call` throughout a built model.
+    """Swap in `gelu_approximate`, `fast_dropout_call` and `sparse_embedding_call`.
 
     Args:
         model: a built Keras layer or model (a `BertClassifier` or a backbone).
 
     Returns:
-        How many layers were changed: {"gelu": n, "dropout": m}.
+        How many layers were changed: {"gelu": n, "dropout": m, "embedding": k}.
 
     Dense layers whose activation is keras-hub's `gelu_approximate` get ours;
-    every `keras.layers.Dropout` without a `noise_shape` gets the cheaper mask.
+    every `keras.layers.Dropout` without a `noise_shape` gets the cheaper mask;
+    every plain `keras.layers.Embedding` (no masking, LoRA or quantization) the
+    sparse read.
     """
-    counts = {"gelu": 0, "dropout": 0}
+    counts = {"gelu": 0, "dropout": 0, "embedding": 0}
     for layer in model._flatten_layers(include_self=True):
         activation = getattr(layer, "activation", None)
         if isinstance(layer, keras.layers.Dense) and _is_keras_hub_gelu(activation):
@@ -126,8 +155,21 @@ def install(model: keras.layers.Layer) -> dict[str, int]:
         if isinstance(layer, keras.layers.Dropout) and layer.noise_shape is None:
             layer.call = functools.partial(fast_dropout_call, layer)
             counts["dropout"] += 1
+        if _is_plain_embedding(layer):
+            layer.call = functools.partial(sparse_embedding_call, layer)
+            counts["embedding"] += 1
     logger.debug("fast element-wise ops installed: %s", counts)
     return counts
+
+
+def _is_plain_embedding(layer) -> bool:
+    return (
+        isinstance(layer, keras.layers.Embedding)
+        and layer.built
+        and not layer.mask_zero
+        and not getattr(layer, "lora_enabled", False)
+        and getattr(layer, "quantization_mode", None) is None
+    )
 
 
 def _is_keras_hub_gelu(fn) -> bool:
