@@ -36,10 +36,12 @@ def test_grouped_order_is_a_seeded_permutation_of_similar_length_batches():
 def test_trim_to_bucket_widths():
     mask = tf.sequence_mask([3, 40], 128)
     features = {"token_ids": tf.cast(mask, tf.int32), "padding_mask": mask}
-    assert trim_to_bucket(features, 128)["token_ids"].shape == (2, 40)  # default: multiples of 8
+    assert trim_to_bucket(features, 128)["token_ids"].shape == (2, 40)  # default: multiples of 4
+    mask41 = tf.sequence_mask([3, 41], 128)
+    assert trim_to_bucket({"padding_mask": mask41}, 128)["padding_mask"].shape == (2, 44)
     assert trim_to_bucket(features, 128, bucket_width(jit=True))["token_ids"].shape == (2, 64)
     mask = tf.sequence_mask([3, 5], 128)
-    assert trim_to_bucket({"padding_mask": mask}, 128)["padding_mask"].shape == (2, 8)
+    assert trim_to_bucket({"padding_mask": mask}, 128)["padding_mask"].shape == (2, 8)  # 5 -> 8
     assert trim_to_bucket({"padding_mask": mask}, 128, 32)["padding_mask"].shape == (2, 32)
     mask = tf.sequence_mask([100, 98], 128)
     assert trim_to_bucket({"padding_mask": mask}, 100)["padding_mask"].shape == (2, 100)

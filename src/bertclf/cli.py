@@ -87,7 +87,7 @@ def _add_train(sub) -> None:
         "--bucketing",
         choices=TOGGLES,
         default="auto",
-        help="pad batches only to their longest text (multiples of 8; 32 under XLA)",
+        help="pad batches only to their longest text (multiples of 4; 32 under XLA)",
     )
     p.add_argument(
         "--jit", choices=TOGGLES, default="auto", help="XLA-compile the steps (auto: on GPUs)"

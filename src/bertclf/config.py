@@ -113,7 +113,7 @@ class TrainConfig:
         tb_histograms: optimizer-moment histograms for the `head`, `all`
             trainable variables, or `none`.
         bucketing: pad each batch only to its longest text, rounded up to a
-            multiple of 8 (32 under XLA) (`auto`/`on`), or always to `seq_len` (`off`).
+            multiple of 4 (32 under XLA) (`auto`/`on`), or always to `seq_len` (`off`).
         jit: XLA-compile the train and eval steps (`auto` = where measured faster).
         precision: `fp32`, `bf16`, `fp16` (with loss scaling), or `auto` (bf16 where
             the hardware has native bf16, else fp32).
