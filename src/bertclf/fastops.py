@@ -120,9 +120,9 @@ def sparse_embedding_call(layer: keras.layers.Embedding, inputs, reverse=False):
     called on its own, outside a model, casts its whole table) and for a
     `ReversibleEmbedding` asked for `reverse` (logits over the vocabulary).
     """
-    table = layer.embeddings.value  # the tf.Variable, unless an autocast scope casts it
     if reverse:
         return type(layer).call(layer, inputs, reverse=True)
+    table = layer.embeddings.value  # the tf.Variable, unless an autocast scope casts it
     if not isinstance(table, tf.Variable):
         return type(layer).call(layer, inputs)
     ids = tf.convert_to_tensor(inputs)
