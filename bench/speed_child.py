@@ -33,7 +33,7 @@ def run_bertclf(a) -> dict:
     from bertclf.data import Examples, Splits
     from bertclf.hardware import apply_precision, make_strategy
     from bertclf.pipeline import token_lengths
-    from bertclf.train import Trainer, build, resolve_config
+    from bertclf.training import Trainer, build, resolve_config
 
     texts, labels, names = read(a.data, a.steps * BATCH)
     ex = Examples(texts, labels, names, [str(i) for i in range(len(texts))])

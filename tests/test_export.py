@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, export_check, servable
 from bertclf import export as export_lib
 from bertclf.errors import ExportError, RunError
 from bertclf.exported import ExportedModel
 from bertclf.run import load_run
-from bertclf.train import train
+from bertclf.training import train
 
 from conftest import run_cli
 
@@ -86,7 +86,7 @@ def test_export_signatures_parity_and_metadata(trained, tmp_path):
 
 def test_versions_and_names(trained, tmp_path):
     base = tmp_path / "m"
-    (base / "tickets" / ".tmp-9-pid1-x").mkdir(parents=True)  # non-numeric: ignored
+    (base / "tickets" / ".9.pid1.x.tmp").mkdir(parents=True)  # non-numeric: ignored
     (base / "tickets" / "notes").mkdir()
     assert export_lib.export(trained, base, verify=False).version == 1
     assert export_lib.export(trained, base, version=5, verify=False).version == 5
@@ -95,7 +95,7 @@ def test_versions_and_names(trained, tmp_path):
         export_lib.export(trained, base, version=5, verify=False)
     with pytest.raises(ExportError, match=r"'bad name!' has characters outside"):
         export_lib.export(trained, base, name="bad name!")
-    assert export_lib.versions(base / "tickets") == [1, 5, 6]
+    assert servable.versions(base / "tickets") == [1, 5, 6]
     assert not (base / "bad name!").exists()
 
 
@@ -127,6 +127,7 @@ def test_failure_mid_export_leaves_nothing(trained, tmp_path, monkeypatch):
 KILL_DURING_EXPORT = """
 import os, signal
 from bertclf import export as export_lib
+from bertclf import export_check
 def die(path):
     os.kill(os.getpid(), signal.SIGKILL)
 export_lib.mark_classify_method = die
@@ -143,7 +144,7 @@ def test_killed_export_publishes_no_version_and_is_cleaned_up(trained, tmp_path)
     )
     assert proc.returncode == -9
     left = [p.name for p in (base / "tickets").iterdir()]
-    assert len(left) == 1 and left[0].startswith(".tmp-1-pid")  # hidden: TF Serving ignores it
+    assert len(left) == 1 and left[0].startswith(".1.pid")  # hidden: TF Serving ignores it
     export_lib.export(trained, base, verify=False)
     assert sorted(p.name for p in (base / "tickets").iterdir()) == ["1"]
 
@@ -194,7 +195,7 @@ def test_deploy_files_match_the_audit(trained, tmp_path):
 
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     tag = re.search(r"^FROM tensorflow/serving:(\S+)$", dockerfile, re.M).group(1)
-    assert tag == export_lib.TARGETS[export_lib.DEFAULT_TARGET][0] == "2.19.1"
+    assert tag == export_check.TARGETS[export_check.DEFAULT_TARGET][0] == "2.19.1"
     config = text_format.Parse(
         (ROOT / "deploy" / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )

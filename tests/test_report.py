@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
-from bertclf.train import train
+from bertclf.training import train
 
 from conftest import run_cli, write_folder
 

@@ -18,7 +18,7 @@ import pytest
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.export import export
 from bertclf.exported import ExportedModel
-from bertclf.train import train
+from bertclf.training import train
 
 from conftest import write_folder
 

@@ -12,9 +12,8 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
-
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from bertclf.version import __version__  # noqa: E402
 
 __all__ = [
     "DataConfig",
@@ -31,11 +30,11 @@ __all__ = [
 def __getattr__(name):
     # Lazy: importing bertclf (e.g. for the CLI's --help) must not import TensorFlow.
     if name == "train":
-        from bertclf.train import train
+        from bertclf.training import train
 
         return train
     if name == "evaluate":
-        from bertclf.evaluate import evaluate
+        from bertclf.evaluation import evaluate
 
         return evaluate
     if name == "load_run":

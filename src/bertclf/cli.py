@@ -12,7 +12,6 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bertclf import __version__  # noqa: E402
 from bertclf.config import (  # noqa: E402
     CLEAN_STEPS,
     EMBEDDING_UPDATES,
@@ -31,6 +30,7 @@ from bertclf.config import (  # noqa: E402
     parse_clean,
 )
 from bertclf.errors import BertclfError  # noqa: E402
+from bertclf.version import __version__  # noqa: E402
 
 logger = logging.getLogger("bertclf")
 
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a) -> RunConfig:
-    from bertclf.run import read_meta
+    from bertclf.rundir import read_meta
 
     if a.data is None:
         if not a.resume:
@@ -240,8 +240,8 @@ def config_from_args(a) -> RunConfig:
 
 
 def cmd_train(a) -> int:
-    from bertclf.evaluate import format_metrics
-    from bertclf.train import train
+    from bertclf.evaluation import format_metrics
+    from bertclf.training import train
 
     config = config_from_args(a)
     result = train(config, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
@@ -254,7 +254,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from bertclf.evaluate import evaluate, format_metrics
+    from bertclf.evaluation import evaluate, format_metrics
 
     m = evaluate(a.run, a.data, a.text_field, a.label_field)
     print(json.dumps(m, indent=2) if a.json else format_metrics(m))
@@ -289,7 +289,8 @@ def cmd_predict(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from bertclf.export import export, format_signatures
+    from bertclf.export import export
+    from bertclf.export_check import format_signatures
 
     r = export(
         a.run,

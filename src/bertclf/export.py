@@ -12,13 +12,11 @@ instance polling BASE/NAME never sees a half-written version.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,55 +27,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bertclf import __version__
+from bertclf import servable
 from bertclf.archives import package_sagemaker, package_zip
 from bertclf.errors import ExportError
-from bertclf.fileio import atomic_path
-from bertclf.run import LABELS, TrainedRun, load_run
+from bertclf.export_check import DEFAULT_TARGET, TARGETS, audit, check_in_fresh_process
+from bertclf.fileio import atomic_path, publish_modes, remove_stale_temps
+from bertclf.run import TrainedRun, load_run
+from bertclf.rundir import LABELS
+from bertclf.version import __version__
 
 logger = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-METADATA = Path("assets.extra") / "bertclf.json"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-
-# TF Text ops that TF Serving 2.19.x links (TF Text 2.12.1, as in SageMaker's TF 2.20
-# image). `TFText>RoundRobinTrim` (keras-hub's default truncation) is not among them.
-TF_TEXT_2_12_OPS = frozenset(
-    {
-        "CaseFoldUTF8",
-        "NormalizeUTF8",
-        "NormalizeUTF8WithOffsetsMap",
-        "RegexSplitWithOffsets",
-        "WordpieceTokenizeWithOffsets",
-        "FastWordpieceTokenizeWithOffsets",
-        "FastWordpieceDetokenize",
-        "FastBertNormalize",
-        "WhitespaceTokenizeWithOffsets",
-        "WhitespaceTokenizeWithOffsetsV2",
-        "UnicodeScriptTokenizeWithOffsets",
-        "SentencepieceOp",
-        "SentencepieceTokenizeOp",
-        "SentencepieceTokenizeWithOffsetsOp",
-        "SentencepieceDetokenizeOp",
-        "SplitMergeTokenizeWithOffsets",
-        "MaxSpanningTree",
-        "TFText>WhitespaceTokenizeWithOffsetsV2",
-        "TFText>FastWordpieceTokenizeWithOffsets",
-        "TFText>FastBertNormalize",
-        "TFText>FastSentencepieceTokenize",
-        "TFText>ConstrainedSequence",
-        "TFText>SentenceFragmentsV2",
-        "TFText>Ngrams",
-    }
-)
-TARGETS = {
-    # target -> (TF Serving image tag, allowed non-core ops; None = whatever loads here)
-    "tfserving-2.19": ("2.19.1", TF_TEXT_2_12_OPS),
-    "tensorflow-2.21": (None, None),
-}
-DEFAULT_TARGET = "tfserving-2.19"
 
 
 @dataclass
@@ -157,79 +116,16 @@ def mark_classify_method(export_dir: Path) -> None:
     proto.ParseFromString(pb.read_bytes())
     for meta_graph in proto.meta_graphs:
         if "classify" in meta_graph.signature_def:
-            meta_graph.signature_def["classify"].method_name = CLASSIFY_METHOD
+            meta_graph.signature_def["classify"].method_name = servable.CLASSIFY_METHOD
     with atomic_path(pb) as tmp:
         tmp.write_bytes(proto.SerializeToString())
-
-
-# ------------------------------------------------------------------ checks
-
-
-def check_in_fresh_process(export_dir: Path, texts: list[str]) -> dict[str, Any]:
-    """Run savedmodel_check.py (tensorflow + tensorflow_text only) on the export."""
-    script = Path(__file__).with_name("savedmodel_check.py")
-    with tempfile.TemporaryDirectory() as tmp:
-        request, result = Path(tmp) / "request.json", Path(tmp) / "result.json"
-        request.write_text(json.dumps({"texts": texts}))
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        proc = subprocess.run(
-            [sys.executable, str(script), str(export_dir), str(request), str(result)],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise ExportError(
-                f"{export_dir}: the SavedModel failed to load in a fresh process ({tail[0][:300]})"
-            )
-        return json.loads(result.read_text())
-
-
-def audit(non_core_ops: list[str], target: str) -> None:
-    """Fail when the graph needs an op the target server does not have."""
-    allowed = TARGETS[target][1]
-    if allowed is None:
-        return
-    missing = sorted(set(non_core_ops) - allowed)
-    if missing:
-        raise ExportError(
-            f"op audit: the export uses {missing}, which {target} does not register (it would "
-            "fail to load with 'Op type not registered'); train with --truncate waterfall, or "
-            "export with a newer --target"
-        )
-
-
-def format_signatures(sigs: dict[str, Any]) -> str:
-    """The signatures, laid out as `saved_model_cli show --all` does."""
-    lines = []
-    for key in sorted(sigs):
-        sig = sigs[key]
-        lines.append(f"signature_def['{key}']:")
-        for kind in ("inputs", "outputs"):
-            lines.append(
-                f"  The given SavedModel SignatureDef contains the following "
-                f"{'input' if kind == 'inputs' else 'output'}(s):"
-            )
-            for name, t in sorted(sig[kind].items()):
-                shape = (
-                    "unknown_rank" if t["shape"] is None else f"({', '.join(map(str, t['shape']))})"
-                )
-                lines += [
-                    f"    {kind}['{name}'] tensor_info:",
-                    f"        dtype: {t['dtype']}",
-                    f"        shape: {shape}",
-                    f"        name: {t['name']}",
-                ]
-        lines.append(f"  Method name is: {sig['method_name']}")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ publishing
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not servable.valid_name(name):
         raise ExportError(
             f"model name {name!r} has characters outside [A-Za-z0-9_.-]; "
             "pass --name with only those"
@@ -237,14 +133,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def versions(model_dir: Path) -> list[int]:
-    """Numeric version directories, as TF Serving sees them."""
-    if not model_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def prepare_target(base: Path, name: str, version: int | None) -> tuple[Path, int]:
+def prepare_model_dir(base: Path, name: str, version: int | None) -> Path:
+    """Create BASE/NAME (writable), refuse an explicit --version that exists."""
+    if base.exists() and not base.is_dir():
+        raise ExportError(f"{base}: cannot create {base / name} (it is a file); choose a folder")
     try:
         (base / name).mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -253,50 +145,65 @@ def prepare_target(base: Path, name: str, version: int | None) -> tuple[Path, in
         ) from None
     if not os.access(base / name, os.W_OK):
         raise ExportError(f"{base / name}: not writable; choose a writable --to")
-    existing = versions(base / name)
-    if version is None:
-        version = (existing[-1] + 1) if existing else 1
-    elif version < 1:
+    if version is not None and version < 1:
         raise ExportError(f"--version {version}: versions are positive integers")
-    if (base / name / str(version)).exists():
+    if version is not None and (base / name / str(version)).exists():
         raise ExportError(
             f"{base / name / str(version)} already exists and is never "
             "overwritten; omit --version to use the next free one"
         )
-    return base / name / str(version), version
+    return base / name
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def next_version(model_dir: Path) -> int:
+    existing = servable.versions(model_dir)
+    return existing[-1] + 1 if existing else 1
 
 
-def clean_stale_temps(model_dir: Path) -> None:
-    """Remove temporary export directories left by exports that were killed."""
-    for path in model_dir.glob(".tmp-*-pid*-*"):
-        match = re.match(r"^\.tmp-.*-pid(\d+)-", path.name)
-        if match and not _pid_alive(int(match.group(1))):
-            logger.info("removing %s, left by an interrupted export", path)
-            shutil.rmtree(path, ignore_errors=True)
+def clean_stale_temps(base: Path, model_dir: Path) -> None:
+    """Remove what killed exports left: version directories in progress, archives."""
+    for directory in (model_dir, base):
+        for path in remove_stale_temps(directory):
+            logger.info("removed %s, left by an interrupted export", path)
 
 
-def sample_texts(run: TrainedRun, limit: int = 64) -> list[str]:
-    """Texts to verify parity on: the run's validation texts, plus edge cases."""
-    from bertclf.data import load_splits
-    from bertclf.errors import BertclfError
+def publish(tmp: Path, model_dir: Path, version: int | None, stamp) -> tuple[Path, int]:
+    """Rename the finished version into place: atomic, and never over another version.
 
-    try:
-        texts = load_splits(run.config.data, run.config.seed).val.texts[:limit]
-    except BertclfError:
-        logger.warning("the run's data is not readable here; verifying on built-in texts")
+    With no explicit --version, a concurrent export that took the number first
+    makes this one take the next free number (`stamp(tmp, version)` rewrites the
+    metadata that records it); with --version, it fails with one line.
+    """
+    publish_modes(tmp)  # mkdtemp made it 0700: TF Serving may run as another user
+    for _ in range(100):
+        number = version if version is not None else next_version(model_dir)
+        stamp(tmp, number)
+        final = model_dir / str(number)
+        try:
+            # Atomic, and never onto a version that exists: rename(2) fails with
+            # ENOTEMPTY/EEXIST when another export published that number first.
+            os.rename(tmp, final)
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if version is not None:
+                raise ExportError(
+                    f"{final} was published by another export meanwhile and is never "
+                    "overwritten; omit --version to use the next free one"
+                ) from None
+            continue
+        return final, number
+    raise ExportError(f"{model_dir}: could not claim a free version number; retry")
+
+
+def sample_texts(run: TrainedRun) -> list[str]:
+    """Texts to verify parity on: the run's stored validation sample, plus edge cases."""
+    texts = run.sample_texts()
+    if not texts:
+        logger.warning("%s stores no validation sample; verifying on built-in texts", run.path)
         texts = ["The quick brown fox jumps over the lazy dog."]
     long_text = " ".join(["longer than the model's window"] * 200)
-    return [*texts, "", long_text, "Ünïcödé  and\nnew lines\t> quoted"]
+    return [*texts, "", long_text, "\u00dcn\u00efc\u00f6d\u00e9  and\nnew lines\t> quoted"]
 
 
 def _write_version(run: TrainedRun, tmp: Path) -> None:
@@ -321,6 +228,20 @@ def _verify(run: TrainedRun, tmp: Path, verify: bool, target: str) -> tuple[dict
     if result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
         raise ExportError("verification: the reloaded model's classes differ from the run's")
     return result, diff
+
+
+def _warn_precision(run: TrainedRun) -> None:
+    compute = run.model.backbone.dtype_policy.compute_dtype
+    if compute != "float32":
+        # The export computes as training did (same layers, same policy): parity.
+        logger.warning(
+            "%s trained with --precision %s, so this export computes in %s; serving "
+            "hosts without native support (AVX512_BF16/AMX CPUs, Ampere+ GPUs) run it "
+            "slower than float32: train with --precision fp32 for those",
+            run.path,
+            run.meta["config"]["train"]["precision"],
+            compute,
+        )
 
 
 def export(
@@ -353,28 +274,27 @@ def export(
     start = time.perf_counter()
     if target not in TARGETS:
         raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
-    run = load_run(run_dir)
-    compute = run.model.backbone.dtype_policy.compute_dtype
-    if compute != "float32":
-        # The export computes as training did (same layers, same policy): parity.
-        logger.warning(
-            "%s trained with --precision %s, so this export computes in %s; serving "
-            "hosts without native support (AVX512_BF16/AMX CPUs, Ampere+ GPUs) run it "
-            "slower than float32: train with --precision fp32 for those",
-            run_dir,
-            run.meta["config"]["train"]["precision"],
-            compute,
-        )
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
-    final, version = prepare_target(base, name, version)
-    clean_stale_temps(base / name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-pid{os.getpid()}-", dir=base / name))
+    run = load_run(run_dir)
+    _warn_precision(run)
+    model_dir = prepare_model_dir(base, name, version)
+    clean_stale_temps(base, model_dir)
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=f".{version or next_version(model_dir)}.pid{os.getpid()}.",
+            suffix=".tmp",
+            dir=model_dir,
+        )
+    )
     try:
         _write_version(run, tmp)
         result, diff = _verify(run, tmp, verify, target)
-        write_metadata(tmp, run, name, version, target, result)
-        os.rename(tmp, final)  # atomic; fails rather than replace a version made meanwhile
+
+        def stamp(path: Path, number: int) -> None:
+            write_metadata(path, run, name, number, target, result)
+
+        final, version = publish(tmp, model_dir, version, stamp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -396,9 +316,25 @@ def export(
     )
 
 
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config with its local paths reduced to their last part (names only)."""
+    data = dict(config["data"])
+    for key in ("train", "test", "val"):
+        if data.get(key):
+            data[key] = Path(data[key]).name
+    model = dict(config["model"])
+    if Path(model["model"]).is_absolute():
+        model["model"] = Path(model["model"]).name
+    return {**config, "data": data, "model": model, "out": Path(config["out"]).name}
+
+
 def write_metadata(
     tmp: Path, run: TrainedRun, name: str, version: int, target: str, result: dict[str, Any]
 ) -> None:
+    """assets.extra/bertclf.json: labels, signatures, op audit and provenance (no local paths)."""
+    encoder = dict(run.meta["encoder"])
+    if encoder.get("kind") != "hub":
+        encoder["source"] = Path(encoder["source"]).name
     meta = {
         "name": name,
         "version": version,
@@ -407,13 +343,14 @@ def write_metadata(
         "signatures": result["signatures"],
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
         "run": {
-            "path": str(run.path.resolve()),
-            "config": run.meta["config"],
-            "encoder": run.meta["encoder"],
+            "name": run.path.resolve().name,
+            "config": portable_config(run.meta["config"]),
+            "encoder": encoder,
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "bertclf_version": __version__,
         "tensorflow": tf.__version__,
     }
-    (tmp / METADATA.parent).mkdir(exist_ok=True)
-    (tmp / METADATA).write_text(json.dumps(meta, indent=2) + "\n")
+    (tmp / servable.METADATA.parent).mkdir(exist_ok=True)
+    with atomic_path(tmp / servable.METADATA) as path:
+        path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -129,7 +129,7 @@ def misclassified(texts, labels, probs, names, sources, split: str, limit: int =
 
 
 def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from bertclf.evaluate import compute_metrics
+    from bertclf.evaluation import compute_metrics
 
     probs = run.predict_proba(examples.texts)
     metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names)

@@ -1,9 +1,13 @@
 """Check an exported SavedModel in a fresh process, as a server would see it.
 
-Run as a script (never imported by bertclf), so the process holds only what a
-serving host has: `tensorflow`, then `tensorflow_text`.
+Run as a module in its own process (never imported by the rest of bertclf), so the
+process holds only what a serving host has: `tensorflow`, then `tensorflow_text`
+(and bertclf's dependency-free `servable` constants).
 
-    python savedmodel_check.py EXPORT_DIR REQUEST_JSON RESULT_JSON
+    python -m bertclf.savedmodel_check EXPORT_DIR PARENT_PID < {"texts": [...]}
+
+It reads the request on stdin and prints the result as one JSON line on stdout, and
+dies with PARENT_PID (the exporting process), so a killed export leaves nothing behind.
 
 1. Op audit, before TF Text is imported: every op in the graph and its function
    library that core TensorFlow does not register is listed as non-core.
@@ -12,14 +16,21 @@ serving host has: `tensorflow`, then `tensorflow_text`.
    and `classify` on the same texts as tf.Examples; return both score arrays.
 """
 
+import ctypes
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
+
+from bertclf import servable
 
 
 def read_saved_model(export_dir: Path) -> saved_model_pb2.SavedModel:
@@ -60,20 +71,11 @@ def run_model(export_dir: Path, texts: list) -> dict:
 
     model = tf.saved_model.load(str(export_dir))
     batch = tf.constant(texts)
-    predicted = model.signatures["serving_default"](text=batch)
-    examples = [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "text": tf.train.Feature(
-                        bytes_list=tf.train.BytesList(value=[t.encode("utf-8")])
-                    )
-                }
-            )
-        ).SerializeToString()
-        for t in texts
-    ]
-    classified = model.signatures["classify"](inputs=tf.constant(examples))
+    predicted = model.signatures[servable.DEFAULT_SIGNATURE](**{servable.TEXT_INPUT: batch})
+    examples = [servable.text_example(t.encode("utf-8")) for t in texts]
+    classified = model.signatures[servable.CLASSIFY_SIGNATURE](
+        **{servable.EXAMPLES_INPUT: tf.constant(examples)}
+    )
     return {
         "scores": predicted["scores"].numpy().tolist(),
         "classes": [c.decode("utf-8") for c in predicted["classes"].numpy().tolist()],
@@ -85,9 +87,27 @@ def run_model(export_dir: Path, texts: list) -> dict:
     }
 
 
+def die_with_parent(parent: int) -> None:
+    """Exit when the exporting process is gone (prctl on Linux, else a watcher thread)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list) -> int:
-    export_dir, request_file, result_file = Path(argv[1]), Path(argv[2]), Path(argv[3])
-    request = json.loads(request_file.read_text())
+    export_dir = Path(argv[1])
+    if len(argv) > 2:
+        die_with_parent(int(argv[2]))
+    request = json.loads(sys.stdin.read() or "{}")
     proto = read_saved_model(export_dir)
     ops = all_ops(proto)
     result = {
@@ -98,7 +118,7 @@ def main(argv: list) -> int:
     }
     if request.get("texts"):
         result.update(run_model(export_dir, request["texts"]))
-    result_file.write_text(json.dumps(result))
+    print(json.dumps(result))
     return 0
 
 

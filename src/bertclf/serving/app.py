@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bertclf import servable
 from bertclf.serving import protocol
 from bertclf.serving.errors import (
     InvalidArgument,
@@ -92,7 +93,7 @@ def error_response(e: ServingError) -> JSONResponse:
 
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -134,9 +135,9 @@ class Handlers:
             raise NotFound(f"Unrecognized servable version label: {match['label']}")
         version = None
         if match["version"] is not None:
-            if not match["version"].isdigit():
+            version = servable.parse_version(match["version"])
+            if version is None:
                 raise NotFound(f"Malformed request: {request.method} {request.url.path}")
-            version = int(match["version"])
         want = "POST" if suffix in (":predict", ":classify", ":regress") else "GET"
         if request.method != want:
             raise MethodNotAllowed(f"{request.method} is not supported here; use {want}")
@@ -179,16 +180,7 @@ class Handlers:
 
 def examples(texts: list[bytes]) -> list[bytes]:
     """Serialized tf.Examples with one bytes feature "text", for the classify signature."""
-    import tensorflow as tf
-
-    return [
-        tf.train.Example(
-            features=tf.train.Features(
-                feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t]))}
-            )
-        ).SerializeToString()
-        for t in texts
-    ]
+    return [servable.text_example(t) for t in texts]
 
 
 async def _not_found(request: Request, exc: HTTPException) -> Response:

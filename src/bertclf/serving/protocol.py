@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from bertclf import servable
 from bertclf.serving.errors import InvalidArgument
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
+DEFAULT_SIGNATURE = servable.DEFAULT_SIGNATURE
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ def parse_classify(
     name = signature_name(doc)
     if "signature_name" not in doc:
         name = "classify" if "classify" in signatures else name
-    find_signature(signatures, name, method=CLASSIFY_METHOD)
+    find_signature(signatures, name, method=servable.CLASSIFY_METHOD)
     examples = doc.get("examples")
     if examples is None:
         raise InvalidArgument(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from bertclf import servable
 from bertclf.serving.batcher import Batcher
 from bertclf.serving.errors import NotFound
 
 logger = logging.getLogger(__name__)
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -68,14 +66,8 @@ def load_version(name: str, version: int, path: Path) -> LoadedVersion:
     loaded = LoadedVersion(name, version, path, sigs, tf.saved_model.load(str(path)))
     for key, sig in sigs.items():  # warm-up: trace and allocate before taking traffic
         sample = b"warm up"
-        if sig["method_name"] == "tensorflow/serving/classify":
-            sample = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[sample]))
-                    }
-                )
-            ).SerializeToString()
+        if sig["method_name"] == servable.CLASSIFY_METHOD:
+            sample = servable.text_example(sample)
         loaded.run(key, [sample])
     return loaded
 
@@ -86,22 +78,16 @@ def scan(base: Path, single_name: str | None) -> dict[str, tuple[int, Path]]:
         model_dirs = {single_name: base}
     else:
         model_dirs = {
-            p.name: p
-            for p in base.iterdir()
-            if p.is_dir() and NAME_RE.match(p.name) and not p.name.startswith(".")
+            p.name: p for p in base.iterdir() if p.is_dir() and servable.valid_name(p.name)
         }
     found = {}
     for name, directory in model_dirs.items():
-        if (directory / "saved_model.pb").is_file():  # a bare version directory
-            found[name] = (int(directory.name) if directory.name.isdigit() else 1, directory)
+        if servable.is_version_dir(directory):  # a bare version directory
+            found[name] = (servable.parse_version(directory.name) or 1, directory)
             continue
-        versions = [
-            (int(p.name), p)
-            for p in directory.iterdir()
-            if p.name.isdigit() and (p / "saved_model.pb").is_file()
-        ]
+        versions = servable.published(directory)
         if versions:
-            found[name] = max(versions)
+            found[name] = versions[-1]
     return found
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from bertclf import servable
 from bertclf.errors import BertclfError
-from bertclf.serving.repository import NAME_RE, BatchSettings, ModelRepository
+from bertclf.serving.repository import BatchSettings, ModelRepository
 
 logger = logging.getLogger(__name__)
 
@@ -16,14 +17,13 @@ def make_repository(base: str | Path, name: str | None, batching: BatchSettings)
     base = Path(base)
     if not base.is_dir():
         raise BertclfError(f"{base}: no such directory; pass the --to folder of 'bertclf export'")
-    single = (base / "saved_model.pb").is_file() or any(
-        p.name.isdigit() and (p / "saved_model.pb").is_file() for p in base.iterdir()
-    )
-    if name is not None and not NAME_RE.match(name):
+    single = servable.find_version_dir(base) is not None
+    if name is not None and not servable.valid_name(name):
         raise BertclfError(f"--name {name!r} has characters outside [A-Za-z0-9_.-]")
     if single:
-        name = name or (base.parent.name if base.name.isdigit() else base.name)
-        if not NAME_RE.match(name):
+        is_version = servable.parse_version(base.name) is not None
+        name = name or (base.parent.name if is_version else base.name)
+        if not servable.valid_name(name):
             raise BertclfError(
                 f"{base}: model name {name!r} has characters outside [A-Za-z0-9_.-]; pass --name"
             )

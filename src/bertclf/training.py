@@ -22,7 +22,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from bertclf import data as data_lib
-from bertclf import encoders, hardware
+from bertclf import encoders, hardware, rundir
 from bertclf import run as run_lib
 from bertclf.config import RunConfig
 from bertclf.errors import RunError
@@ -69,7 +69,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
 def check_resume(config: RunConfig, run_dir: Path) -> None:
     """--resume must continue the same run: every (resolved) setting must match the saved one."""
-    saved = run_lib.read_meta(run_dir)["config"]
+    saved = rundir.read_meta(run_dir)["config"]
     now = config.to_dict()  # already resolved by train()
     diffs = [
         f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
@@ -115,7 +115,7 @@ class Trainer:
             model=model, optimizer=optimizer, epoch=self.epoch, best=self.best
         )
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(run_dir / run_lib.CHECKPOINTS), max_to_keep=1
+            self.checkpoint, str(run_dir / rundir.CHECKPOINTS), max_to_keep=1
         )
         # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
         # replayed epoch draws the same masks as the interrupted one did.
@@ -129,7 +129,7 @@ class Trainer:
         self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
         self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
         self.writers = {
-            part: tf.summary.create_file_writer(str(run_dir / run_lib.LOGS / part))
+            part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
             for part in ("train", "validation")
         }
 
@@ -254,13 +254,13 @@ class Trainer:
     def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
         improved = row["val_accuracy"] > float(self.best.numpy())
         if improved:  # replace best weights only on a strict improvement
-            with atomic_path(self.run_dir / run_lib.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
+            with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
                 self.model.save_weights(str(tmp))
             self.best.assign(row["val_accuracy"])
         row["best"] = improved
         self._summaries(row)
         history.append(row)
-        write_json(self.run_dir / run_lib.HISTORY, history)
+        write_json(self.run_dir / rundir.HISTORY, history)
         self.epoch.assign(row["epoch"])
         self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
         logger.info(
@@ -358,11 +358,9 @@ def train(
 
 def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
     out = Path(config.out)
+    rundir.check_run_dir(out, resume=resume, overwrite=overwrite)  # refuse before any work
     if resume:
-        run_lib.prepare_run_dir(out, resume=True, overwrite=overwrite)
         check_resume(config, out)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        run_lib.prepare_run_dir(out, resume=False, overwrite=False)  # raises: refuse early
     splits = data_lib.load_splits(config.data, config.seed)
     for line in data_lib.describe(splits):
         logger.info("%s", line)
@@ -370,10 +368,16 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
-    run_dir = run_lib.prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if not resume:
-        run_lib.write_run_files(
-            run_dir, config, splits.label_names, spec.to_dict(), backbone, tokenizer
+        rundir.write_run_files(
+            run_dir,
+            config,
+            splits.label_names,
+            spec.to_dict(),
+            backbone,
+            tokenizer,
+            samples=splits.val.texts,
         )
     trainer = Trainer(config, splits, strategy, model, preprocessor, optimizer, run_dir, progress)
     history = _restore(trainer, run_dir) if resume else []
@@ -402,9 +406,15 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
     if latest is None:
         logger.info("--resume: no finished epoch yet; starting from epoch 1")
         return []
-    trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    try:
+        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise RunError(
+            f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged "
+            "or from other settings: train again with --overwrite"
+        ) from None
     done = int(trainer.epoch.numpy())
-    history_file = run_dir / run_lib.HISTORY
+    history_file = run_dir / rundir.HISTORY
     history = read_json(history_file)[:done] if history_file.is_file() else []
     logger.info(
         "--resume: continuing after epoch %d (best validation accuracy %.4f)",
@@ -415,7 +425,7 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
 
 
 def _score_test(run_dir: Path, splits: data_lib.Splits) -> dict[str, Any]:
-    from bertclf.evaluate import evaluate_examples
+    from bertclf.evaluation import evaluate_examples
 
     metrics = evaluate_examples(run_lib.load_run(run_dir), splits.test)
     write_json(run_dir / "test_metrics.json", metrics)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.errors import RunError
 from bertclf.run import load_run
-from bertclf.train import train
+from bertclf.training import train
 
 from conftest import write_folder
 
@@ -112,8 +112,8 @@ def test_resume_refuses_changed_settings(tmp_path, tiny_data, tiny_encoder):
 KILL_MID_EPOCH = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-from bertclf.train import Trainer, train
-from test_train import tiny_config
+from bertclf.training import Trainer, train
+from test_training import tiny_config
 
 original = Trainer.run_epoch
 
@@ -175,8 +175,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, {tests!r})
 import numpy as np
 from bertclf.run import load_run
-from bertclf.train import train
-from test_train import tiny_config
+from bertclf.training import train
+from test_training import tiny_config
 import dataclasses
 
 results = {{}}

@@ -1,0 +1,130 @@
+"""The run directory: its layout, its creation rules, and its description (config.json).
+
+RUN/
+  config.json        resolved RunConfig, label names, encoder source, backbone config
+  labels.txt         one label per line, in model output order (export's labels asset)
+  vocab.txt          the tokenizer's WordPiece vocabulary
+  best.weights.h5    weights of the kept epoch (see --select)
+  checkpoints/       last finished epoch: model + optimizer state (for --resume)
+  history.json       per-epoch metrics
+  samples.json       a sample of validation texts (export's parity check reads it)
+  logs/train, logs/validation   TensorBoard event files
+
+Nothing here imports TensorFlow, so the CLI can check a run directory at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bertclf.config import RunConfig
+from bertclf.errors import RunError
+from bertclf.fileio import read_json, write_json, write_text
+from bertclf.version import __version__
+
+logger = logging.getLogger(__name__)
+
+CONFIG = "config.json"
+LABELS = "labels.txt"
+VOCAB = "vocab.txt"
+BEST_WEIGHTS = "best.weights.h5"
+CHECKPOINTS = "checkpoints"
+HISTORY = "history.json"
+SAMPLES = "samples.json"
+SAMPLE_SIZE = 64  # validation texts kept for export's parity check
+LOGS = "logs"
+
+
+def check_run_dir(out: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse (RunError) what `prepare_run_dir` would refuse, changing nothing."""
+    path = Path(out)
+    if resume and overwrite:
+        raise RunError(f"{path}: --resume and --overwrite contradict each other; pick one")
+    if resume:
+        if not (path / CONFIG).is_file():
+            raise RunError(f"{path}: no run to resume (no {CONFIG}); drop --resume to start one")
+        read_meta(path)
+    elif path.exists() and not overwrite:
+        if not path.is_dir():
+            raise RunError(
+                f"{path}: is a file, not a run directory; choose another --out, or "
+                "--overwrite to replace the file"
+            )
+        if any(path.iterdir()):
+            raise RunError(
+                f"{path}: already exists; pass --resume to continue that run or --overwrite "
+                "to replace it"
+            )
+
+
+def prepare_run_dir(out: str | Path, resume: bool, overwrite: bool) -> Path:
+    """Create `out`, or accept it for --resume; never replace a run silently."""
+    check_run_dir(out, resume, overwrite)
+    path = Path(out)
+    if resume:
+        return path
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):  # with --overwrite
+        logger.warning("--overwrite: deleting the existing run %s", path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{path}: cannot create the run directory ({e.strerror})") from e
+    return path
+
+
+def write_run_files(
+    path: Path,
+    config: RunConfig,
+    labels: list[str],
+    encoder: dict[str, str],
+    backbone,
+    tokenizer,
+    samples: list[str],
+) -> dict[str, Any]:
+    """Write config.json, labels.txt, vocab.txt and samples.json (each atomically).
+
+    `samples` (validation texts) travel with the run, so that a run copied elsewhere
+    still exports with a parity check on real texts.
+    """
+    write_json(path / SAMPLES, {"texts": list(samples[:SAMPLE_SIZE])})
+    meta = {
+        "bertclf_version": __version__,
+        "config": config.to_dict(),
+        "labels": list(labels),
+        "encoder": encoder,
+        "backbone": backbone.get_config(),
+        "tokenizer": {"vocabulary": VOCAB, "lowercase": bool(tokenizer.lowercase)},
+    }
+    write_text(path / VOCAB, "\n".join(tokenizer.get_vocabulary()) + "\n")
+    write_text(path / LABELS, "\n".join(labels) + "\n")
+    write_json(path / CONFIG, meta)
+    return meta
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """A run's config.json, or a one-line RunError when it is missing or damaged."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise RunError(
+            f"{path}: not a bertclf run (no {CONFIG}); pass the --out folder of 'bertclf train'"
+        )
+    try:
+        meta = read_json(path / CONFIG)
+        RunConfig.from_dict(meta["config"])
+        if not meta["labels"] or "backbone" not in meta or "tokenizer" not in meta:
+            raise KeyError("labels")
+    except (ValueError, KeyError, TypeError) as e:
+        reason = e.msg if isinstance(e, json.JSONDecodeError) else f"{type(e).__name__}: {e}"
+        raise RunError(
+            f"{path / CONFIG}: damaged ({reason}); restore it from a copy of the run, "
+            "or train again with --overwrite"
+        ) from None
+    return meta
