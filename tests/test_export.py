@@ -206,3 +206,78 @@ def test_deploy_files_match_the_audit(trained, tmp_path):
     block = deploy_md.split("<!-- op-audit-list -->")[1].split("<!-- /op-audit-list -->")[0]
     assert re.findall(r"`([^`]+)`", block) == result.non_core_ops
     assert "2.19.1" in deploy_md
+
+
+LOAD_AS_NOBODY = """
+import json, os, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (imported as root: the modules live where nobody can read)
+from bertclf import servable
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)  # from here on the kernel checks the export's modes as user nobody
+model = tf.saved_model.load(sys.argv[1])
+scores = model.signatures["serving_default"](text=tf.constant(["refund my invoice"]))["scores"]
+print(json.dumps({"uid": os.getuid(), "labels": servable.read_labels(__import__("pathlib").Path(sys.argv[1])), "rows": scores.numpy().tolist()}))
+"""
+
+
+def _modes(root: Path) -> set[tuple[str, int]]:
+    return {("d" if p.is_dir() else "f", p.stat().st_mode & 0o777) for p in root.rglob("*")}
+
+
+def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
+    import os
+    import tempfile
+
+    # The run was written with this process' umask: its files are not private.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert _modes(trained) <= {("f", 0o666 & ~mask), ("d", 0o777 & ~mask)}
+
+    shared = Path(tempfile.mkdtemp(prefix="bertclf-umask-"))
+    os.chmod(shared, 0o755)  # mkdtemp is 0700: let another user reach the base path
+    try:
+        old = os.umask(0o022)
+        try:
+            result = export_lib.export(
+                trained, shared / "models", zip_archive=True, sagemaker=True, verify=False
+            )
+        finally:
+            os.umask(old)
+        assert _modes(result.path) == {("f", 0o644), ("d", 0o755)}
+        assert (result.path.stat().st_mode & 0o777) == 0o755
+        zip_path, tar_path = result.packages
+        for archive in (zip_path, tar_path):
+            assert archive.stat().st_mode & 0o777 == 0o644
+        with zipfile.ZipFile(zip_path) as z:
+            assert {(i.external_attr >> 16) & 0o777 for i in z.infolist() if not i.is_dir()} == {
+                0o644
+            }
+        with tarfile.open(tar_path) as t:
+            assert {m.mode for m in t.getmembers() if m.isfile()} == {0o644}
+            assert {m.mode for m in t.getmembers() if m.isdir()} <= {0o755}
+
+        # No local absolute path anywhere in the export (graph, metadata, assets).
+        for path in result.path.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                for local in (str(trained.parent), str(shared), str(Path.home())):
+                    assert local.encode() not in data, (path, local)
+
+        if os.geteuid() != 0:
+            pytest.skip("loading as user nobody needs root to switch users")
+        proc = subprocess.run(
+            [sys.executable, "-c", LOAD_AS_NOBODY, str(result.path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out["uid"] == 65534 and out["labels"] == ["billing", "bug", "feature"]
+        np.testing.assert_allclose(
+            out["rows"], load_run(trained).predict_proba(["refund my invoice"]), atol=1e-5
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

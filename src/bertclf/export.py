@@ -67,6 +67,8 @@ def labels_table(labels_file: Path) -> tf.lookup.StaticHashTable:
             value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
         ),
         default_value="",
+        # Anonymous: a shared table's name would embed labels.txt's local path.
+        experimental_is_anonymous=True,
     )
 
 
@@ -333,8 +335,8 @@ def write_metadata(
 ) -> None:
     """assets.extra/bertclf.json: labels, signatures, op audit and provenance (no local paths)."""
     encoder = dict(run.meta["encoder"])
-    if encoder.get("kind") != "hub":
-        encoder["source"] = Path(encoder["source"]).name
+    if encoder.get("kind") != "hub":  # a local directory or the package's: names only
+        encoder = {k: Path(v).name if k in ("name", "source") else v for k, v in encoder.items()}
     meta = {
         "name": name,
         "version": version,
