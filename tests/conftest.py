@@ -106,3 +106,27 @@ def stderr_line(proc: subprocess.CompletedProcess) -> str:
 
 def read_json(path) -> object:
     return json.loads(Path(path).read_text())
+
+
+BERTCLF = Path(sys.executable).with_name("bertclf")  # the console script pip installed
+
+
+def run_script(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
+    """Run the real `bertclf` console script, as a user does (fresh process, real fd 2)."""
+    return subprocess.run(
+        [str(BERTCLF), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """Assert exit status 2 and exactly one non-empty stderr line; return it."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("bertclf"), lines
+    return lines[0]

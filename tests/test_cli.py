@@ -155,7 +155,7 @@ def test_predict_and_evaluate_errors(capsys, tmp_path, tiny_data):
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.json").write_text("{}")
-    assert "no best.weights.h5" in cli_error(capsys, "evaluate", str(run), str(tiny_data))
+    assert "config.json: damaged" in cli_error(capsys, "evaluate", str(run), str(tiny_data))
     shutil.rmtree(run)
 
 
@@ -163,3 +163,50 @@ def test_models_command(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "minilm-l6" in out and "small_bert/bert_en_uncased_L-4_H-512_A-8" in out
+
+
+ORDERS = {
+    "train": (
+        ["train", "DATA", "--out", "RUN", "--epochs", "2", "--clean", "lower"],
+        ["train", "--epochs", "2", "--out", "RUN", "DATA", "--clean", "lower"],
+    ),
+    "evaluate": (["evaluate", "RUN", "DATA", "--json"], ["evaluate", "--json", "RUN", "DATA"]),
+    "predict": (
+        ["predict", "RUN", "one text", "--json", "two"],
+        ["predict", "--json", "RUN", "one text", "two"],
+    ),
+    "export": (
+        ["export", "RUN", "--to", "BASE", "--zip"],
+        ["export", "--zip", "--to", "BASE", "RUN"],
+    ),
+    "analyze": (["analyze", "DATA", "--out", "A"], ["analyze", "--out", "A", "DATA"]),
+    "report": (["report", "RUN", "--test", "T"], ["report", "--test", "T", "RUN"]),
+    "serve": (["serve", "BASE", "--port", "9"], ["serve", "--port", "9", "BASE"]),
+    "models": (["models", "-q"], ["-q", "models"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(ORDERS))
+def test_options_anywhere(command):
+    from bertclf.cli import parse_args
+
+    a, b = (vars(parse_args(argv)) for argv in ORDERS[command])
+    assert a == b
+    if command == "predict":
+        assert a["texts"] == ["one text", "two"] and a["json"] is True
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    from bertclf.cli import build_parser
+
+    _, commands = build_parser()
+    for name, parser in commands.items():
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, (name, action.option_strings)
+                has_value = action.nargs != 0 and action.default not in (None, ())
+                if has_value:
+                    assert "(default: %(default)s)" in action.help, (name, action.dest)
+    train_help = commands["train"].format_help()
+    for shown in ("(default: 3)", "(default: 3e-05)", "(default: none)", "(default: minilm-l6)"):
+        assert shown in train_help

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from bertclf.config import DataConfig
-from bertclf.data import load_splits, read_labelled
+from bertclf.data import check_source, load_splits, read_labelled
 from bertclf.errors import DataError
 
 from conftest import write_folder
@@ -125,3 +125,34 @@ def test_test_set_uses_training_label_order(tmp_path):
     splits = load_splits(DataConfig(str(train), test=str(test)), 42)
     names = splits.label_names
     assert [names[y] for y in splits.test.labels] == ["bug", "feature", "feature"]
+
+
+def test_excel_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    csv_file = tmp_path / "excel.csv"
+    csv_file.write_bytes("\ufefftext,label\nhello,a\nbye,b\nagain,a\n".encode())
+    check_source(csv_file, "text", "label")
+    ex = read_labelled(csv_file)
+    assert ex.texts == ["hello", "bye", "again"] and ex.label_names == ["a", "b"]
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes('\ufeff{"text": "x", "label": "a"}\n'.encode())
+    assert read_labelled(jsonl).texts == ["x"]
+
+
+def test_a_label_spanning_lines_is_refused_at_read_time(tmp_path):
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text('text,label\nhello,a\nbye,"two\nlines"\n')
+    with pytest.raises(DataError, match=r"d.csv:3: label 'two\\nlines' spans several lines"):
+        read_labelled(csv_file)
+
+
+def test_check_source_reads_only_headers(tmp_path):
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text("body,label\nhi,a\n")
+    with pytest.raises(DataError, match=r"no column 'text'.*--text-field"):
+        check_source(csv_file, "text", "label")
+    check_source(csv_file, "body", "label")
+    with pytest.raises(DataError, match="no such file or folder"):
+        check_source(tmp_path / "missing", "text", "label")
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(DataError, match="unknown file type '.txt'"):
+        check_source(tmp_path / "d.txt", "text", "label")

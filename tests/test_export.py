@@ -1,11 +1,13 @@
 """Export: layout, signatures, parity in a fresh process, versions, atomicity, op audit."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -210,6 +212,7 @@ def test_deploy_files_match_the_audit(trained, tmp_path):
 
 LOAD_AS_NOBODY = """
 import json, os, sys
+from pathlib import Path
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (imported as root: the modules live where nobody can read)
 from bertclf import servable
@@ -218,7 +221,8 @@ os.setgid(65534)
 os.setuid(65534)  # from here on the kernel checks the export's modes as user nobody
 model = tf.saved_model.load(sys.argv[1])
 scores = model.signatures["serving_default"](text=tf.constant(["refund my invoice"]))["scores"]
-print(json.dumps({"uid": os.getuid(), "labels": servable.read_labels(__import__("pathlib").Path(sys.argv[1])), "rows": scores.numpy().tolist()}))
+labels = servable.read_labels(Path(sys.argv[1]))
+print(json.dumps({"uid": os.getuid(), "labels": labels, "rows": scores.numpy().tolist()}))
 """
 
 
@@ -227,7 +231,6 @@ def _modes(root: Path) -> set[tuple[str, int]]:
 
 
 def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
-    import os
     import tempfile
 
     # The run was written with this process' umask: its files are not private.
@@ -281,3 +284,90 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
         )
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_path, monkeypatch):
+    base = tmp_path / "m"
+    write = export_lib._write_version
+
+    def and_a_concurrent_export_publishes_1(run, tmp):
+        write(run, tmp)
+        shutil.copytree(tmp, base / "tickets" / "1")  # the other export won the race
+
+    monkeypatch.setattr(export_lib, "_write_version", and_a_concurrent_export_publishes_1)
+    result = export_lib.export(trained, base, verify=False)
+    assert result.version == 2 and result.path == base / "tickets" / "2"
+    meta = json.loads((result.path / "assets.extra" / "bertclf.json").read_text())
+    assert meta["version"] == 2
+    assert sorted(p.name for p in (base / "tickets").iterdir()) == ["1", "2"]
+    # An explicit --version that another export takes meanwhile: one error, nothing left.
+    monkeypatch.setattr(
+        export_lib,
+        "_write_version",
+        lambda run, tmp: (write(run, tmp), shutil.copytree(tmp, base / "tickets" / "7")),
+    )
+    with pytest.raises(ExportError, match=r"tickets/7 was published by another export"):
+        export_lib.export(trained, base, version=7, verify=False)
+    assert sorted(p.name for p in (base / "tickets").iterdir()) == ["1", "2", "7"]
+
+
+def test_leftovers_of_killed_exports_are_removed(trained, tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    base = tmp_path / "m"
+    (base / "tickets").mkdir(parents=True)
+    stale_zip = base / f".tickets.zip.pid{dead}.abc.tmp.zip"
+    stale_zip.write_bytes(b"half a zip")
+    stale_version = base / "tickets" / f".1.pid{dead}.xyz.tmp"
+    stale_version.mkdir()
+    mine = base / f".other.pid{os.getpid()}.abc.tmp"  # a live process' file stays
+    mine.write_text("in progress")
+    export_lib.export(trained, base, verify=False, zip_archive=True)
+    assert not stale_zip.exists() and not stale_version.exists() and mine.exists()
+
+
+PARENT = """
+import os, subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-m", "bertclf.savedmodel_check", sys.argv[1], str(os.getpid())],
+    stdin=subprocess.PIPE,
+)
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_verifier_dies_with_the_export(trained, tmp_path):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.2)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+def test_a_moved_run_verifies_on_its_stored_validation_texts(trained, tmp_path, caplog):
+    moved = tmp_path / "elsewhere" / "tickets"
+    shutil.copytree(trained, moved)
+    run = load_run(moved)
+    assert len(run.sample_texts()) == 7  # the whole validation split (36 texts, 0.2)
+    texts = export_lib.sample_texts(run)
+    assert texts[:7] == run.sample_texts() and len(texts) == 10
+    with caplog.at_level("WARNING"):
+        result = export_lib.export(moved, tmp_path / "m")
+    assert result.max_abs_diff <= 1e-5
+    assert "built-in texts" not in caplog.text

@@ -4,12 +4,13 @@ import base64
 
 import pytest
 
+from bertclf import servable
 from bertclf.serving import protocol as p
 from bertclf.serving.errors import STATUS, InvalidArgument, NotFound, status_of
 
 SIGS = {
     "serving_default": {
-        "method_name": p.PREDICT_METHOD,
+        "method_name": servable.PREDICT_METHOD,
         "inputs": {"text": {"dtype": "DT_STRING", "shape": [-1], "name": "serving_default_text:0"}},
         "outputs": {
             "scores": {"dtype": "DT_FLOAT", "shape": [-1, 2], "name": "x:0"},
@@ -17,7 +18,7 @@ SIGS = {
         },
     },
     "classify": {
-        "method_name": p.CLASSIFY_METHOD,
+        "method_name": servable.CLASSIFY_METHOD,
         "inputs": {"inputs": {"dtype": "DT_STRING", "shape": [-1], "name": "classify_inputs:0"}},
         "outputs": {"scores": {"dtype": "DT_FLOAT", "shape": [-1, 2], "name": "y:0"}},
     },

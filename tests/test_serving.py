@@ -109,9 +109,9 @@ def server(base):
         "--max-wait-ms",
         "30",
         "--max-instances",
-        "64",
-        "--max-queue",
         "48",
+        "--max-queue",
+        "64",
         "--max-body-mb",
         "1",
     )
@@ -195,8 +195,7 @@ def test_predict_matches_the_exported_model(server, base):
             'Serving signature name: "x" not found',
         ),
         ("/v1/models/tickets:predict", {"instances": [{"body": "a"}]}, 400, "named input: body"),
-        ("/v1/models/tickets:predict", {"instances": ["a"] * 65}, 400, "the limit is 64"),
-        ("/v1/models/tickets:predict", {"instances": ["a"] * 60}, 429, "the server is overloaded"),
+        ("/v1/models/tickets:predict", {"instances": ["a"] * 49}, 400, "the limit is 48"),
         (
             "/v1/models/nope:predict",
             {"instances": ["a"]},

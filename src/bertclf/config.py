@@ -1,9 +1,14 @@
-"""Typed, frozen configuration for a bertclf run.
+"""Typed, frozen configuration: every setting of every command, declared once.
 
 A run is fully described by a `RunConfig`; its resolved form is saved as
 `config.json` in every run directory so that a run can be reproduced, resumed,
-evaluated and exported without the original command line. Each dataclass checks
-its own values in `__post_init__` and raises `ConfigError` naming the option.
+evaluated and exported without the original command line. `ExportConfig`,
+`PredictConfig` and `ServeConfig` do the same for the other commands. Each
+dataclass checks its own values in `__post_init__` and raises `ConfigError`
+naming the option. Each field's default and help text (its `option(...)`
+metadata) are what `bertclf ... --help` shows: `bertclf.cliargs` generates the
+flags from these fields, so no default is written twice. Nothing here imports
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertclf.errors import ConfigError
+from bertclf.export_check import DEFAULT_TARGET, TARGETS
 
 CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
 POOLINGS = ("mean", "cls")
@@ -24,11 +30,25 @@ STRATEGIES = ("default", "mirrored")
 TB_HISTOGRAMS = ("head", "all", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOGGLES = ("auto", "on", "off")
+TEXT_FIELD = "text"
+LABEL_FIELD = "label"
 
 
 def _check(ok: bool, option: str, value: Any, hint: str) -> None:
     if not ok:
         raise ConfigError(f"{option} {value!r} is invalid: {hint}")
+
+
+def option(default: Any, help: str, **cli: Any) -> Any:
+    """A dataclass field with its command-line help (and flag details) as metadata.
+
+    `cli` keys, read by `bertclf.cliargs`: `choices`, `flags` (instead of
+    `--field-name`), `type` (parse a command-line string), `show` (the default as
+    the command line spells it), `metavar`.
+    """
+    if default is dataclasses.MISSING:  # a required setting
+        return field(metadata={"help": help, **cli})
+    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
@@ -44,11 +64,19 @@ class DataConfig:
             `keras.utils.text_dataset_from_directory(validation_split=...)`.
     """
 
-    train: str
-    test: str | None = None
-    text_field: str = "text"
-    label_field: str = "label"
-    val_split: float = 0.2
+    train: str = option(
+        dataclasses.MISSING,
+        "folder with one sub-folder per class, or .csv/.jsonl (optional with --resume)",
+    )
+    test: str | None = option(
+        None,
+        "held-out folder or file, scored with the kept weights after training",
+        flags=("--test", "--test-dir"),
+        type=str,
+    )
+    text_field: str = option(TEXT_FIELD, "CSV/JSONL column (key) holding the text")
+    label_field: str = option(LABEL_FIELD, "CSV/JSONL column (key) holding the label")
+    val_split: float = option(0.2, "fraction of DATA held out for validation")
 
     def __post_init__(self) -> None:
         _check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
@@ -74,13 +102,26 @@ class ModelConfig:
             2.12 (TF Serving 2.19 loads it); `round_robin` emits RoundRobinTrim.
     """
 
-    model: str = "minilm-l6"
-    seq_len: int = 128
-    pooling: str = "mean"
-    dropout: float = 0.1
-    head: str = "softmax"
-    clean: tuple[str, ...] = ()
-    truncate: str = "waterfall"
+    model: str = option("minilm-l6", "encoder name or directory (see 'bertclf models')")
+    seq_len: int = option(128, "tokens per text, [CLS] and [SEP] included (8..512)")
+    pooling: str = option(
+        "mean", "sentence vector: mean of the last hidden states, or [CLS]", choices=POOLINGS
+    )
+    dropout: float = option(0.1, "dropout rate before the dense layer")
+    head: str = option(
+        "softmax", "softmax: one logit per label; sigmoid: one logit, binary only", choices=HEADS
+    )
+    clean: tuple[str, ...] = option(
+        (),
+        f"cleaning inside the model: none, or comma-separated {', '.join(CLEAN_STEPS)}",
+        type=lambda v: parse_clean(v),
+        show="none",
+    )
+    truncate: str = option(
+        "waterfall",
+        "packer truncation (waterfall loads on TF Serving 2.19; round_robin needs newer)",
+        choices=TRUNCATIONS,
+    )
 
     def __post_init__(self) -> None:
         _check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
@@ -119,18 +160,38 @@ class TrainConfig:
             the hardware has native bf16, else fp32).
     """
 
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 3e-5
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    embedding_update: str = "lazy"
-    warmup: float = 0.1
-    strategy: str = "default"
-    tb_histograms: str = "head"
-    bucketing: str = "auto"
-    jit: str = "auto"
-    precision: str = "auto"
+    epochs: int = option(3, "passes over the training split")
+    batch_size: int = option(16, "global batch size (split across replicas)")
+    lr: float = option(3e-5, "peak learning rate")
+    optimizer: str = option(
+        "adamw", "adamw: decoupled weight decay; adam: none", choices=OPTIMIZERS
+    )
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm)")
+    embedding_update: str = option(
+        "lazy",
+        "lazy: Adam moves only the embedding rows a batch uses; dense: all rows",
+        choices=EMBEDDING_UPDATES,
+    )
+    warmup: float = option(0.1, "fraction of all steps with a linear warm-up, then linear decay")
+    strategy: str = option(
+        "default", "default: one device; mirrored: all local GPUs", choices=STRATEGIES
+    )
+    tb_histograms: str = option(
+        "head",
+        "TensorBoard histograms of Adam's moments for these variables",
+        choices=TB_HISTOGRAMS,
+    )
+    bucketing: str = option(
+        "auto",
+        "pad batches only to their longest text (multiples of 4; 32 under XLA)",
+        choices=TOGGLES,
+    )
+    jit: str = option("auto", "XLA-compile the steps (auto: on GPUs)", choices=TOGGLES)
+    precision: str = option(
+        "auto",
+        "mixed precision (auto: bf16 where the CPU or GPU has native bf16, else fp32)",
+        choices=PRECISIONS,
+    )
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
@@ -170,10 +231,10 @@ class RunConfig:
     """
 
     data: DataConfig
-    out: str
+    out: str = option(dataclasses.MISSING, "run directory to create (or to --resume)")
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 42
+    seed: int = option(42, "seeds the split, initialisation, shuffling and dropout")
 
     def __post_init__(self) -> None:
         _check(bool(self.out), "--out", self.out, "name a run directory")
@@ -188,12 +249,13 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         model = dict(d.get("model", {}))
         model["clean"] = tuple(model.get("clean", ()))
+        seed = {"seed": d["seed"]} if "seed" in d else {}
         return cls(
             data=DataConfig(**d["data"]),
             out=d["out"],
             model=ModelConfig(**model),
             train=TrainConfig(**d.get("train", {})),
-            seed=d.get("seed", 42),
+            **seed,
         )
 
 
@@ -206,3 +268,136 @@ def parse_clean(value: str) -> tuple[str, ...]:
     for step in steps:
         _check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
     return steps
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`bertclf export`: where and how a run is published for TF Serving.
+
+    Args:
+        run: the trained run directory.
+        base: the model base path TF Serving watches (BASE).
+        name: model name (default: the run directory's name).
+        version: version number (default: one more than the highest, from 1).
+        target: server whose ops the export must stay within.
+        verify: reload in a fresh process and compare probabilities.
+        zip: also write BASE/NAME.zip.
+        sagemaker: also write BASE/NAME-VERSION.model.tar.gz.
+    """
+
+    run: str = option(dataclasses.MISSING, "run directory")
+    base: str = option(dataclasses.MISSING, "model base path (BASE)", flags=("--to",))
+    name: str | None = option(None, "model name (default: the run directory's name)", type=str)
+    version: int | None = option(None, "version (default: the next free one, from 1)", type=int)
+    target: str = option(
+        DEFAULT_TARGET, "server whose ops the export must stay within", choices=tuple(TARGETS)
+    )
+    verify: bool = option(
+        True,
+        "reload in a fresh process and compare probabilities (--no-verify skips it; the op "
+        "audit still runs)",
+        flags=("--no-verify",),
+    )
+    zip: bool = option(False, "also write BASE/NAME.zip")
+    sagemaker: bool = option(False, "also write BASE/NAME-VERSION.model.tar.gz for SageMaker")
+
+    def __post_init__(self) -> None:
+        from bertclf import servable
+
+        _check(bool(self.base), "--to", self.base, "name a model base folder")
+        if self.name is not None:
+            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+        if self.version is not None:
+            _check(self.version >= 1, "--version", self.version, "versions are positive integers")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`bertclf predict`: texts in, labels and probabilities out.
+
+    Args:
+        model: a run directory, or an exported BASE/NAME[/VERSION].
+        texts: texts given on the command line.
+        input: a file of texts: .csv/.tsv/.jsonl by extension, else one text per line.
+        text_field: the text column of a CSV/TSV/JSONL input.
+        id_field: a column copied to each result, when the input has it.
+        output: write results here (.csv, else JSONL) instead of printing them.
+        json: print JSON lines instead of a table.
+        batch_size: texts per model call (and per read from --input).
+        overwrite: replace an existing --output file.
+    """
+
+    model: str = option(dataclasses.MISSING, "run directory, or exported BASE/NAME[/VERSION]")
+    texts: tuple[str, ...] = option((), "texts to classify")
+    input: str | None = option(
+        None, "file of texts: .csv/.tsv/.jsonl (by extension), else one per line", type=str
+    )
+    text_field: str = option(TEXT_FIELD, "text column of a .csv/.tsv/.jsonl --input")
+    id_field: str = option("id", "column copied to each result when the input has it")
+    output: str | None = option(
+        None, "write results to this file (.csv, else JSON lines)", type=str
+    )
+    json: bool = option(False, "print JSON lines")
+    batch_size: int = option(64, "texts per model call (and per read from --input)")
+    overwrite: bool = option(False, "replace an existing --output file")
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        if not self.texts and not self.input:
+            raise ConfigError("predict: no texts; pass them as arguments or with --input FILE")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`bertclf serve`: TF Serving's REST API over the exports under a base path.
+
+    Args:
+        base: model base path (BASE/NAME/VERSION), or one model's directory.
+        name: model name when `base` is a single model's directory.
+        host: address to bind.
+        port: TCP port.
+        poll: seconds between scans of `base` for new versions.
+        max_batch: most texts in one model call (larger requests are split).
+        max_wait_ms: under concurrent load, how long a batch waits to fill up.
+        max_queue: texts waiting for the model before new requests get 429.
+        max_body_mb: request body limit (413 above it).
+        max_instances: texts in one request (400 above it); at most `max_queue`.
+        access_log: log every request.
+    """
+
+    base: str = option(dataclasses.MISSING, "model base path (BASE), or one model's directory")
+    name: str | None = option(None, "model name when BASE is one model's directory", type=str)
+    host: str = option("127.0.0.1", "address to bind (loopback by default)")
+    port: int = option(8501, "TCP port (TF Serving's REST port by default)")
+    poll: float = option(1.0, "seconds between scans of BASE for new versions")
+    max_batch: int = option(32, "most texts in one model call; larger requests are split")
+    max_wait_ms: float = option(
+        2.0, "under concurrent load, how long a batch waits to fill up (a lone request never)"
+    )
+    max_queue: int = option(1024, "texts waiting for the model before requests get 429")
+    max_body_mb: float = option(10.0, "request body limit in MiB (413 above it)")
+    max_instances: int = option(512, "texts in one request (400 above it); at most --max-queue")
+    access_log: bool = option(False, "log every request")
+
+    def __post_init__(self) -> None:
+        from bertclf import servable
+
+        if self.name is not None:
+            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+        _check(0 < self.port < 65536, "--port", self.port, "use a port in 1..65535")
+        _check(self.poll > 0, "--poll", self.poll, "use a positive number of seconds")
+        for flag, value in (
+            ("--max-batch", self.max_batch),
+            ("--max-queue", self.max_queue),
+            ("--max-instances", self.max_instances),
+        ):
+            _check(value >= 1, flag, value, "use 1 or more")
+        _check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
+        _check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
+        _check(
+            self.max_instances <= self.max_queue,
+            "--max-instances",
+            self.max_instances,
+            f"a request must fit the queue: use at most --max-queue ({self.max_queue})",
+        )

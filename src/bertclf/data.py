@@ -18,6 +18,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -188,51 +189,110 @@ def read_table(
         text = decode(raw_text.encode("utf-8", errors="surrogateescape"), source, report)
         if text is None:
             continue
-        if raw_label is None or str(raw_label).strip() == "":
-            raise DataError(f"{source}: empty {label_field!r}; every row needs a label")
         texts.append(text)
-        labels.append(str(raw_label).strip())
+        labels.append(check_label(source, "" if raw_label is None else str(raw_label), label_field))
         sources.append(source)
     if not texts:
         raise DataError(f"{path}: no non-empty texts in field {text_field!r}")
     return texts, labels, sources, report
 
 
+def _check_header(path: Path, header: list[str], fields: dict[str, str]) -> None:
+    for name, flag in fields.items():
+        if name not in header:
+            raise DataError(
+                f"{path}: no column {name!r} (columns: {header}); set {flag} to one of them"
+            )
+
+
+def _check_keys(where: str, row: Any, fields: dict[str, str]) -> None:
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    for name, flag in fields.items():
+        if name not in row:
+            raise DataError(
+                f"{where}: no field {name!r} (fields: {sorted(row)}); set {flag} to one of them"
+            )
+
+
+def _json_row(path: Path, line_no: int, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path}:{line_no}: not valid JSON ({e.msg}); one object per line"
+        ) from None
+
+
+def _open_text(path: Path):
+    """Text mode that reads an Excel byte-order mark as nothing, and bad bytes losslessly."""
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
 def _read_csv(path: Path, text_field: str, label_field: str):
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    with _open_text(path) as f:
         reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        for name, option in ((text_field, "--text-field"), (label_field, "--label-field")):
-            if name not in header:
-                raise DataError(
-                    f"{path}: no column {name!r} (columns: {header}); set {option} to one of them"
-                )
+        _check_header(
+            path,
+            reader.fieldnames or [],
+            {text_field: "--text-field", label_field: "--label-field"},
+        )
         for line, row in enumerate(reader, start=2):
             yield f"{path}:{line}", row[text_field] or "", row[label_field]
 
 
 def _read_jsonl(path: Path, text_field: str, label_field: str):
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+    fields = {text_field: "--text-field", label_field: "--label-field"}
+    with _open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(
-                    f"{path}:{line_no}: not valid JSON ({e.msg}); one object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}"
-                )
-            for name, option in ((text_field, "--text-field"), (label_field, "--label-field")):
-                if name not in row:
-                    raise DataError(
-                        f"{path}:{line_no}: no field {name!r} (fields: {sorted(row)}); "
-                        f"set {option} to one of them"
-                    )
+            row = _json_row(path, line_no, line)
+            _check_keys(f"{path}:{line_no}", row, fields)
             yield f"{path}:{line_no}", str(row[text_field] or ""), row[label_field]
+
+
+def check_source(path: str | os.PathLike, text_field: str, label_field: str) -> None:
+    """Check what can be checked at once (no TensorFlow, no full read): raise DataError.
+
+    A folder: its class sub-folders and their .txt files. A table: that it exists, its
+    type, and the text and label columns (CSV header, or the first JSONL object).
+    """
+    path = Path(path)
+    if path.is_dir():
+        index_folder(path)
+        return
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl"
+        )
+    suffix = path.suffix.lower()
+    fields = {text_field: "--text-field", label_field: "--label-field"}
+    if suffix == ".csv":
+        with _open_text(path) as f:
+            _check_header(path, csv.DictReader(f).fieldnames or [], fields)
+    elif suffix in (".jsonl", ".ndjson"):
+        with _open_text(path) as f:
+            for line_no, line in enumerate(f, start=1):
+                if line.strip():
+                    _check_keys(f"{path}:{line_no}", _json_row(path, line_no, line), fields)
+                    return
+        raise DataError(f"{path}: no JSON objects; one object per line")
+    else:
+        raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv or .jsonl")
+
+
+def check_label(source: str, label: str, label_field: str) -> str:
+    """A label as stored (labels.txt, one per line): stripped, non-empty, one line."""
+    label = label.strip()
+    if label == "":
+        raise DataError(f"{source}: empty {label_field!r}; every row needs a label")
+    if any(c in label for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        raise DataError(
+            f"{source}: label {label!r} spans several lines; labels must be one line "
+            "(fix the quoting of that row)"
+        )
+    return label
 
 
 # ---------------------------------------------------------------------------- public

@@ -26,8 +26,6 @@ import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import keras_hub
-
 from bertclf.errors import EncoderError
 
 logger = logging.getLogger(__name__)
@@ -83,9 +81,55 @@ def _hub_name(name: str) -> str | None:
         layers, hidden, heads = (int(g) for g in m.groups())
         if (layers, hidden) in _SMALL_BERT_SIZES and heads == hidden // 64:
             return f"hf://google/bert_uncased_L-{layers}_H-{hidden}_A-{heads}"
-    if name.startswith(("hf://", "kaggle://")) or name in keras_hub.models.BertBackbone.presets:
+    if name.startswith(("hf://", "kaggle://")) or name in _bert_presets():
         return name
     return None
+
+
+def _bert_presets():
+    import keras_hub  # imports TensorFlow: only when a name needs the preset list
+
+    return keras_hub.models.BertBackbone.presets
+
+
+def precheck(name: str) -> None:
+    """What can be checked of `--model` without TensorFlow: a local directory's files.
+
+    Names that need keras-hub's preset list are checked later, by `resolve`.
+    """
+    if name in _OFFLINE_ALIASES:
+        offline_model_dir()
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        _check_local_checkpoint(path)
+    elif name.startswith((".", "~", "/")) or (path.parent != Path(".") and path.parent.exists()):
+        raise EncoderError(
+            f"--model {name!r}: no such directory; pass a folder with config.json, "
+            "model.safetensors and vocab.txt, or a name from 'bertclf models'"
+        )
+
+
+def max_sequence_length(directory: Path) -> int | None:
+    """The longest input a local checkpoint's position embeddings allow (from config.json)."""
+    kind = _check_local_checkpoint(directory)
+    config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    if kind == "keras":
+        return config.get("config", {}).get("max_sequence_length")
+    return config.get("max_position_embeddings")
+
+
+def check_seq_len(name: str, seq_len: int) -> None:
+    """--seq-len must fit the encoder's position embeddings (local checkpoints: no TF)."""
+    path = offline_model_dir() if name in _OFFLINE_ALIASES else Path(name).expanduser()
+    if not path.is_dir():
+        return  # a hub name: checked once the encoder is loaded
+    limit = max_sequence_length(path)
+    if limit is not None and seq_len > limit:
+        raise EncoderError(
+            f"--seq-len {seq_len} is over what --model {name!r} reads ({limit} tokens, its "
+            f"position embeddings); use --seq-len {limit} or less"
+        )
 
 
 def resolve(name: str) -> EncoderSpec:
@@ -119,7 +163,12 @@ def _check_local_checkpoint(directory: Path) -> str:
             f"{directory}: not a BERT checkpoint (no config.json); expected config.json, "
             "model.safetensors and vocab.txt as saved by Hugging Face transformers"
         )
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise EncoderError(
+            f"{config_file}: not readable JSON ({e}); restore the checkpoint"
+        ) from None
     if (directory / "metadata.json").is_file() and "class_name" in config:
         if "Bert" not in config.get("class_name", ""):
             raise EncoderError(f"{directory}: keras-hub preset of {config['class_name']}, not BERT")
@@ -167,6 +216,8 @@ def load(spec: EncoderSpec):
     """
     if spec.kind == "hub":
         return _load_from_hub(spec)
+    import keras_hub
+
     directory = Path(spec.source)
     _check_local_checkpoint(directory)
     try:
@@ -183,6 +234,8 @@ def load(spec: EncoderSpec):
 
 def load_tokenizer(spec: EncoderSpec):
     """The tokenizer alone, without loading the encoder's weights."""
+    import keras_hub
+
     if spec.kind == "hub":
         return _load_from_hub(spec)[1]
     directory = Path(spec.source)
@@ -207,6 +260,8 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
 
 
 def _load_from_hub(spec: EncoderSpec):
+    import keras_hub
+
     host = _hub_host(spec.source)
     if not _reachable(host):
         raise EncoderError(
@@ -255,7 +310,7 @@ def known_models() -> list[dict[str, str]]:
                 "note": "seed-notebook name",
             }
         )
-    for name in sorted(keras_hub.models.BertBackbone.presets):
+    for name in sorted(_bert_presets()):
         rows.append({"name": name, "source": "keras-hub preset", "offline": "no", "note": ""})
     rows.append(
         {

@@ -9,13 +9,19 @@ training side.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from bertclf import servable
+from bertclf.config import PredictConfig
 from bertclf.errors import RunError
+from bertclf.inputs import Row, batches
 
 
 class Predictor:
@@ -69,3 +75,64 @@ def load_predictor(path: str | Path) -> Predictor:
     from bertclf.exported import ExportedModel
 
     return ExportedModel(path)
+
+
+def predict_rows(
+    predictor: Predictor, rows: Iterable[Row], batch_size: int
+) -> Iterator[tuple[Row, dict[str, Any]]]:
+    """(row, prediction) pairs, scoring `batch_size` rows at a time (constant memory)."""
+    for batch in batches(rows, batch_size):
+        predictions = predictor.predict([row.text for row in batch], batch_size)
+        yield from zip(batch, predictions, strict=True)
+
+
+def _rows(config: PredictConfig, on_bytes) -> Iterable[Row]:
+    rows: Iterable[Row] = (Row(t) for t in config.texts)
+    if config.input:
+        from bertclf.inputs import read_rows
+
+        file_rows = read_rows(Path(config.input), config.text_field, config.id_field, on_bytes)
+        rows = itertools.chain(rows, file_rows)
+    return rows
+
+
+def predict_input(config: PredictConfig, out: TextIO | None = None) -> int:
+    """`bertclf predict`: classify the command line's texts, then --input's, streaming.
+
+    Results go to `config.output` (written to a temporary file, renamed when complete)
+    or to `out` (default: stdout): JSON lines (`--json`, `--output x.jsonl`), CSV
+    (`--output x.csv`) or a table. Returns the number of texts classified.
+    """
+    from tqdm.auto import tqdm
+
+    from bertclf.fileio import atomic_path
+    from bertclf.inputs import ResultWriter
+
+    predictor = load_predictor(config.model)
+    size = Path(config.input).stat().st_size if config.input else 0
+    # A progress bar, by bytes read, for inputs over 1 MiB (and only on a terminal).
+    disable = None if size > 2**20 else True
+    count = 0
+    with contextlib.ExitStack() as stack:
+        bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, disable=disable))
+        output = Path(config.output) if config.output else None
+        if output is not None:
+            tmp = stack.enter_context(atomic_path(output))
+            out = stack.enter_context(open(tmp, "w", encoding="utf-8", newline=""))
+        out = out or sys.stdout
+        writer = ResultWriter(out, output, predictor.label_names, config.id_field)
+        rows = _rows(config, bar.update)
+        for row, prediction in predict_rows(predictor, rows, config.batch_size):
+            if output is None and not config.json:
+                out.write(format_row(row, prediction) + "\n")
+            else:
+                writer.write(row, prediction)
+            count += 1
+    return count
+
+
+def format_row(row: Row, prediction: dict[str, Any]) -> str:
+    """label, probability, every label's probability, the start of the text (tab-separated)."""
+    probs = "  ".join(f"{k}={v:.4f}" for k, v in prediction["probabilities"].items())
+    snippet = " ".join(row.text.split())[:60]
+    return f"{prediction['label']}\t{prediction['probability']:.4f}\t{probs}\t{snippet}"

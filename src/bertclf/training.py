@@ -25,7 +25,7 @@ from bertclf import data as data_lib
 from bertclf import encoders, hardware, rundir
 from bertclf import run as run_lib
 from bertclf.config import RunConfig
-from bertclf.errors import RunError
+from bertclf.errors import ConfigError, RunError
 from bertclf.fileio import atomic_path, read_json, write_json
 from bertclf.model import BertClassifier
 from bertclf.optimization import current_lr, make_optimizer, moments
@@ -308,6 +308,11 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
+        if config.model.seq_len > backbone.max_sequence_length:  # hub encoders: known only now
+            raise ConfigError(
+                f"--seq-len {config.model.seq_len} is over what --model reads "
+                f"({backbone.max_sequence_length} tokens); use that or less"
+            )
         preprocessor = TextPreprocessor(
             tokenizer,
             config.model.seq_len,
@@ -361,10 +366,12 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     rundir.check_run_dir(out, resume=resume, overwrite=overwrite)  # refuse before any work
     if resume:
         check_resume(config, out)
+        check_checkpoint(out)
+    spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
+    encoders.check_seq_len(config.model.model, config.model.seq_len)
     splits = data_lib.load_splits(config.data, config.seed)
     for line in data_lib.describe(splits):
         logger.info("%s", line)
-    spec = encoders.resolve(config.model.model)
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
@@ -400,6 +407,22 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     )
 
 
+def check_checkpoint(run_dir: Path) -> None:
+    """Read every tensor of the last checkpoint, so a damaged one fails before any work."""
+    latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
+    if latest is None:
+        return
+    try:
+        reader = tf.train.load_checkpoint(latest)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as e:  # noqa: BLE001 - truncated files raise OpError, IndexError, ...
+        raise RunError(
+            f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged: "
+            "train again with --overwrite"
+        ) from None
+
+
 def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
     """Load the last finished epoch; history rows after it (if any) are dropped."""
     latest = trainer.manager.latest_checkpoint
@@ -408,7 +431,7 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
         return []
     try:
         trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except (tf.errors.OpError, AssertionError, ValueError) as e:  # other settings
         raise RunError(
             f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged "
             "or from other settings: train again with --overwrite"

@@ -1,4 +1,4 @@
-"""`bertclf serve`: check the arguments, build the app, run it under uvicorn."""
+"""`bertclf serve`: check BASE, build the app, run it under uvicorn."""
 
 from __future__ import annotations
 
@@ -6,20 +6,19 @@ import logging
 from pathlib import Path
 
 from bertclf import servable
+from bertclf.config import ServeConfig
 from bertclf.errors import BertclfError
 from bertclf.serving.repository import BatchSettings, ModelRepository
 
 logger = logging.getLogger(__name__)
 
 
-def make_repository(base: str | Path, name: str | None, batching: BatchSettings) -> ModelRepository:
+def make_repository(config: ServeConfig) -> ModelRepository:
     """BASE of models, or one model's directory (its versions, or a version itself)."""
-    base = Path(base)
+    base, name = Path(config.base), config.name
     if not base.is_dir():
         raise BertclfError(f"{base}: no such directory; pass the --to folder of 'bertclf export'")
     single = servable.find_version_dir(base) is not None
-    if name is not None and not servable.valid_name(name):
-        raise BertclfError(f"--name {name!r} has characters outside [A-Za-z0-9_.-]")
     if single:
         is_version = servable.parse_version(base.name) is not None
         name = name or (base.parent.name if is_version else base.name)
@@ -32,41 +31,27 @@ def make_repository(base: str | Path, name: str | None, batching: BatchSettings)
             f"--name is only for a single model's directory; {base} holds "
             "model folders, each served under its own name"
         )
+    batching = BatchSettings(config.max_batch, config.max_wait_ms / 1000, config.max_queue)
     return ModelRepository(base, single_name=name if single else None, batching=batching)
 
 
-def serve(
-    base,
-    name=None,
-    host="127.0.0.1",
-    port=8501,
-    poll=1.0,
-    max_batch=32,
-    max_wait_ms=2.0,
-    max_queue=512,
-    max_body_mb=10.0,
-    max_instances=1024,
-    access_log=False,
-) -> int:
+def serve(config: ServeConfig) -> int:
+    """Serve every model under `config.base` until interrupted (TF Serving's REST API)."""
     import uvicorn
 
     from bertclf.serving.app import Limits, create_app
 
-    for option, value in (
-        ("--max-batch", max_batch),
-        ("--max-queue", max_queue),
-        ("--max-instances", max_instances),
-    ):
-        if value < 1:
-            raise BertclfError(f"{option} {value} is invalid: use 1 or more")
-    if max_wait_ms < 0 or poll <= 0 or max_body_mb <= 0:
-        raise BertclfError("--max-wait-ms must be >= 0, --poll and --max-body-mb > 0")
-    repo = make_repository(base, name, BatchSettings(max_batch, max_wait_ms / 1000, max_queue))
-    app = create_app(
-        repo, poll_interval=poll, limits=Limits(int(max_body_mb * 2**20), max_instances)
+    repo = make_repository(config)
+    limits = Limits(int(config.max_body_mb * 2**20), config.max_instances)
+    app = create_app(repo, poll_interval=config.poll, limits=limits)
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("binding to %s: the server is reachable from other hosts", config.host)
+    logger.info("serving %s on http://%s:%d", config.base, config.host, config.port)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=config.access_log,
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("binding to %s: the server is reachable from other hosts", host)
-    logger.info("serving %s on http://%s:%d", base, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
     return 0

@@ -1,0 +1,111 @@
+"""Keep TensorFlow's start-up noise off the user's terminal, and nothing else.
+
+TensorFlow 2.21 logs through absl before `absl::InitializeLog()` runs, and those
+lines go to file descriptor 2 whatever `TF_CPP_MIN_LOG_LEVEL` says (a CPU machine
+gets "failed call to cuInit" at error level, for one). `StderrFilter` points fd 2 at
+a pipe and copies what arrives to the real stderr, dropping only the known start-up
+lines listed below; every other line, Python's own and TensorFlow's real errors
+included, passes through. Progress bars keep working: a segment is passed on at each
+carriage return as well as at each newline. `bertclf -v` turns the filter off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+
+# absl's prefix: severity, date, time, thread id, then "file.cc:LINE] message".
+_ABSL = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] (.*)$")
+# Known start-up noise at warning or error level: (file pattern, message pattern).
+_KNOWN = [
+    (r"cuda_(platform|executor|diagnostics)\.cc", r"(failed call to cuInit|kernel driver)"),
+    (r"cudart_stub\.cc", r""),
+    (r"cuda_(dnn|fft|blas)\.cc", r"Unable to register"),
+    (r"computation_placer\.cc", r"already registered"),
+    (r"cpu_feature_guard\.cc", r"optimized to use available CPU instructions"),
+    (r"loop_optimizer\.cc", r"Skipping loop optimization"),
+    (r"[\w.]+", r"oneDNN (supports DT_INT64 only|custom operations are on)"),
+]
+_PLAIN = [
+    r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+    r"^To enable the following instructions: .* rebuild TensorFlow with the appropriate "
+    r"compiler flags\.$",
+]
+_KNOWN_RE = [(re.compile(f), re.compile(m)) for f, m in _KNOWN]
+_PLAIN_RE = [re.compile(p) for p in _PLAIN]
+
+
+def is_noise(line: str) -> bool:
+    """Whether `line` (without its line ending) is known TensorFlow start-up noise."""
+    line = line.rstrip("\r\n")
+    if any(p.match(line) for p in _PLAIN_RE):
+        return True
+    m = _ABSL.match(line)
+    if m is None:
+        return False
+    severity, source, message = m.groups()
+    if severity == "I":  # informational: never what a user needs to act on
+        return True
+    return any(f.fullmatch(source) and msg.search(message) for f, msg in _KNOWN_RE)
+
+
+class StderrFilter:
+    """Filter file descriptor 2 through `is_noise` until `close()` (a context manager)."""
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self._saved = os.dup(2)  # the real stderr
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read_end = read_end
+        self._thread = threading.Thread(target=self._pump, name="stderr-filter", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        pending = b""
+        while chunk := os.read(self._read_end, 65536):
+            pending += chunk
+            # Pass on each complete segment: ended by a newline, or by a carriage return
+            # (a progress bar redrawing its line).
+            cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+            if cut:
+                self._emit(pending[:cut])
+                pending = pending[cut:]
+        if pending:
+            self._emit(pending)
+        os.close(self._read_end)
+
+    def _emit(self, data: bytes) -> None:
+        kept = [
+            seg
+            for seg in re.split(rb"(?<=[\r\n])", data)
+            if seg and not is_noise(seg.decode("utf-8", "replace"))
+        ]
+        if kept:
+            os.write(self._saved, b"".join(kept))
+
+    def close(self) -> None:
+        """Put the real stderr back on fd 2 and pass on whatever is still in the pipe."""
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # the pipe's last write end closes: the pump sees EOF
+        self._thread.join(timeout=5)
+        os.close(self._saved)
+
+    def __enter__(self) -> StderrFilter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def filter_stderr() -> StderrFilter | None:
+    """Start filtering fd 2, where it is a real file descriptor (not under pytest's capsys)."""
+    try:
+        if sys.stderr.fileno() != 2:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    return StderrFilter()

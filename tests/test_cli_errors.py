@@ -1,0 +1,193 @@
+"""Every bad input as a user sees it: the real console script, one stderr line, exit 2.
+
+TensorFlow's start-up logs would count as lines here (they go to file descriptor 2
+whatever TF_CPP_MIN_LOG_LEVEL says), so these run `bertclf` in a fresh process.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import one_error_line, run_script, write_folder
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory, tiny_encoder):
+    root = tmp_path_factory.mktemp("bad")
+    data = write_folder(root / "data")
+    write_folder(root / "one", labels=["bug"])
+    empty_class = write_folder(root / "emptyclass")
+    (empty_class / "zzz").mkdir()
+    (root / "body.csv").write_text("body,label\nhello,a\nbye,b\n")
+    (root / "nl.csv").write_text('text,label\nhello,a\nbye,"b\nc"\nagain,a\nmore,b\n')
+    (root / "gpt").mkdir()
+    (root / "gpt" / "config.json").write_text('{"model_type": "gpt2"}')
+    (root / "a-file").write_text("not a folder")
+    write_folder(root / "unseen", per_class=1, labels=["feature"])
+    (root / "unseen" / "zzz").mkdir()
+    (root / "unseen" / "zzz" / "0.txt").write_text("a label training never saw")
+    existing = root / "existing"
+    existing.mkdir()
+    (existing / "x").write_text("someone's run")
+    return {"root": root, "data": data, "encoder": tiny_encoder}
+
+
+def train(c, *extra, data=None):
+    d = str(data or c["data"])
+    out = ["--out", str(c["root"] / "new")]
+    return ["train", d, *out, "--model", c["encoder"], "--seq-len", "32", *extra]
+
+
+BAD_TRAIN = {
+    "missing folder": (lambda c: train(c, data=c["root"] / "nope"), "nope: no such"),
+    "one class": (lambda c: train(c, data=c["root"] / "one"), "at least two"),
+    "class folder without .txt": (
+        lambda c: train(c, data=c["root"] / "emptyclass"),
+        "zzz: class folder has no .txt files",
+    ),
+    "missing column": (lambda c: train(c, data=c["root"] / "body.csv"), "no column 'text'"),
+    "label over two lines": (lambda c: train(c, data=c["root"] / "nl.csv"), "spans several"),
+    "not a BERT checkpoint": (
+        lambda c: [*train(c)[:4], "--model", str(c["root"] / "gpt")],
+        "not 'bert'",
+    ),
+    "missing encoder dir": (
+        lambda c: [*train(c)[:4], "--model", str(c["root"] / "no-encoder")],
+        "no such directory",
+    ),
+    "seq-len too small": (lambda c: train(c, "--seq-len", "4"), "--seq-len 4 is invalid"),
+    "seq-len over 512": (lambda c: train(c, "--seq-len", "513"), "--seq-len 513"),
+    "seq-len over the encoder's": (lambda c: train(c, "--seq-len", "100"), "64 tokens"),
+    "batch size 0": (lambda c: train(c, "--batch-size", "0"), "--batch-size 0 is invalid"),
+    "epochs 0": (lambda c: train(c, "--epochs", "0"), "--epochs 0 is invalid"),
+    "epochs not a number": (lambda c: train(c, "--epochs", "three"), "invalid int value"),
+    "unknown clean step": (lambda c: train(c, "--clean", "shout"), "--clean 'shout'"),
+    "unknown choice": (lambda c: train(c, "--pooling", "max"), "invalid choice: 'max'"),
+    "existing run": (
+        lambda c: [*train(c)[:2], "--out", str(c["root"] / "existing"), *train(c)[4:]],
+        "already exists; pass --resume",
+    ),
+    "--out is a file": (
+        lambda c: [*train(c)[:2], "--out", str(c["root"] / "a-file"), *train(c)[4:]],
+        "is a file, not a run directory",
+    ),
+    "resume and overwrite": (lambda c: train(c, "--resume", "--overwrite"), "contradict"),
+    "resume without a run": (lambda c: train(c, "--resume"), "no run to resume"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN))
+def test_bad_train_input_is_one_line_before_tensorflow(cases, case):
+    argv, needle = BAD_TRAIN[case]
+    argv = argv(cases)
+    proc = run_script(*argv)
+    assert needle in one_error_line(proc)
+    assert not (cases["root"] / "new").exists()
+    assert (cases["root"] / "existing" / "x").read_text() == "someone's run"
+
+
+NO_TF = """
+import json, sys
+from bertclf.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("case", ["missing folder", "missing column", "seq-len over the encoder's"])
+def test_argument_errors_do_not_import_tensorflow(cases, case):
+    argv = BAD_TRAIN[case][0](cases)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TF, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 2, "tensorflow": False}
+
+
+def test_errors_found_after_tensorflow_are_still_one_line(cases):
+    # These need TensorFlow (a keras-hub preset list, labels read in full): start-up logs
+    # must not reach stderr.
+    assert "not a known name" in one_error_line(
+        run_script(*train(cases)[:4], "--model", "bert-huge-xl")
+    )
+    unseen = run_script(*train(cases, "--test", str(cases["root"] / "unseen")))
+    assert "['zzz'] do not occur in training" in one_error_line(unseen)
+    assert not (cases["root"] / "new").exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(cases):
+    run = cases["root"] / "run"
+    proc = run_script(
+        *train(cases, "--epochs", "1", "--seq-len", "32", "--no-progress")[:2],
+        "--out",
+        str(run),
+        *train(cases, "--epochs", "1", "--seq-len", "32", "--no-progress")[4:],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # A successful command's stderr holds only bertclf's own lines.
+    assert all(ln.startswith("bertclf: ") for ln in proc.stderr.splitlines() if ln.strip())
+    return run
+
+
+def _damaged(run: Path, tmp: Path, what: str) -> Path:
+    copy = tmp / f"damaged-{what}"
+    shutil.copytree(run, copy)
+    if what == "weights":
+        data = (copy / "best.weights.h5").read_bytes()
+        (copy / "best.weights.h5").write_bytes(data[: len(data) // 3])
+    elif what == "empty-weights":
+        (copy / "best.weights.h5").write_bytes(b"")
+    else:
+        (copy / "config.json").write_text('{"config": {"data": ')
+    return copy
+
+
+@pytest.mark.parametrize("what", ["weights", "empty-weights", "config"])
+def test_damaged_run_files_are_one_line(trained_run, tmp_path, cases, what):
+    run = _damaged(trained_run, tmp_path, what)
+    name = "config.json" if what == "config" else "best.weights.h5"
+    for argv in (
+        ["predict", str(run), "refund my invoice"],
+        ["evaluate", str(run), str(cases["data"])],
+        ["export", str(run), "--to", str(tmp_path / "models")],
+    ):
+        line = one_error_line(run_script(*argv))
+        assert name in line and ("train again" in line or "restore" in line), line
+    assert not any((tmp_path / "models").glob("*/[0-9]*"))
+    if what == "config":
+        line = one_error_line(run_script("train", "--out", str(run), "--resume"))
+        assert "config.json: damaged" in line
+
+
+def test_resume_with_a_damaged_checkpoint_is_one_line(trained_run, tmp_path):
+    run = tmp_path / "ckpt"
+    shutil.copytree(trained_run, run)
+    for f in (run / "checkpoints").glob("*.data-*"):
+        f.write_bytes(f.read_bytes()[:100])
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["train"]["epochs"] = 2  # one more epoch to do
+    (run / "config.json").write_text(json.dumps(meta))
+    line = one_error_line(run_script("train", "--out", str(run), "--resume", "--no-progress"))
+    assert "cannot be restored" in line and "--overwrite" in line
+
+
+def test_options_after_positionals_for_every_command(trained_run, tmp_path, cases):
+    first = run_script("predict", "--json", str(trained_run), "refund my invoice")
+    after = run_script("predict", str(trained_run), "refund my invoice", "--json")
+    assert first.returncode == after.returncode == 0, after.stderr[-2000:]
+    assert first.stdout == after.stdout and json.loads(first.stdout)["text"] == "refund my invoice"
+    assert not [ln for ln in after.stderr.splitlines() if ln.strip()]
+    # Export with --to after RUN and before it.
+    for i, argv in enumerate(
+        (
+            ["export", str(trained_run), "--to", str(tmp_path / "m"), "--no-verify"],
+            ["export", "--no-verify", "--to", str(tmp_path / "m"), str(trained_run)],
+        )
+    ):
+        proc = run_script(*argv)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"(version {i + 1}," in proc.stdout
