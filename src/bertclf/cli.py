@@ -56,9 +56,7 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="fine-tune an encoder on labelled texts")
-    cliargs.add_options(
-        p, DataConfig, train={"positional": True, "nargs": "?", "metavar": "DATA"}
-    )
+    cliargs.add_options(p, DataConfig, train={"positional": True, "nargs": "?", "metavar": "DATA"})
     cliargs.add_options(p, RunConfig, only=("out", "seed"))
     cliargs.add_options(p, ModelConfig)
     cliargs.add_options(p, TrainConfig)
