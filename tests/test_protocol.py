@@ -117,13 +117,22 @@ def test_classify_parse_and_format():
 
 
 def test_status_and_metadata_bodies():
-    assert p.model_status([3]) == {
+    rows = [
+        {"version": 4, "state": "END", "error": "NotFoundError: no variables"},
+        {"version": 3, "state": "AVAILABLE", "error": ""},
+    ]
+    assert p.model_status(rows) == {
         "model_version_status": [
+            {
+                "version": "4",
+                "state": "END",
+                "status": {"error_code": "UNKNOWN", "error_message": "NotFoundError: no variables"},
+            },
             {
                 "version": "3",
                 "state": "AVAILABLE",
                 "status": {"error_code": "OK", "error_message": ""},
-            }
+            },
         ]
     }
     meta = p.model_metadata("m", 3, SIGS)

@@ -146,15 +146,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def check_trained_run(run: str) -> None:
-    """A run that can be loaded: config.json readable, best weights present."""
-    from bertclf import rundir
+    from bertclf.rundir import check_trained
 
-    rundir.read_meta(run)
-    if not (Path(run) / rundir.BEST_WEIGHTS).is_file():
-        raise RunError(
-            f"{run}: no {rundir.BEST_WEIGHTS} (training has not finished an epoch); "
-            "train it to the end or resume it with --resume"
-        )
+    check_trained(run)
 
 
 def check_out_folder(path: str | None, flag: str) -> None:

@@ -363,6 +363,7 @@ class ServeConfig:
         max_queue: texts waiting for the model before new requests get 429.
         max_body_mb: request body limit (413 above it).
         max_instances: texts in one request (400 above it); at most `max_queue`.
+        header_timeout: seconds a client has to send a request's headers.
         access_log: log every request.
     """
 
@@ -378,6 +379,7 @@ class ServeConfig:
     max_queue: int = option(1024, "texts waiting for the model before requests get 429")
     max_body_mb: float = option(10.0, "request body limit in MiB (413 above it)")
     max_instances: int = option(512, "texts in one request (400 above it); at most --max-queue")
+    header_timeout: float = option(10.0, "seconds a client has to send a request's headers")
     access_log: bool = option(False, "log every request")
 
     def __post_init__(self) -> None:
@@ -395,6 +397,7 @@ class ServeConfig:
             _check(value >= 1, flag, value, "use 1 or more")
         _check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
         _check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
+        _check(self.header_timeout > 0, "--header-timeout", self.header_timeout, "use seconds > 0")
         _check(
             self.max_instances <= self.max_queue,
             "--max-instances",

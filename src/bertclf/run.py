@@ -20,7 +20,7 @@ from bertclf.fileio import read_json
 from bertclf.model import BertClassifier
 from bertclf.predictor import Predictor
 from bertclf.preprocessing import TextPreprocessor
-from bertclf.rundir import BEST_WEIGHTS, SAMPLES, read_meta
+from bertclf.rundir import BEST_WEIGHTS, SAMPLES, check_trained
 
 logger = logging.getLogger(__name__)
 
@@ -91,18 +91,13 @@ class TrainedRun(Predictor):
 def load_run(path: str | Path) -> TrainedRun:
     """Load a run's best weights for evaluation, prediction or export."""
     path = Path(path)
-    meta = read_meta(path)
-    if not (path / BEST_WEIGHTS).is_file():
-        raise RunError(
-            f"{path}: no {BEST_WEIGHTS} (training has not finished an epoch); "
-            "train it to the end or resume it with --resume"
-        )
+    meta = check_trained(path)
     preprocessor, model = build_from_meta(path, meta)
     try:
         model.load_weights(str(path / BEST_WEIGHTS))
-    except Exception as e:  # noqa: BLE001 - h5py/Keras raise many types for a damaged file
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a mismatch
         raise RunError(
-            f"{path / BEST_WEIGHTS}: unreadable ({type(e).__name__}); the file is truncated or "
-            "damaged: train again with --overwrite, or --resume to redo the last epoch"
+            f"{path / BEST_WEIGHTS}: does not fit the model config.json describes "
+            f"({type(e).__name__}); train again with --overwrite"
         ) from None
     return TrainedRun(path, meta, preprocessor, model)

@@ -128,3 +128,30 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             "or train again with --overwrite"
         ) from None
     return meta
+
+
+def check_trained(path: str | Path) -> dict[str, Any]:
+    """A run that can be loaded: config.json readable, best weights present and whole.
+
+    The weights file is opened with h5py (no TensorFlow), so a truncated or empty file
+    is reported at once, as one line.
+    """
+    path = Path(path)
+    meta = read_meta(path)
+    weights = path / BEST_WEIGHTS
+    if not weights.is_file():
+        raise RunError(
+            f"{path}: no {BEST_WEIGHTS} (training has not finished an epoch); "
+            "train it to the end or resume it with --resume"
+        )
+    import h5py
+
+    try:
+        with h5py.File(weights, "r") as f:
+            f.visit(lambda name: None)  # walks every group: a cut file fails here
+    except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ... for damage
+        raise RunError(
+            f"{weights}: unreadable ({type(e).__name__}); the file is truncated or "
+            "damaged: train again with --overwrite, or --resume to redo the last epoch"
+        ) from None
+    return meta

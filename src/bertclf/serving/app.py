@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -87,8 +89,18 @@ class Metrics:
         )
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that always renders: a lone surrogate (which a client may send, and an error
+    message may quote) is written as its JSON escape instead of failing the response."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 def error_response(e: ServingError) -> JSONResponse:
-    return JSONResponse({"error": str(e)}, status_code=status_of(e))
+    headers = {"Allow": e.allow} if isinstance(e, MethodNotAllowed) and e.allow else None
+    return SafeJSONResponse({"error": str(e)}, status_code=status_of(e), headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -122,7 +134,7 @@ class Handlers:
             response = error_response(e)
         except Exception as e:  # noqa: BLE001 - a real fault: 500, logged
             logger.exception("error serving %s", request.url.path)
-            response = JSONResponse({"error": f"Internal: {type(e).__name__}: {e}"}, 500)
+            response = SafeJSONResponse({"error": f"Internal: {type(e).__name__}"}, 500)
         self.metrics.requests.labels(route, str(response.status_code)).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - start)
         return response
@@ -140,25 +152,27 @@ class Handlers:
                 raise NotFound(f"Malformed request: {request.method} {request.url.path}")
         want = "POST" if suffix in (":predict", ":classify", ":regress") else "GET"
         if request.method != want:
-            raise MethodNotAllowed(f"{request.method} is not supported here; use {want}")
+            raise MethodNotAllowed(f"{request.method} is not supported here; use {want}", want)
         if suffix is None:
-            return JSONResponse(protocol.model_status(self.repo.status(name, version)))
+            return SafeJSONResponse(protocol.model_status(self.repo.status(name, version)))
         loaded = self.repo.get(name, version)  # fixed now: the request stays on this version
         if suffix == "/metadata":
-            return JSONResponse(protocol.model_metadata(name, loaded.version, loaded.signatures))
+            return SafeJSONResponse(
+                protocol.model_metadata(name, loaded.version, loaded.signatures)
+            )
         doc = protocol.parse_json(await read_body(request, self.limits.max_body))
         if suffix == ":predict":
             req = protocol.parse_predict(doc, loaded.signatures, self.limits.max_instances)
             out = await loaded.batcher.submit(req.signature_name, req.inputs)
-            return JSONResponse(
+            return SafeJSONResponse(
                 protocol.format_predict({k: v.tolist() for k, v in out.items()}, req.columnar)
             )
         if suffix == ":classify":
             signature, texts = protocol.parse_classify(
                 doc, loaded.signatures, self.limits.max_instances
             )
-            out = await loaded.batcher.submit(signature, examples(texts))
-            return JSONResponse(
+            out = await loaded.batcher.submit(signature, texts)  # the model process makes Examples
+            return SafeJSONResponse(
                 protocol.format_classify(out["classes"].tolist(), out["scores"].tolist())
             )
         raise InvalidArgument(
@@ -175,19 +189,15 @@ class Handlers:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document())
-
-
-def examples(texts: list[bytes]) -> list[bytes]:
-    """Serialized tf.Examples with one bytes feature "text", for the classify signature."""
-    return [servable.text_example(t) for t in texts]
+        return JSONResponse(openapi_document(self.limits.max_instances))
 
 
 async def _not_found(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 404:
         return error_response(NotFound(f"Malformed request: {request.method} {request.url.path}"))
     if exc.status_code == 405:
-        return error_response(MethodNotAllowed(f"{request.method} is not supported here"))
+        allow = (exc.headers or {}).get("Allow", "")
+        return error_response(MethodNotAllowed(f"{request.method} is not supported here", allow))
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
 
@@ -205,8 +215,7 @@ def create_app(
         task = asyncio.create_task(repo.poll_forever(poll_interval))
         yield
         task.cancel()
-        for loaded in list(repo.models.values()):
-            await loaded.batcher.close()
+        await repo.close()  # answer what is queued, then end the model processes
 
     routes = [
         Route("/v1/models/{rest:path}", h.models, methods=["GET", "POST"]),

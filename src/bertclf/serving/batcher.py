@@ -3,6 +3,12 @@
 Requests wait in a bounded queue; one worker takes the first, gathers more for
 up to `max_wait` seconds or until `max_batch` inputs, runs the model once in a
 worker thread (off the event loop), and hands each request its rows.
+
+A request larger than `max_batch` is split into chunks of `max_batch` that queue one
+after another, so requests arriving meanwhile get their turn between its chunks
+instead of waiting behind all of it. When a merged model call fails, each request
+in it is run again on its own: a request never sees another request's error (which
+may quote that request's input), only its own.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class Batcher:
         self.worker = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, signature: str, inputs: list[bytes]) -> dict[str, np.ndarray]:
+        """The model's outputs for `inputs`, one row per input, in order."""
         if self.closing:
             raise Unavailable("this model version is being unloaded; retry")
         if self.queued_inputs + len(inputs) > self.max_queue:
@@ -71,13 +78,22 @@ class Batcher:
                 f"the server is overloaded: {self.queued_inputs} inputs are queued (limit "
                 f"{self.max_queue}); retry later or send fewer texts at once"
             )
-        future = asyncio.get_running_loop().create_future()
         self.queued_inputs += len(inputs)
         self.unanswered += 1
+        taken = 0
         try:
-            await self.queue.put(_Pending(signature, inputs, future))
-            return await future
+            parts = []
+            for start in range(0, len(inputs), self.max_batch):
+                chunk = inputs[start : start + self.max_batch]
+                future = asyncio.get_running_loop().create_future()
+                await self.queue.put(_Pending(signature, chunk, future))
+                taken += len(chunk)  # counted off the queue when the worker takes it
+                parts.append(await future)
+            if len(parts) == 1:
+                return parts[0]
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         finally:
+            self.queued_inputs -= len(inputs) - taken  # chunks never queued (a failure)
             self.unanswered -= 1
 
     async def _gather(self) -> list[_Pending]:
@@ -122,10 +138,12 @@ class Batcher:
             outputs = await loop.run_in_executor(
                 self.executor, self.run, batch[0].signature, inputs
             )
-        except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(e)
+        except Exception as e:  # noqa: BLE001 - handed to the requests, never mixed
+            if len(batch) > 1:
+                for p in batch:  # one at a time: each request gets only its own outcome
+                    await self._run_alone(p)
+            elif not batch[0].future.done():
+                batch[0].future.set_exception(e)
             return
         self.on_batch(len(inputs))
         start = 0
@@ -134,6 +152,18 @@ class Batcher:
             if not p.future.done():
                 p.future.set_result({k: v[rows] for k, v in outputs.items()})
             start += len(p.inputs)
+
+    async def _run_alone(self, p: _Pending) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self.executor, self.run, p.signature, p.inputs)
+        except Exception as e:  # noqa: BLE001 - this request's own failure
+            if not p.future.done():
+                p.future.set_exception(e)
+            return
+        self.on_batch(len(p.inputs))
+        if not p.future.done():
+            p.future.set_result(outputs)
 
     async def close(self) -> None:
         """Stop taking requests, answer every submitted one, then stop the worker."""

@@ -32,7 +32,11 @@ class Unavailable(ServingError):
 
 
 class MethodNotAllowed(ServingError):
-    """The route exists but not for this HTTP method."""
+    """The route exists but not for this HTTP method; `allow` lists the methods that are."""
+
+    def __init__(self, message: str, allow: str = ""):
+        super().__init__(message)
+        self.allow = allow
 
 
 class Internal(ServingError):

@@ -1,8 +1,15 @@
-"""The OpenAPI 3 description of the REST API that `bertclf serve` speaks."""
+"""The OpenAPI 3 description of the REST API that `bertclf serve` speaks.
+
+It states what the server enforces (one of `instances`/`inputs`, at least one and at
+most `--max-instances` texts, the signature names of a bertclf export), so that a
+schema-driven fuzzer's valid cases reach the model and its invalid ones get a 4xx.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from bertclf import servable
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _TEXT = {
@@ -62,40 +69,69 @@ _METADATA = {
     "required": ["model_spec", "metadata"],
     "properties": {"model_spec": {"type": "object"}, "metadata": {"type": "object"}},
 }
-_PREDICT_REQUEST = {
-    "type": "object",
-    "properties": {
-        "signature_name": {"type": "string"},
-        "instances": {
-            "type": "array",
-            "items": {
+
+
+def _predict_request(max_items: int) -> dict[str, Any]:
+    texts = {"type": "array", "items": _TEXT, "minItems": 1, "maxItems": max_items}
+    return {
+        "type": "object",
+        "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+        "properties": {
+            "signature_name": {"type": "string", "enum": [servable.DEFAULT_SIGNATURE]},
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_items,
+                "items": {
+                    "oneOf": [
+                        _TEXT,
+                        {
+                            "type": "object",
+                            "properties": {servable.TEXT_INPUT: _TEXT},
+                            "required": [servable.TEXT_INPUT],
+                            "additionalProperties": False,
+                        },
+                    ]
+                },
+            },
+            "inputs": {
                 "oneOf": [
-                    _TEXT,
-                    {"type": "object", "properties": {"text": _TEXT}, "required": ["text"]},
+                    texts,
+                    {
+                        "type": "object",
+                        "properties": {servable.TEXT_INPUT: texts},
+                        "required": [servable.TEXT_INPUT],
+                        "additionalProperties": False,
+                    },
                 ]
             },
         },
-        "inputs": {
-            "oneOf": [
-                {"type": "array", "items": _TEXT},
-                {"type": "object", "properties": {"text": {"type": "array", "items": _TEXT}}},
-            ]
-        },
-    },
-}
+    }
+
+
 _PREDICT_RESPONSE = {
     "type": "object",
     "properties": {"predictions": {"type": "array"}, "outputs": {}},
 }
-_CLASSIFY_REQUEST = {
-    "type": "object",
-    "required": ["examples"],
-    "properties": {
-        "signature_name": {"type": "string"},
-        "context": {"type": "object"},
-        "examples": {"type": "array", "items": {"type": "object", "properties": {"text": _TEXT}}},
-    },
-}
+
+
+def _classify_request(max_items: int) -> dict[str, Any]:
+    example = {
+        "type": "object",
+        "properties": {servable.TEXT_INPUT: _TEXT},
+        "required": [servable.TEXT_INPUT],
+    }
+    return {
+        "type": "object",
+        "required": ["examples"],
+        "properties": {
+            "signature_name": {"type": "string", "enum": [servable.CLASSIFY_SIGNATURE]},
+            "context": {"type": "object"},
+            "examples": {"type": "array", "items": example, "minItems": 1, "maxItems": max_items},
+        },
+    }
+
+
 _CLASSIFY_RESPONSE = {"type": "object", "properties": {"results": {"type": "array"}}}
 
 
@@ -105,7 +141,7 @@ def _post(summary, request, response, params):
             "summary": summary,
             "parameters": params,
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": _responses(response, 400, 404, 413, 429, 503),
+            "responses": _responses(response, 400, 404, 413, 429, 431, 503),
         }
     }
 
@@ -116,7 +152,7 @@ def _get(summary, response, params):
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(max_instances: int = 512) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for prefix, params in (
         ("/v1/models/{model}", [_NAME]),
@@ -124,10 +160,12 @@ def openapi_document() -> dict[str, Any]:
     ):
         paths[prefix] = _get("Model version status", _STATUS, params)
         paths[f"{prefix}/metadata"] = _get("Model metadata (signatures)", _METADATA, params)
-        paths[f"{prefix}:predict"] = _post("Predict", _PREDICT_REQUEST, _PREDICT_RESPONSE, params)
+        paths[f"{prefix}:predict"] = _post(
+            "Predict", _predict_request(max_instances), _PREDICT_RESPONSE, params
+        )
         paths[f"{prefix}:classify"] = _post(
             "Classify tf.Examples with a 'text' feature",
-            _CLASSIFY_REQUEST,
+            _classify_request(max_instances),
             _CLASSIFY_RESPONSE,
             params,
         )

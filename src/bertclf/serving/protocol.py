@@ -18,6 +18,7 @@ from bertclf import servable
 from bertclf.serving.errors import InvalidArgument
 
 DEFAULT_SIGNATURE = servable.DEFAULT_SIGNATURE
+MAX_DEPTH = 32  # JSON nesting; a valid request needs 4 ({"instances": [{"text": {"b64"}}]})
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,23 @@ def _type_name(value: Any) -> str:
     return {dict: "Object", list: "Array", str: "String"}.get(type(value), "Number")
 
 
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON value (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or TF Serving's parse errors."""
+    """The request body as a JSON object, or TF Serving's parse errors (never a 500)."""
     if not body:
         raise InvalidArgument("JSON Parse error: The document is empty")
     try:
@@ -53,6 +69,12 @@ def parse_json(body: bytes) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as e:
         raise InvalidArgument(f"JSON Parse error: {e.msg}. at offset: {e.pos}") from None
+    except RecursionError:  # the parser recurses per level: Python's limit stops it cleanly
+        raise InvalidArgument(f"JSON Parse error: nesting deeper than {MAX_DEPTH}") from None
+    except ValueError as e:  # an integer of thousands of digits (int_max_str_digits)
+        raise InvalidArgument(f"JSON Parse error: {str(e).split(';')[0]}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise InvalidArgument(f"JSON Parse error: nesting deeper than {MAX_DEPTH}")
     if not isinstance(doc, dict):
         raise InvalidArgument(f"JSON Value: {_compact(doc)} Is not object")
     return doc
@@ -65,6 +87,8 @@ def signature_name(doc: dict[str, Any]) -> str:
             f"JSON Value: {_compact(doc)} not formatted correctly. "
             "'signature_name' key must be a string value."
         )
+    if not name.isprintable() or len(name) > 256:
+        raise InvalidArgument("'signature_name' must be a printable name of at most 256 characters")
     return name or DEFAULT_SIGNATURE
 
 
@@ -83,7 +107,10 @@ def find_signature(signatures: dict[str, Any], name: str, method: str | None = N
 def _string_value(value: Any, where: str) -> bytes:
     """A DT_STRING element: a JSON string (UTF-8) or {"b64": "..."} (bytes)."""
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON's escape for U+D800 alone
+            raise InvalidArgument(f"{where}Invalid UTF-8: a lone surrogate in a string") from None
     if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
             return base64.b64decode(value["b64"], validate=True)
@@ -177,7 +204,69 @@ def parse_predict(
             f"{len(values)} instances in one request; the limit is "
             f"{max_instances} (--max-instances); split the request"
         )
+    if sig["method_name"] == servable.CLASSIFY_METHOD:
+        # Serialized tf.Examples: checked here, one request at a time, so that a bad one
+        # fails its own request instead of the batched ParseExample of everyone's.
+        values = [_text_of_example(v, i) for i, v in enumerate(values)]
     return PredictRequest(name, values, columnar=has_inputs)
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
+def _fields(buf: bytes) -> list[tuple[int, bytes | int]]:
+    """(field number, value) of a protobuf message: a small wire-format reader."""
+    out, pos = [], 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos : pos + size], pos + size
+        else:
+            raise ValueError(f"wire type {wire}")
+        if pos > len(buf) or number == 0:
+            raise ValueError("truncated field")
+        out.append((number, value))
+    return out
+
+
+def _text_of_example(serialized: bytes, index: int) -> bytes:
+    """The one `text` value of a serialized tf.Example (Example.features.feature["text"]).
+
+    tf.Example: features=1 -> Features: feature=1 (map entries: key=1, value=2) ->
+    Feature: bytes_list=1 -> BytesList: value=1 (repeated).
+    """
+    try:
+        texts = []
+        for number, features in _fields(serialized):
+            for entry_no, entry in _fields(features) if number == 1 else ():
+                item = dict(_fields(entry)) if entry_no == 1 else {}
+                if item.get(1) == servable.TEXT_INPUT.encode():
+                    lists = dict(_fields(item.get(2, b"")))
+                    texts = [v for n, v in _fields(lists.get(1, b"")) if n == 1]
+    except (ValueError, TypeError):
+        texts = None
+    if texts is None or len(texts) != 1:
+        raise InvalidArgument(
+            f"Failed to process element: {index}: not a serialized tf.Example with exactly "
+            f"one bytes value in feature '{servable.TEXT_INPUT}' (the classify signature's input)"
+        )
+    return texts[0]
 
 
 def parse_classify(
@@ -273,13 +362,17 @@ def format_classify(classes: list[list[bytes]], scores: list[list[float]]) -> di
     }
 
 
-def model_status(versions: list[int]) -> dict[str, Any]:
+def model_status(versions: list[dict[str, Any]]) -> dict[str, Any]:
+    """GET /v1/models/NAME: each version's state, and the error of one that failed."""
     return {
         "model_version_status": [
             {
-                "version": str(v),
-                "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
+                "version": str(v["version"]),
+                "state": v["state"],
+                "status": {
+                    "error_code": "UNKNOWN" if v["error"] else "OK",
+                    "error_message": v["error"],
+                },
             }
             for v in versions
         ]

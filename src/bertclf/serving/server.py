@@ -40,6 +40,7 @@ def serve(config: ServeConfig) -> int:
     import uvicorn
 
     from bertclf.serving.app import Limits, create_app
+    from bertclf.serving.http import MAX_HEADER_BYTES, GuardedH11Protocol, limit_headers
 
     repo = make_repository(config)
     limits = Limits(int(config.max_body_mb * 2**20), config.max_instances)
@@ -48,9 +49,11 @@ def serve(config: ServeConfig) -> int:
         logger.warning("binding to %s: the server is reachable from other hosts", config.host)
     logger.info("serving %s on http://%s:%d", config.base, config.host, config.port)
     uvicorn.run(
-        app,
+        limit_headers(app),
         host=config.host,
         port=config.port,
+        http=GuardedH11Protocol.with_timeout(config.header_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         log_level="warning",
         access_log=config.access_log,
     )

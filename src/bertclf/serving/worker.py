@@ -1,0 +1,156 @@
+"""One model version in its own process: loading, warm-up and every model call.
+
+Why a process per version: TensorFlow keeps much of a loaded SavedModel for the life
+of the process that loaded it (function graphs registered with the eager runtime,
+kernel caches, allocator pools). Dropping the Python objects and collecting garbage
+returned little of it (BENCHMARKS.md: about 170 MB per hot swap, never freed). A
+version served from its own process gives all of it back to the OS when the process
+exits, so memory stays bounded however many versions are published; a crash in a
+model call ends that process, not the server. The server process itself never imports
+TensorFlow: it parses requests and batches them, and sends each batch here.
+
+The child runs `python -m bertclf.serving.worker VERSION_DIR READ_FD WRITE_FD PARENT_PID`
+and talks over two pipes with `multiprocessing.connection` (length-prefixed pickles):
+first ("ready", signatures) or ("error", message); then, for each ("run", signature,
+texts), ("ok", {output: array}) or ("error", message). It exits when the pipe closes
+or the server dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertclf import servable
+
+
+class WorkerError(Exception):
+    """The model process failed a call, or is gone."""
+
+
+class ModelWorker:
+    """The server's handle on one version's process. Calls must not overlap."""
+
+    def __init__(self, path: Path, timeout: float = 300.0):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bertclf.serving.worker", str(path)]
+            + [str(to_child_r), str(from_child_w), str(os.getpid())],
+            pass_fds=(to_child_r, from_child_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._send = Connection(to_child_w, readable=False)
+        self._recv = Connection(from_child_r, writable=False)
+        if not self._recv.poll(timeout):
+            self.close()
+            raise WorkerError(f"loading took over {timeout:.0f} s")
+        status, payload = self._receive()
+        if status != "ready":
+            self.close()
+            raise WorkerError(payload)
+        self.signatures: dict[str, Any] = payload
+
+    def _receive(self) -> tuple[str, Any]:
+        try:
+            return self._recv.recv()
+        except (EOFError, OSError):
+            code = self.proc.poll()
+            raise WorkerError(f"the model process exited (status {code})") from None
+
+    def run(self, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
+        """One model call: texts (raw; classify signatures get them as tf.Examples)."""
+        try:
+            self._send.send(("run", signature, texts))
+        except (BrokenPipeError, OSError):
+            raise WorkerError("the model process is gone") from None
+        status, payload = self._receive()
+        if status != "ok":
+            raise WorkerError(payload)
+        return payload
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """End the process: its memory goes back to the OS."""
+        for conn in (self._send, self._recv):
+            conn.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ------------------------------------------------------------------ the child
+
+
+def _load(path: str):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
+
+    from bertclf.savedmodel_check import read_saved_model, signatures
+
+    sigs = signatures(read_saved_model(Path(path)))
+    model = tf.saved_model.load(path)
+    return tf, model, sigs
+
+
+def _call(tf, model, sigs, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
+    sig = sigs[signature]
+    if sig["method_name"] == servable.CLASSIFY_METHOD:
+        texts = [servable.text_example(t) for t in texts]
+    input_name = next(iter(sig["inputs"]))
+    outputs = model.signatures[signature](**{input_name: tf.constant(texts, tf.string)})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+def _serve(path: str, recv: Connection, send: Connection) -> None:
+    try:
+        tf, model, sigs = _load(path)
+        for name in sigs:  # warm-up: trace and allocate before taking traffic
+            _call(tf, model, sigs, name, [b"warm up"])
+    except Exception as e:  # noqa: BLE001 - any load failure is reported, then we exit
+        send.send(("error", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500]}"))
+        return
+    send.send(("ready", sigs))
+    while True:
+        try:
+            message = recv.recv()
+        except EOFError:
+            return
+        _, signature, texts = message
+        try:
+            send.send(("ok", _call(tf, model, sigs, signature, texts)))
+        except Exception as e:  # noqa: BLE001 - the caller decides what the client sees
+            send.send(("error", f"{type(e).__name__}: {str(e).strip()[:2000]}"))
+
+
+def main(argv: list[str]) -> int:
+    path, read_fd, write_fd, parent = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    # The server decides when this process ends (it closes the pipe once the version's
+    # requests are answered): a Ctrl-C or SIGTERM to the whole process group must not
+    # cut those requests short. It still dies with the server (prctl, or a watcher).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from bertclf.savedmodel_check import die_with_parent
+
+    die_with_parent(parent)
+    _serve(path, Connection(read_fd, writable=False), Connection(write_fd, readable=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
