@@ -7,9 +7,9 @@ import tensorflow as tf
 from bertclf.data import Examples
 from bertclf.model import BertClassifier
 from bertclf.pipeline import (
+    EpochDataset,
     bucket_width,
     grouped_order,
-    make_dataset,
     pack_all,
     shuffled_order,
     tokenize_all,
@@ -57,7 +57,7 @@ def test_trimmed_batches_give_the_same_outputs():
     model = BertClassifier(backbone, 2)
     texts = ["a b c " * n for n in (1, 3, 9)]
     ex = Examples(texts, [0, 1, 0], ["x", "y"], ["1", "2", "3"])
-    full, trimmed = (next(iter(make_dataset(ex, pre, 3, bucketing=b)))[0] for b in (False, True))
+    full, trimmed = (next(iter(EpochDataset(ex, pre, 3, bucketing=b)()))[0] for b in (False, True))
     assert full["token_ids"].shape == (3, 96) and trimmed["token_ids"].shape == (3, 32)
     np.testing.assert_allclose(model(full).numpy(), model(trimmed).numpy(), atol=1e-5)
 
@@ -72,7 +72,7 @@ def test_tokenized_once_batches_equal_the_preprocessor(tiny_encoder):
     ex = Examples(texts, [0, 1, 2, 0, 1], ["a", "b", "c"], [str(i) for i in range(5)])
     order = np.array([3, 0, 4, 1, 2])
     for bucketing in (False, True):
-        batches = list(make_dataset(ex, pre, 2, order=order, bucketing=bucketing))
+        batches = list(EpochDataset(ex, pre, 2, bucketing=bucketing)(order))
         expected = pre(tf.constant([texts[i] for i in order]))
         for key, want in expected.items():
             got = [b[0][key].numpy() for b in batches]  # [2, w], [2, w], [1, w]

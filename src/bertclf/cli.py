@@ -31,7 +31,7 @@ from bertclf.config import (  # noqa: E402
     ServeConfig,
     TrainConfig,
 )
-from bertclf.errors import BertclfError, ConfigError, DataError, RunError  # noqa: E402
+from bertclf.errors import BertclfError, ConfigError, DataError  # noqa: E402
 from bertclf.version import __version__  # noqa: E402
 
 logger = logging.getLogger("bertclf")
@@ -219,18 +219,13 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from bertclf import servable
     from bertclf.inputs import check_input, check_output
 
     config = cliargs.from_args(PredictConfig, a, texts=tuple(a.texts))
-    model = Path(config.model)
-    if (model / "config.json").is_file() and not servable.is_version_dir(model):
+    from bertclf.predictor import model_kind
+
+    if model_kind(config.model) == "run":
         check_trained_run(config.model)
-    elif servable.find_version_dir(model) is None:
-        raise RunError(
-            f"{model}: neither a bertclf run (no config.json) nor an exported model "
-            "(no saved_model.pb); pass a run directory or BASE/NAME[/VERSION]"
-        )
     if config.input:
         check_input(Path(config.input), config.text_field)
     if config.output:
@@ -300,7 +295,7 @@ def cmd_report(a) -> int:
         raise DataError(f"--test {a.test}: no such file or folder")
     from bertclf.report import write_run_report
 
-    print(f"report: {write_run_report(a.run, test=a.test)}")
+    print(f"report: {write_run_report(a.run, test=a.test).path}")
     return 0
 
 

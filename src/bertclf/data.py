@@ -172,17 +172,9 @@ def read_table(
     path: Path, text_field: str, label_field: str
 ) -> tuple[list[str], list[str], list[str], ReadReport]:
     """Read (texts, raw labels, sources) from a CSV or JSONL file."""
-    if not path.is_file():
-        raise DataError(
-            f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl"
-        )
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        rows = _read_csv(path, text_field, label_field)
-    elif suffix in (".jsonl", ".ndjson"):
-        rows = _read_jsonl(path, text_field, label_field)
-    else:
-        raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv or .jsonl")
+    kind = table_kind(path)
+    reader = _read_csv if kind == "csv" else _read_jsonl
+    rows = reader(path, text_field, label_field)
     report = ReadReport()
     texts, labels, sources = [], [], []
     for source, raw_text, raw_label in rows:
@@ -262,24 +254,31 @@ def check_source(path: str | os.PathLike, text_field: str, label_field: str) -> 
     if path.is_dir():
         index_folder(path)
         return
+    fields = {text_field: "--text-field", label_field: "--label-field"}
+    if table_kind(path) == "csv":
+        with _open_text(path) as f:
+            _check_header(path, csv.DictReader(f).fieldnames or [], fields)
+        return
+    with _open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if line.strip():
+                _check_keys(f"{path}:{line_no}", _json_row(path, line_no, line), fields)
+                return
+    raise DataError(f"{path}: no JSON objects; one object per line")
+
+
+def table_kind(path: Path) -> str:
+    """`csv` or `jsonl` for a labelled table, by extension; DataError for anything else."""
     if not path.is_file():
         raise DataError(
             f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl"
         )
     suffix = path.suffix.lower()
-    fields = {text_field: "--text-field", label_field: "--label-field"}
     if suffix == ".csv":
-        with _open_text(path) as f:
-            _check_header(path, csv.DictReader(f).fieldnames or [], fields)
-    elif suffix in (".jsonl", ".ndjson"):
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                if line.strip():
-                    _check_keys(f"{path}:{line_no}", _json_row(path, line_no, line), fields)
-                    return
-        raise DataError(f"{path}: no JSON objects; one object per line")
-    else:
-        raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv or .jsonl")
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv or .jsonl")
 
 
 def check_label(source: str, label: str, label_field: str) -> str:

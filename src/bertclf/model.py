@@ -6,6 +6,9 @@ import keras
 import tensorflow as tf
 
 from bertclf import fastops
+from bertclf.config import ModelConfig
+from bertclf.errors import ConfigError
+from bertclf.preprocessing import TextPreprocessor
 
 
 class BertClassifier(keras.Model):
@@ -116,3 +119,33 @@ class BertClassifier(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def build_classifier(backbone, tokenizer, config: ModelConfig, num_labels: int):
+    """The one place a (preprocessor, classifier) pair is made from a `ModelConfig`.
+
+    Training builds it around a freshly loaded encoder, loading a run around the
+    encoder that config.json describes; both get the same layers and the same checks.
+
+    Args:
+        backbone: a `keras_hub.models.BertBackbone`.
+        tokenizer: its `keras_hub.models.BertTokenizer`.
+        config: pooling, dropout, head, cleaning, truncation and `seq_len`.
+        num_labels: number of classes.
+
+    Returns:
+        (TextPreprocessor, BertClassifier), the classifier built (weights created).
+    """
+    if config.seq_len > backbone.max_sequence_length:
+        raise ConfigError(
+            f"--seq-len {config.seq_len} is over what --model reads "
+            f"({backbone.max_sequence_length} tokens); use that or less"
+        )
+    preprocessor = TextPreprocessor(
+        tokenizer, config.seq_len, clean=config.clean, truncate=config.truncate
+    )
+    model = BertClassifier(
+        backbone, num_labels, pooling=config.pooling, dropout=config.dropout, head=config.head
+    )
+    model(preprocessor(tf.constant(["build"])))
+    return preprocessor, model

@@ -177,14 +177,3 @@ class EpochDataset:
             order = np.arange(int(self.order.shape[0]))
         self.order.assign(np.asarray(order, dtype=np.int64))
         return self.dataset
-
-
-def make_dataset(
-    examples: Examples,
-    preprocessor: TextPreprocessor,
-    batch_size: int,
-    order: np.ndarray | None = None,
-    bucketing: bool = True,
-) -> tf.data.Dataset:
-    """(features, labels) batches for training or evaluation (a one-off `EpochDataset`)."""
-    return EpochDataset(examples, preprocessor, batch_size, bucketing)(order)

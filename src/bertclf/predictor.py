@@ -57,21 +57,28 @@ def probabilities_to_predictions(probs: np.ndarray, labels: list[str]) -> list[d
     return rows
 
 
-def load_predictor(path: str | Path) -> Predictor:
-    """A run directory (config.json) -> `TrainedRun`; BASE/NAME[/VERSION] -> `ExportedModel`.
-
-    Both give the same output for the same texts.
-    """
+def model_kind(path: str | Path) -> str:
+    """`run` (a directory with config.json) or `export` (BASE/NAME[/VERSION]); else RunError."""
     path = Path(path)
     if (path / "config.json").is_file() and not servable.is_version_dir(path):
-        from bertclf.run import load_run
-
-        return load_run(path)
+        return "run"
     if servable.find_version_dir(path) is None:
         raise RunError(
             f"{path}: neither a bertclf run (no config.json) nor an exported model "
             "(no saved_model.pb); pass a run directory or BASE/NAME[/VERSION]"
         )
+    return "export"
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """A run directory -> `TrainedRun`; BASE/NAME[/VERSION] -> `ExportedModel`.
+
+    Both give the same output for the same texts.
+    """
+    if model_kind(path) == "run":
+        from bertclf.run import load_run
+
+        return load_run(path)
     from bertclf.exported import ExportedModel
 
     return ExportedModel(path)

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
-from bertclf.fileio import atomic_path, read_json, write_text  # noqa: E402
+from bertclf.fileio import atomic_path, read_json, write_json, write_text  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -139,37 +140,47 @@ def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, An
     return metrics, mistakes
 
 
-def write_run_report(run_dir: str | Path, test: str | Path | None = None) -> Path:
+@dataclass
+class RunReport:
+    """What `write_run_report` wrote, and the metrics of each split it scored."""
+
+    path: Path
+    metrics: dict[str, dict[str, Any]]
+
+
+def write_run_report(
+    run_dir: str | Path, test: str | Path | None = None, *, run=None, splits=None
+) -> RunReport:
     """`bertclf report RUN`: curves, confusion matrices, mistakes and report.html.
+
+    Scores the validation split and the test set (the run's own --test, or `test`),
+    and writes test_metrics.json for the latter.
 
     Args:
         run_dir: a trained run.
         test: a labelled test folder or file; defaults to the run's own --test, if any.
+        run: the run, already loaded (training hands over its kept model).
+        splits: the run's data, already read and split (training hands over its own).
 
     Example:
-    >>> write_run_report("runs/demo")  # doctest: +SKIP
+    >>> write_run_report("runs/demo").path  # doctest: +SKIP
     PosixPath('runs/demo/report.html')
     """
     from bertclf.data import load_splits, read_labelled
     from bertclf.run import load_run
 
-    run = load_run(run_dir)
+    run = run or load_run(run_dir)
     cfg = run.config
     history = read_json(run.path / "history.json")
     images = {"Training curves": plot_curves(history, run.path / "curves.png")}
-    splits = load_splits(cfg.data, cfg.seed)
-    metrics, mistakes = {}, []
+    splits = splits or load_splits(cfg.data, cfg.seed)
     parts = [("validation", splits.val)]
-    test = test or cfg.data.test
     if test:
-        parts.append(
-            (
-                "test",
-                read_labelled(
-                    test, cfg.data.text_field, cfg.data.label_field, label_names=run.label_names
-                ),
-            )
-        )
+        fields = (cfg.data.text_field, cfg.data.label_field)
+        parts.append(("test", read_labelled(test, *fields, label_names=run.label_names)))
+    elif splits.test is not None:
+        parts.append(("test", splits.test))
+    metrics, mistakes = {}, []
     for split, examples in parts:
         metrics[split], wrong = _score(run, examples, split)
         mistakes += wrong
@@ -179,6 +190,8 @@ def write_run_report(run_dir: str | Path, test: str | Path | None = None) -> Pat
             f"{split} (rows: true, columns: predicted)",
             run.path / f"confusion_{split}.png",
         )
+    if "test" in metrics:
+        write_json(run.path / "test_metrics.json", metrics["test"])
     mistakes.sort(key=lambda m: -m["probability"])
     write_text(
         run.path / "misclassified.jsonl",
@@ -186,7 +199,7 @@ def write_run_report(run_dir: str | Path, test: str | Path | None = None) -> Pat
     )
     page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20])
     write_text(run.path / "report.html", page)
-    return run.path / "report.html"
+    return RunReport(run.path / "report.html", metrics)
 
 
 def _img(path: Path, alt: str) -> str:

@@ -17,7 +17,7 @@ import tensorflow as tf
 from bertclf.config import RunConfig
 from bertclf.errors import RunError
 from bertclf.fileio import read_json
-from bertclf.model import BertClassifier
+from bertclf.model import BertClassifier, build_classifier
 from bertclf.predictor import Predictor
 from bertclf.preprocessing import TextPreprocessor
 from bertclf.rundir import BEST_WEIGHTS, SAMPLES, check_trained
@@ -33,18 +33,7 @@ def build_from_meta(path: Path, meta: dict[str, Any]):
         lowercase=meta["tokenizer"]["lowercase"],
     )
     backbone = keras_hub.models.BertBackbone.from_config(meta["backbone"])
-    preprocessor = TextPreprocessor(
-        tokenizer, cfg.model.seq_len, clean=cfg.model.clean, truncate=cfg.model.truncate
-    )
-    model = BertClassifier(
-        backbone,
-        len(meta["labels"]),
-        pooling=cfg.model.pooling,
-        dropout=cfg.model.dropout,
-        head=cfg.model.head,
-    )
-    model(preprocessor(tf.constant(["build"])))
-    return preprocessor, model
+    return build_classifier(backbone, tokenizer, cfg.model, len(meta["labels"]))
 
 
 @dataclass

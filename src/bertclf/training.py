@@ -25,9 +25,9 @@ from bertclf import data as data_lib
 from bertclf import encoders, hardware, rundir
 from bertclf import run as run_lib
 from bertclf.config import RunConfig
-from bertclf.errors import ConfigError, RunError
+from bertclf.errors import RunError
 from bertclf.fileio import atomic_path, read_json, write_json
-from bertclf.model import BertClassifier
+from bertclf.model import build_classifier
 from bertclf.optimization import current_lr, make_optimizer, moments
 from bertclf.pipeline import (
     EpochDataset,
@@ -36,6 +36,7 @@ from bertclf.pipeline import (
     shuffled_order,
 )
 from bertclf.preprocessing import TextPreprocessor
+from bertclf.report import write_run_report
 
 logger = logging.getLogger(__name__)
 
@@ -275,6 +276,12 @@ class Trainer:
             row["examples_per_second"],
         )
 
+    def kept_run(self) -> run_lib.TrainedRun:
+        """This model with the kept epoch's weights, as a run (no reload from disk)."""
+        self.model.load_weights(str(self.run_dir / rundir.BEST_WEIGHTS))
+        meta = rundir.read_meta(self.run_dir)
+        return run_lib.TrainedRun(self.run_dir, meta, self.preprocessor, self.model)
+
     def _summaries(self, row: dict[str, float]) -> None:
         step = row["epoch"]
         for part, prefix in (("train", "train_"), ("validation", "val_")):
@@ -308,25 +315,9 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
-        if config.model.seq_len > backbone.max_sequence_length:  # hub encoders: known only now
-            raise ConfigError(
-                f"--seq-len {config.model.seq_len} is over what --model reads "
-                f"({backbone.max_sequence_length} tokens); use that or less"
-            )
-        preprocessor = TextPreprocessor(
-            tokenizer,
-            config.model.seq_len,
-            clean=config.model.clean,
-            truncate=config.model.truncate,
+        preprocessor, model = build_classifier(
+            backbone, tokenizer, config.model, len(splits.label_names)
         )
-        model = BertClassifier(
-            backbone,
-            len(splits.label_names),
-            pooling=config.model.pooling,
-            dropout=config.model.dropout,
-            head=config.model.head,
-        )
-        model(preprocessor(tf.constant(["build"])))
         optimizer = make_optimizer(
             config.train,
             steps_per_epoch * config.train.epochs,
@@ -389,10 +380,10 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     trainer = Trainer(config, splits, strategy, model, preprocessor, optimizer, run_dir, progress)
     history = _restore(trainer, run_dir) if resume else []
     history = trainer.fit(history)
-    test_metrics = _score_test(run_dir, splits) if splits.test is not None else None
-    from bertclf.report import write_run_report
-
-    logger.info("report: %s", write_run_report(run_dir))
+    # The kept weights, into the model in memory: the report scores the splits in hand.
+    report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
+    logger.info("report: %s", report.path)
+    test_metrics = report.metrics.get("test")
     traces = {
         "train_step": trainer.train_step.experimental_get_tracing_count(),
         "eval_step": trainer.eval_step.experimental_get_tracing_count(),
@@ -445,11 +436,3 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
         float(trainer.best.numpy()),
     )
     return history
-
-
-def _score_test(run_dir: Path, splits: data_lib.Splits) -> dict[str, Any]:
-    from bertclf.evaluation import evaluate_examples
-
-    metrics = evaluate_examples(run_lib.load_run(run_dir), splits.test)
-    write_json(run_dir / "test_metrics.json", metrics)
-    return metrics
