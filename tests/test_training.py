@@ -12,6 +12,7 @@ import tensorflow as tf
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.errors import RunError
 from bertclf.run import load_run
+from bertclf.rundir import read_meta
 from bertclf.training import train
 
 from conftest import write_folder
@@ -48,10 +49,11 @@ def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
     for name in ("config.json", "labels.txt", "vocab.txt", "best.weights.h5", "history.json"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "config.json").read_text())
-    assert meta["labels"] == ["billing", "bug", "feature"]
+    assert "labels" not in meta  # labels.txt is their one copy
     assert meta["encoder"]["kind"] == "local"
     assert meta["config"]["train"]["bucketing"] == "on"  # resolved, not "auto"
-    assert (out / "labels.txt").read_text().split() == meta["labels"]
+    assert (out / "labels.txt").read_text().split() == ["billing", "bug", "feature"]
+    assert read_meta(out)["labels"] == ["billing", "bug", "feature"]
     history = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3]
     # Batches had several widths (bucketing) and a short last batch: still one trace each.

@@ -340,7 +340,6 @@ def write_metadata(
     meta = {
         "name": name,
         "version": version,
-        "labels": run.label_names,
         "compute_dtype": run.model.backbone.dtype_policy.compute_dtype,
         "signatures": result["signatures"],
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},

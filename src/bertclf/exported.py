@@ -48,7 +48,7 @@ class ExportedModel(Predictor):
                 "export the run again"
             ) from None
         self.signature = self.model.signatures[servable.DEFAULT_SIGNATURE]
-        self.label_names = self.metadata.get("labels") or servable.read_labels(version_dir)
+        self.label_names = servable.read_labels(version_dir)
 
     def _scores(self, texts: list[str]) -> np.ndarray:
         batch = tf.constant(texts, tf.string)

@@ -91,14 +91,15 @@ def write_run_files(
 ) -> dict[str, Any]:
     """Write config.json, labels.txt, vocab.txt and samples.json (each atomically).
 
-    `samples` (validation texts) travel with the run, so that a run copied elsewhere
-    still exports with a parity check on real texts.
+    The label names live in labels.txt only (the file the export ships as its asset);
+    `read_meta` puts them in the description it returns. `samples` (validation texts)
+    travel with the run, so that a run copied elsewhere still exports with a parity
+    check on real texts.
     """
     write_json(path / SAMPLES, {"texts": list(samples[:SAMPLE_SIZE])})
     meta = {
         "bertclf_version": __version__,
         "config": config.to_dict(),
-        "labels": list(labels),
         "encoder": encoder,
         "backbone": backbone.get_config(),
         "tokenizer": {"vocabulary": VOCAB, "lowercase": bool(tokenizer.lowercase)},
@@ -106,11 +107,16 @@ def write_run_files(
     write_text(path / VOCAB, "\n".join(tokenizer.get_vocabulary()) + "\n")
     write_text(path / LABELS, "\n".join(labels) + "\n")
     write_json(path / CONFIG, meta)
-    return meta
+    return {**meta, "labels": list(labels)}
+
+
+def read_labels(path: Path) -> list[str]:
+    """The label names of a run, in output order (labels.txt, one per line)."""
+    return [line for line in (path / LABELS).read_text(encoding="utf-8").split("\n") if line]
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """A run's config.json, or a one-line RunError when it is missing or damaged."""
+    """A run's config.json with its labels, or a one-line RunError when either is damaged."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise RunError(
@@ -119,9 +125,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     try:
         meta = read_json(path / CONFIG)
         RunConfig.from_dict(meta["config"])
-        if not meta["labels"] or "backbone" not in meta or "tokenizer" not in meta:
-            raise KeyError("labels")
-    except (ValueError, KeyError, TypeError) as e:
+        if "backbone" not in meta or "tokenizer" not in meta:
+            raise KeyError("backbone")
+        if (path / LABELS).is_file() or "labels" not in meta:  # older runs: config.json
+            meta["labels"] = read_labels(path)
+        if len(meta["labels"]) < 2:
+            raise ValueError(f"{len(meta['labels'])} labels in {LABELS}")
+    except (ValueError, KeyError, TypeError, OSError) as e:
         reason = e.msg if isinstance(e, json.JSONDecodeError) else f"{type(e).__name__}: {e}"
         raise RunError(
             f"{path / CONFIG}: damaged ({reason}); restore it from a copy of the run, "
