@@ -130,3 +130,25 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, lines
     assert lines[0].startswith("bertclf"), lines
     return lines[0]
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
+    """Two differently seeded tiny runs (2 epochs): version 1 and 2 of one served model."""
+    from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from bertclf.training import train
+
+    root = tmp_path_factory.mktemp("runs")
+    data = write_folder(root / "data")
+    out = []
+    for seed in (1, 2):
+        cfg = RunConfig(
+            data=DataConfig(str(data)),
+            out=str(root / f"run{seed}"),
+            model=ModelConfig(model=tiny_encoder, seq_len=32),
+            train=TrainConfig(epochs=2, batch_size=8, lr=1e-3),
+            seed=seed,
+        )
+        train(cfg, progress=False)
+        out.append(root / f"run{seed}")
+    return out

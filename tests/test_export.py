@@ -230,7 +230,7 @@ def _modes(root: Path) -> set[tuple[str, int]]:
     return {("d" if p.is_dir() else "f", p.stat().st_mode & 0o777) for p in root.rglob("*")}
 
 
-def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
+def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path, caplog):
     import tempfile
 
     # The run was written with this process' umask: its files are not private.
@@ -238,16 +238,26 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
     os.umask(mask)
     assert _modes(trained) <= {("f", 0o666 & ~mask), ("d", 0o777 & ~mask)}
 
+    # A run copied elsewhere (its data path no longer resolves) still verifies on real
+    # validation texts: the ones it stores.
+    moved = tmp_path / "elsewhere" / "tickets"
+    shutil.copytree(trained, moved)
+    run = load_run(moved)
+    assert len(run.sample_texts()) == 7  # the whole validation split (36 texts, 0.2)
+    assert export_lib.sample_texts(run)[:7] == run.sample_texts()
+
     shared = Path(tempfile.mkdtemp(prefix="bertclf-umask-"))
     os.chmod(shared, 0o755)  # mkdtemp is 0700: let another user reach the base path
     try:
         old = os.umask(0o022)
         try:
-            result = export_lib.export(
-                trained, shared / "models", zip_archive=True, sagemaker=True, verify=False
-            )
+            with caplog.at_level("WARNING"):
+                result = export_lib.export(
+                    moved, shared / "models", zip_archive=True, sagemaker=True
+                )
         finally:
             os.umask(old)
+        assert result.max_abs_diff <= 1e-5 and "built-in texts" not in caplog.text
         assert _modes(result.path) == {("f", 0o644), ("d", 0o755)}
         assert (result.path.stat().st_mode & 0o777) == 0o755
         zip_path, tar_path = result.packages
@@ -265,7 +275,7 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
         for path in result.path.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()
-                for local in (str(trained.parent), str(shared), str(Path.home())):
+                for local in (str(trained.parent), str(tmp_path), str(shared), str(Path.home())):
                     assert local.encode() not in data, (path, local)
 
         if os.geteuid() != 0:
@@ -288,6 +298,17 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path):
 
 def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_path, monkeypatch):
     base = tmp_path / "m"
+    # Leftovers of a killed export (its pid is gone) go; a live process' file stays.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    (base / "tickets").mkdir(parents=True)
+    stale_zip = base / f".tickets.zip.pid{dead}.abc.tmp.zip"
+    stale_zip.write_bytes(b"half a zip")
+    stale_version = base / "tickets" / f".1.pid{dead}.xyz.tmp"
+    stale_version.mkdir()
+    mine = base / f".other.pid{os.getpid()}.abc.tmp"
+    mine.write_text("in progress")
     write = export_lib._write_version
 
     def and_a_concurrent_export_publishes_1(run, tmp):
@@ -296,6 +317,7 @@ def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_pa
 
     monkeypatch.setattr(export_lib, "_write_version", and_a_concurrent_export_publishes_1)
     result = export_lib.export(trained, base, verify=False)
+    assert not stale_zip.exists() and not stale_version.exists() and mine.exists()
     assert result.version == 2 and result.path == base / "tickets" / "2"
     meta = json.loads((result.path / "assets.extra" / "bertclf.json").read_text())
     assert meta["version"] == 2
@@ -309,22 +331,6 @@ def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_pa
     with pytest.raises(ExportError, match=r"tickets/7 was published by another export"):
         export_lib.export(trained, base, version=7, verify=False)
     assert sorted(p.name for p in (base / "tickets").iterdir()) == ["1", "2", "7"]
-
-
-def test_leftovers_of_killed_exports_are_removed(trained, tmp_path):
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    ).stdout.strip()
-    base = tmp_path / "m"
-    (base / "tickets").mkdir(parents=True)
-    stale_zip = base / f".tickets.zip.pid{dead}.abc.tmp.zip"
-    stale_zip.write_bytes(b"half a zip")
-    stale_version = base / "tickets" / f".1.pid{dead}.xyz.tmp"
-    stale_version.mkdir()
-    mine = base / f".other.pid{os.getpid()}.abc.tmp"  # a live process' file stays
-    mine.write_text("in progress")
-    export_lib.export(trained, base, verify=False, zip_archive=True)
-    assert not stale_zip.exists() and not stale_version.exists() and mine.exists()
 
 
 PARENT = """
@@ -358,16 +364,3 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
-
-
-def test_a_moved_run_verifies_on_its_stored_validation_texts(trained, tmp_path, caplog):
-    moved = tmp_path / "elsewhere" / "tickets"
-    shutil.copytree(trained, moved)
-    run = load_run(moved)
-    assert len(run.sample_texts()) == 7  # the whole validation split (36 texts, 0.2)
-    texts = export_lib.sample_texts(run)
-    assert texts[:7] == run.sample_texts() and len(texts) == 10
-    with caplog.at_level("WARNING"):
-        result = export_lib.export(moved, tmp_path / "m")
-    assert result.max_abs_diff <= 1e-5
-    assert "built-in texts" not in caplog.text

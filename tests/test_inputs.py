@@ -91,32 +91,20 @@ def test_output_refuses_to_overwrite(tmp_path):
         PredictConfig(model="m")
 
 
-def test_predict_files_with_a_real_run(tmp_path, tiny_data, tiny_encoder):
-    from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+def test_predict_files_with_a_real_run(tmp_path, runs):
     from bertclf.run import load_run
-    from bertclf.training import train
 
-    run = tmp_path / "run"
-    train(
-        RunConfig(
-            data=DataConfig(str(tiny_data)),
-            out=str(run),
-            model=ModelConfig(model=tiny_encoder, seq_len=32),
-            train=TrainConfig(epochs=1, batch_size=8),
-        ),
-        progress=False,
-    )
+    run = runs[0]
     files = write_inputs(tmp_path)
     expected = load_run(run).predict(TEXTS)
     results = {}
-    for kind, field in (("csv", "text"), ("tsv", "body"), ("jsonl", "text")):
-        for suffix in ("jsonl", "csv"):
-            output = tmp_path / f"out-{kind}.{suffix}"
-            config = PredictConfig(
-                model=str(run), input=str(files[kind]), text_field=field, output=str(output)
-            )
-            assert predict_input(config) == 3
-            results[kind, suffix] = output
+    for kind, field, suffix in (("jsonl", "text", "jsonl"), ("csv", "text", "csv")):
+        output = tmp_path / f"out-{kind}.{suffix}"
+        config = PredictConfig(
+            model=str(run), input=str(files[kind]), text_field=field, output=str(output)
+        )
+        assert predict_input(config) == 3
+        results[kind, suffix] = output
     rows = [json.loads(ln) for ln in results["jsonl", "jsonl"].read_text().splitlines()]
     assert [r["id"] for r in rows] == [0, 1, 2] and [r["text"] for r in rows] == TEXTS
     for row, want in zip(rows, expected, strict=True):

@@ -85,3 +85,6 @@ def test_bash_block(index, tmp_path, tiny_encoder):
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    # What a user sees on stderr is bertclf's own lines: no TensorFlow start-up noise.
+    noise = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("bertclf")]
+    assert not noise, noise[:5]

@@ -13,11 +13,11 @@ from starlette.testclient import TestClient
 from bertclf.export import export
 from bertclf.serving.app import create_app
 from bertclf.serving.repository import ModelRepository, fingerprint
-from test_serving import TEXTS, runs  # noqa: F401  (runs: a fixture)
+from test_serving import TEXTS
 
 
 @pytest.fixture(scope="module")
-def base(runs, tmp_path_factory):  # noqa: F811
+def base(runs, tmp_path_factory):
     base = tmp_path_factory.mktemp("repo")
     export(runs[0], base, name="tickets", verify=False)
     return base

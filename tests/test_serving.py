@@ -15,12 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.export import export
 from bertclf.exported import ExportedModel
-from bertclf.training import train
-
-from conftest import write_folder
 
 LABELS = ["billing", "bug", "feature"]
 TEXTS = ["refund my invoice please", "the app crash error", "please add export option"]
@@ -30,25 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_encoder):
-    """Two differently seeded tiny runs: version 1 and (later) version 2 of one model."""
-    root = tmp_path_factory.mktemp("serving")
-    data = write_folder(root / "data")
-    out = []
-    for seed in (1, 2):
-        cfg = RunConfig(
-            data=DataConfig(str(data)),
-            out=str(root / f"run{seed}"),
-            model=ModelConfig(model=tiny_encoder, seq_len=32),
-            train=TrainConfig(epochs=2, batch_size=8, lr=1e-3),
-            seed=seed,
-        )
-        train(cfg, progress=False)
-        out.append(root / f"run{seed}")
-    return out
 
 
 def tree_rss_mib(pid: int) -> float:

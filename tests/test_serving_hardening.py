@@ -17,13 +17,13 @@ import pytest
 
 from bertclf import servable
 from bertclf.export import export
-from test_serving import TEXTS, Server, runs  # noqa: F401  (runs: a fixture)
+from test_serving import TEXTS, Server
 
 from conftest import one_error_line, run_script
 
 
 @pytest.fixture(scope="module")
-def base(runs, tmp_path_factory):  # noqa: F811
+def base(runs, tmp_path_factory):
     base = tmp_path_factory.mktemp("hard")
     export(runs[0], base, name="tickets", verify=False)
     (base / "tickets" / "\u00b2").mkdir()  # a non-ASCII "digit": TF Serving ignores it
@@ -178,7 +178,7 @@ def test_a_failed_version_shows_its_error_and_loads_once_fixed(server, base):
     assert _status(server)[str(current + 1)]["state"] == "AVAILABLE"
 
 
-def test_old_versions_processes_exit_after_a_swap(server, base, runs):  # noqa: F811
+def test_old_versions_processes_exit_after_a_swap(server, base):
     def model_processes():
         out = subprocess.run(
             ["pgrep", "-f", "bertclf.serving.worker"], capture_output=True, text=True
@@ -187,13 +187,14 @@ def test_old_versions_processes_exit_after_a_swap(server, base, runs):  # noqa: 
 
     assert _wait(lambda: len(model_processes()) == 1, timeout=30)
     before = model_processes()
-    for _ in range(2):
-        result = export(runs[1], base, name="tickets", verify=False)
-        assert _wait(
-            lambda v=result.version: server.client.get("/healthz").json()["models"]["tickets"] == v
-        )
-        assert _wait(lambda: len(model_processes()) == 1, timeout=30)
-    assert not (model_processes() & before)  # the first version's process is gone
+    model_dir = base / "tickets"
+    current = max(servable.versions(model_dir))
+    tmp = model_dir / ".copy.tmp"
+    shutil.copytree(model_dir / str(current), tmp)
+    tmp.rename(model_dir / str(current + 1))  # published atomically, as export does
+    assert _wait(lambda: server.client.get("/healthz").json()["models"]["tickets"] == current + 1)
+    assert _wait(lambda: len(model_processes()) == 1, timeout=30)
+    assert not (model_processes() & before)  # the old version's process is gone
 
 
 def _healthy(s: Server) -> bool:
@@ -248,7 +249,7 @@ def test_serve_checks_port_and_warns_on_an_empty_base(tmp_path):
     assert "holds no model yet" in s.proc.stdout.read()
 
 
-def test_export_and_serve_ignore_odd_version_names(server, base, runs):  # noqa: F811
+def test_export_and_serve_ignore_odd_version_names(server, base, runs):
     # The server fixture started with BASE/tickets/² present, and serves.
     assert server.client.get("/v1/models/tickets").status_code == 200
     before = servable.versions(base / "tickets")
