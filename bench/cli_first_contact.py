@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=100_000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bertclf-first-contact-"))
-    run = tiny_run(work, str(ROOT / "src"))
+    run = tiny_run(work, args.src[0])  # the oldest format, which every newer version reads
     lines = work / "lines.txt"
     words = SENTENCE.split()
     lines.write_text(

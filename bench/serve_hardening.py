@@ -11,7 +11,8 @@ serve` from it on a free loopback port, the SRCs one after another in one sittin
   the resident memory of the server and its model processes after each swap, and the
   growth per swap after the first.
 - starve: 5 rounds of one 512-text request with single-text requests sent back to back
-  beside it; reports the single-text requests' p50/p99 latency and the big one's time.
+  beside it; reports the single-text requests' p50/p99 latency, how many were refused
+  (429), and the big one's time.
 - fuzz: schemathesis over /openapi.json (--cases per operation) plus structure-aware
   bodies (valid and broken requests, random Unicode, random signature names, deep
   nesting, huge numbers); reports how many requests got a 5xx.
@@ -58,7 +59,8 @@ def tree_rss_mib(pid: int) -> float:
             continue
     tree, frontier = {pid}, [pid]
     while frontier:
-        children = [c for c, p in parents.items() if p == frontier.pop()]
+        parent = frontier.pop()
+        children = [c for c, p in parents.items() if p == parent]
         tree.update(children)
         frontier += children
     total = 0
@@ -154,7 +156,7 @@ def starve(src: str, export: Path, rounds: int) -> dict:
         server.wait_for("m", 1)
         for _ in range(20):
             predict(server, [TEXT])
-        small, big = [], []
+        small, big, refused = [], [], 0
         for _ in range(rounds):
             done = threading.Event()
 
@@ -164,13 +166,22 @@ def starve(src: str, export: Path, rounds: int) -> dict:
 
             thread = threading.Thread(target=run_big)
             thread.start()
+            time.sleep(0.05)  # the big request is in
             while not done.is_set():
-                small.append(predict(server, [TEXT]))
+                start = time.perf_counter()
+                r = server.client.post("/v1/models/m:predict", json={"instances": [TEXT]})
+                if r.status_code == 429:  # refused while the big request fills the queue
+                    refused += 1
+                    time.sleep(0.05)
+                    continue
+                r.raise_for_status()
+                small.append(time.perf_counter() - start)
             thread.join()
         return {
-            "small_requests": len(small),
-            "small_p50_ms": round(1000 * statistics.median(small), 1),
-            "small_p99_ms": round(1000 * pct(small, 99), 1),
+            "small_answered": len(small),
+            "small_refused_429": refused,
+            "small_p50_ms": round(1000 * statistics.median(small), 1) if small else None,
+            "small_p99_ms": round(1000 * pct(small, 99), 1) if small else None,
             "big_median_s": round(statistics.median(big), 2),
         }
     finally:

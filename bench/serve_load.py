@@ -46,7 +46,9 @@ def in_process(export_dir: str, text: str) -> dict[str, float]:
     }
 
 
-async def load(url: str, text: str, concurrency: int, total: int) -> dict[str, float]:
+async def load(
+    url: str, text: str, concurrency: int, total: int, model: str = "bbc"
+) -> dict[str, float]:
     latencies, errors = [], 0
     body = json.dumps({"instances": [text]})
     remaining = total
@@ -58,7 +60,7 @@ async def load(url: str, text: str, concurrency: int, total: int) -> dict[str, f
             while remaining > 0:
                 remaining -= 1
                 start = time.perf_counter()
-                r = await client.post("/v1/models/bbc:predict", content=body)
+                r = await client.post(f"/v1/models/{model}:predict", content=body)
                 latencies.append(time.perf_counter() - start)
                 errors += r.status_code != 200
 
@@ -123,8 +125,9 @@ def main() -> None:
         # Serve the model that --export names (its base folder holds one folder per model).
         proc, url = start_server(str(Path(a.export).parent), wait)
         try:
-            asyncio.run(load(url, text, 4, 40))  # warm-up
-            levels = {c: asyncio.run(load(url, text, c, n)) for c, n in REQUESTS.items()}
+            model = Path(a.export).name  # the model the server serves from that base
+            asyncio.run(load(url, text, 4, 40, model))  # warm-up
+            levels = {c: asyncio.run(load(url, text, c, n, model)) for c, n in REQUESTS.items()}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()

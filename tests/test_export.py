@@ -364,3 +364,16 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_inference_on_an_export_does_not_load_the_training_side(trained, tmp_path):
+    result = export_lib.export(trained, tmp_path / "m", verify=False)
+    script = (
+        "import sys; from bertclf.predictor import load_predictor; "
+        f"p = load_predictor({str(result.path)!r}); p.predict(['refund my invoice']); "
+        "print(sorted(m for m in ('keras_hub', 'bertclf.training', 'bertclf.run') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

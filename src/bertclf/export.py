@@ -1,7 +1,7 @@
 """Export a trained run as a TensorFlow Serving SavedModel: raw text in, probabilities out.
 
     BASE/NAME/VERSION/saved_model.pb, variables/, assets/labels.txt,
-                      assets.extra/bertclf.json (labels, op audit, signatures, provenance)
+                      assets.extra/bertclf.json (op audit, signatures, provenance)
 
 The graph holds the run's own `TextPreprocessor` (cleaning, WordPiece, packing)
 and classifier, so serving needs no preprocessing outside the model. A version
@@ -113,7 +113,7 @@ def mark_classify_method(export_dir: Path) -> None:
     """TF2 saves every signature as predict; TF Serving's :classify needs its own method."""
     from tensorflow.core.protobuf import saved_model_pb2
 
-    pb = export_dir / "saved_model.pb"
+    pb = export_dir / servable.SAVED_MODEL
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString(pb.read_bytes())
     for meta_graph in proto.meta_graphs:
@@ -333,7 +333,7 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
 def write_metadata(
     tmp: Path, run: TrainedRun, name: str, version: int, target: str, result: dict[str, Any]
 ) -> None:
-    """assets.extra/bertclf.json: labels, signatures, op audit and provenance (no local paths)."""
+    """assets.extra/bertclf.json: signatures, op audit and provenance (no local paths)."""
     encoder = dict(run.meta["encoder"])
     if encoder.get("kind") != "hub":  # a local directory or the package's: names only
         encoder = {k: Path(v).name if k in ("name", "source") else v for k, v in encoder.items()}

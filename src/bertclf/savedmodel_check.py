@@ -35,7 +35,7 @@ from bertclf import servable
 
 def read_saved_model(export_dir: Path) -> saved_model_pb2.SavedModel:
     proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((export_dir / "saved_model.pb").read_bytes())
+    proto.ParseFromString((export_dir / servable.SAVED_MODEL).read_bytes())
     return proto
 
 

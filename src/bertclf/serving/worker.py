@@ -3,7 +3,7 @@
 Why a process per version: TensorFlow keeps much of a loaded SavedModel for the life
 of the process that loaded it (function graphs registered with the eager runtime,
 kernel caches, allocator pools). Dropping the Python objects and collecting garbage
-returned little of it (BENCHMARKS.md: about 170 MB per hot swap, never freed). A
+returned little of it (BENCHMARKS.md section 7: 144-181 MiB per hot swap, never freed). A
 version served from its own process gives all of it back to the OS when the process
 exits, so memory stays bounded however many versions are published; a crash in a
 model call ends that process, not the server. The server process itself never imports
