@@ -369,8 +369,8 @@ class ServeConfig:
 
     base: str = option(dataclasses.MISSING, "model base path (BASE), or one model's directory")
     name: str | None = option(None, "model name when BASE is one model's directory", type=str)
-    host: str = option("127.0.0.1", "address to bind (loopback by default)")
-    port: int = option(8501, "TCP port (TF Serving's REST port by default)")
+    host: str = option("127.0.0.1", "address to bind (any other than loopback is warned about)")
+    port: int = option(8501, "TCP port (the default is TF Serving's REST port)")
     poll: float = option(1.0, "seconds between scans of BASE for new versions")
     max_batch: int = option(32, "most texts in one model call; larger requests are split")
     max_wait_ms: float = option(
