@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bertclf.config import PredictConfig
+from bertclf.command_config import PredictConfig
 from bertclf.errors import ConfigError, DataError
 from bertclf.inputs import check_input, check_output, read_rows
 from bertclf.predictor import Predictor, predict_input, predict_rows

@@ -22,15 +22,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bertclf import cliargs  # noqa: E402
-from bertclf.config import (  # noqa: E402
-    DataConfig,
-    ExportConfig,
-    ModelConfig,
-    PredictConfig,
-    RunConfig,
-    ServeConfig,
-    TrainConfig,
-)
+from bertclf.command_config import ExportConfig, PredictConfig, ServeConfig  # noqa: E402
+from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from bertclf.errors import BertclfError, ConfigError, DataError  # noqa: E402
 from bertclf.version import __version__  # noqa: E402
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from bertclf import servable
-from bertclf.config import PredictConfig
+from bertclf.command_config import PredictConfig
 from bertclf.errors import RunError
 from bertclf.inputs import Row, batches
 

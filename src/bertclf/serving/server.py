@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from bertclf import servable
-from bertclf.config import ServeConfig
+from bertclf.command_config import ServeConfig
 from bertclf.errors import BertclfError
 from bertclf.serving.repository import BatchSettings, ModelRepository
 

@@ -1,0 +1,147 @@
+"""Settings of the commands that use a trained run: export, predict, serve.
+
+Declared once, like the training settings in `bertclf.config` (whose `option` and
+checks they share): the CLI generates its flags from these fields. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bertclf import servable
+from bertclf.config import TEXT_FIELD, _check, option
+from bertclf.errors import ConfigError
+from bertclf.export_check import DEFAULT_TARGET, TARGETS
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """`bertclf export`: where and how a run is published for TF Serving.
+
+    Args:
+        run: the trained run directory.
+        base: the model base path TF Serving watches (BASE).
+        name: model name (default: the run directory's name).
+        version: version number (default: one more than the highest, from 1).
+        target: server whose ops the export must stay within.
+        verify: reload in a fresh process and compare probabilities.
+        zip: also write BASE/NAME.zip.
+        sagemaker: also write BASE/NAME-VERSION.model.tar.gz.
+    """
+
+    run: str = option(dataclasses.MISSING, "run directory")
+    base: str = option(dataclasses.MISSING, "model base path (BASE)", flags=("--to",))
+    name: str | None = option(None, "model name (default: the run directory's name)", type=str)
+    version: int | None = option(None, "version (default: the next free one, from 1)", type=int)
+    target: str = option(
+        DEFAULT_TARGET, "server whose ops the export must stay within", choices=tuple(TARGETS)
+    )
+    verify: bool = option(
+        True,
+        "reload in a fresh process and compare probabilities (--no-verify skips it; the op "
+        "audit still runs)",
+        flags=("--no-verify",),
+    )
+    zip: bool = option(False, "also write BASE/NAME.zip")
+    sagemaker: bool = option(False, "also write BASE/NAME-VERSION.model.tar.gz for SageMaker")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.base), "--to", self.base, "name a model base folder")
+        if self.name is not None:
+            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+        if self.version is not None:
+            _check(self.version >= 1, "--version", self.version, "versions are positive integers")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`bertclf predict`: texts in, labels and probabilities out.
+
+    Args:
+        model: a run directory, or an exported BASE/NAME[/VERSION].
+        texts: texts given on the command line.
+        input: a file of texts: .csv/.tsv/.jsonl by extension, else one text per line.
+        text_field: the text column of a CSV/TSV/JSONL input.
+        id_field: a column copied to each result, when the input has it.
+        output: write results here (.csv, else JSONL) instead of printing them.
+        json: print JSON lines instead of a table.
+        batch_size: texts per model call (and per read from --input).
+        overwrite: replace an existing --output file.
+    """
+
+    model: str = option(dataclasses.MISSING, "run directory, or exported BASE/NAME[/VERSION]")
+    texts: tuple[str, ...] = option((), "texts to classify")
+    input: str | None = option(
+        None, "file of texts: .csv/.tsv/.jsonl (by extension), else one per line", type=str
+    )
+    text_field: str = option(TEXT_FIELD, "text column of a .csv/.tsv/.jsonl --input")
+    id_field: str = option("id", "column copied to each result when the input has it")
+    output: str | None = option(
+        None, "write results to this file (.csv, else JSON lines)", type=str
+    )
+    json: bool = option(False, "print JSON lines")
+    batch_size: int = option(64, "texts per model call (and per read from --input)")
+    overwrite: bool = option(False, "replace an existing --output file")
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        if not self.texts and not self.input:
+            raise ConfigError("predict: no texts; pass them as arguments or with --input FILE")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`bertclf serve`: TF Serving's REST API over the exports under a base path.
+
+    Args:
+        base: model base path (BASE/NAME/VERSION), or one model's directory.
+        name: model name when `base` is a single model's directory.
+        host: address to bind.
+        port: TCP port.
+        poll: seconds between scans of `base` for new versions.
+        max_batch: most texts in one model call (larger requests are split).
+        max_wait_ms: under concurrent load, how long a batch waits to fill up.
+        max_queue: texts waiting for the model before new requests get 429.
+        max_body_mb: request body limit (413 above it).
+        max_instances: texts in one request (400 above it); at most `max_queue`.
+        header_timeout: seconds a client has to send a request's headers.
+        access_log: log every request.
+    """
+
+    base: str = option(dataclasses.MISSING, "model base path (BASE), or one model's directory")
+    name: str | None = option(None, "model name when BASE is one model's directory", type=str)
+    host: str = option("127.0.0.1", "address to bind (any other than loopback is warned about)")
+    port: int = option(8501, "TCP port (the default is TF Serving's REST port)")
+    poll: float = option(1.0, "seconds between scans of BASE for new versions")
+    max_batch: int = option(32, "most texts in one model call; larger requests are split")
+    max_wait_ms: float = option(
+        2.0, "under concurrent load, how long a batch waits to fill up (a lone request never)"
+    )
+    max_queue: int = option(1024, "texts waiting for the model before requests get 429")
+    max_body_mb: float = option(10.0, "request body limit in MiB (413 above it)")
+    max_instances: int = option(512, "texts in one request (400 above it); at most --max-queue")
+    header_timeout: float = option(10.0, "seconds a client has to send a request's headers")
+    access_log: bool = option(False, "log every request")
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+        _check(0 < self.port < 65536, "--port", self.port, "use a port in 1..65535")
+        _check(self.poll > 0, "--poll", self.poll, "use a positive number of seconds")
+        for flag, value in (
+            ("--max-batch", self.max_batch),
+            ("--max-queue", self.max_queue),
+            ("--max-instances", self.max_instances),
+        ):
+            _check(value >= 1, flag, value, "use 1 or more")
+        _check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
+        _check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
+        _check(self.header_timeout > 0, "--header-timeout", self.header_timeout, "use seconds > 0")
+        _check(
+            self.max_instances <= self.max_queue,
+            "--max-instances",
+            self.max_instances,
+            f"a request must fit the queue: use at most --max-queue ({self.max_queue})",
+        )
