@@ -29,7 +29,7 @@ def test_split_equals_keras(tmp_path, seed, val_split):
     # a nested file counts too, as in Keras
     (root / "bug" / "nested").mkdir()
     (root / "bug" / "nested" / "x.txt").write_text("nested crash report")
-    splits = load_splits(DataConfig(str(root), val_split=val_split), seed)
+    splits = load_splits(DataConfig(str(root), val_split=val_split, split="keras"), seed)
     k_train, k_val, k_names = _keras_split(root, seed, val_split)
     ours = lambda ex: sorted(zip(ex.texts, ex.labels, strict=True))  # noqa: E731
     assert splits.label_names == k_names == ["billing", "bug", "feature"]
@@ -63,7 +63,10 @@ def test_csv_and_jsonl(tmp_path):
     csv_file = tmp_path / "d.csv"
     csv_file.write_text('body,topic\n"hello, world",b\nsecond,a\nthird,b\nfourth,a\nfifth,b\n')
     splits = load_splits(
-        DataConfig(str(csv_file), text_field="body", label_field="topic", val_split=0.2), 1
+        DataConfig(
+            str(csv_file), text_field="body", label_field="topic", val_split=0.2, split="keras"
+        ),
+        1,
     )
     assert splits.label_names == ["a", "b"]
     assert len(splits.train) == 4 and len(splits.val) == 1
@@ -156,3 +159,27 @@ def test_check_source_reads_only_headers(tmp_path):
     (tmp_path / "d.txt").write_text("x")
     with pytest.raises(DataError, match="unknown file type '.txt'"):
         check_source(tmp_path / "d.txt", "text", "label")
+
+
+def test_stratified_split_keeps_class_shares_within_one_example(tmp_path):
+    from collections import Counter
+
+    from bertclf.splitting import resolve_split
+
+    counts = {"billing": 40, "bug": 13, "feature": 7}  # imbalanced, one small class
+    root = tmp_path / "d"
+    for label, n in counts.items():
+        write_folder(root, per_class=n, labels=[label])
+    for seed in (1, 2, 3):
+        splits = load_splits(DataConfig(str(root), val_split=0.25), seed)
+        assert splits.split == "stratified"  # auto: 0.25 x 7 < 20 validation examples
+        val = Counter(splits.val.labels)
+        train = Counter(splits.train.labels)
+        for i, label in enumerate(splits.label_names):
+            assert abs(val[i] - 0.25 * counts[label]) <= 1, (seed, label, val[i])
+            assert val[i] + train[i] == counts[label]
+    # The same call with --split keras is Keras' random split, and auto picks it for
+    # classes that leave at least 20 validation examples each.
+    assert load_splits(DataConfig(str(root), val_split=0.25, split="keras"), 1).split == "keras"
+    assert resolve_split("auto", [0] * 100 + [1] * 100, 0.2) == "keras"
+    assert resolve_split("auto", [0] * 100 + [1] * 99, 0.2) == "stratified"

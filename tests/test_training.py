@@ -58,10 +58,12 @@ def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
     assert [r["epoch"] for r in history] == [1, 2, 3]
     # Batches had several widths (bucketing) and a short last batch: still one trace each.
     assert result.traces == {"train_step": 1, "eval_step": 1}
-    # best.weights.h5 holds the epoch with the best validation accuracy.
-    best = max(r["val_accuracy"] for r in history)
+    # best.weights.h5 holds the kept epoch: the best validation macro-F1, ties to the lower
+    # validation loss (the default --select).
+    kept = max(history, key=lambda r: (r["val_macro_f1"], -r["val_loss"]))
+    assert result.kept_epoch == kept["epoch"] and history[kept["epoch"] - 1]["kept"]
+    best = kept["val_accuracy"]
     assert result.best_val_accuracy == pytest.approx(best)
-    assert [r["best"] for r in history].count(True) >= 1
     run = load_run(out)
     from bertclf.data import load_splits
 

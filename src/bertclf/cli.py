@@ -67,6 +67,14 @@ def _add_evaluate_predict(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser(
+        "baseline", help="TF-IDF + linear SVM on the split 'train' would use, in seconds"
+    )
+    cliargs.add_options(p, DataConfig, train={"positional": True, "metavar": "DATA"})
+    cliargs.add_options(p, RunConfig, only=("seed",))
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_baseline)
+
     p = sub.add_parser("predict", help="label new texts")
     cliargs.add_options(
         p,
@@ -191,11 +199,48 @@ def cmd_train(a) -> int:
     from bertclf.training import train
 
     result = train(config, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+    kept = result.history[result.kept_epoch - 1]
     print(f"run: {result.run_dir}")
-    print(f"best validation accuracy: {result.best_val_accuracy:.4f}")
+    print(
+        f"kept epoch {result.kept_epoch} of {len(result.history)}: validation macro-F1 "
+        f"{kept['val_macro_f1']:.4f}, accuracy {kept['val_accuracy']:.4f}"
+    )
+    base = result.baseline["validation"]
+    print(
+        f"baseline ({result.baseline['model']}): validation macro-F1 {base['macro_f1']:.4f}, "
+        f"accuracy {base['accuracy']:.4f}"
+    )
     if result.test_metrics is not None:
-        print("test set (best weights):")
+        print("test set (kept weights):")
         print(format_metrics(result.test_metrics))
+        test_base = result.baseline["test"]
+        print(
+            f"baseline on the test set: macro-F1 {test_base['macro_f1']:.4f}, "
+            f"accuracy {test_base['accuracy']:.4f}"
+        )
+    return 0
+
+
+def cmd_baseline(a) -> int:
+    from bertclf.data import check_source
+
+    data = cliargs.from_args(DataConfig, a)
+    check_source(data.train, data.text_field, data.label_field)
+    if data.test:
+        check_source(data.test, data.text_field, data.label_field)
+    from bertclf.baseline import NAME, fit_baseline
+    from bertclf.data import load_splits
+    from bertclf.evaluation import format_metrics
+
+    result = fit_baseline(load_splits(data, a.seed))
+    if a.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    for split in ("validation", "test"):
+        metrics = getattr(result, split)
+        if metrics is not None:
+            print(f"{NAME}, {split}:")
+            print(format_metrics(metrics))
     return 0
 
 

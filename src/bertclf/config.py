@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from bertclf import policy
 from bertclf.errors import ConfigError
 
 CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
@@ -29,6 +30,9 @@ STRATEGIES = ("default", "mirrored")
 TB_HISTOGRAMS = ("head", "all", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOGGLES = ("auto", "on", "off")
+SPLITS = ("auto", "keras", "stratified")
+SELECTS = ("macro_f1", "accuracy", "loss")
+CLASS_WEIGHTS = ("auto", "balanced", "none")
 TEXT_FIELD = "text"
 LABEL_FIELD = "label"
 
@@ -61,6 +65,7 @@ class DataConfig:
         label_field: column (CSV) or key (JSONL) holding the label.
         val_split: fraction of `train` held out for validation, as
             `keras.utils.text_dataset_from_directory(validation_split=...)`.
+        split: `keras`, `stratified`, or `auto` (see `bertclf.splitting`).
     """
 
     train: str = option(
@@ -76,10 +81,17 @@ class DataConfig:
     text_field: str = option(TEXT_FIELD, "CSV/JSONL column (key) holding the text")
     label_field: str = option(LABEL_FIELD, "CSV/JSONL column (key) holding the label")
     val_split: float = option(0.2, "fraction of DATA held out for validation")
+    split: str = option(
+        "auto",
+        "validation split: keras (random, as Keras splits folders), stratified (each class "
+        "its share), auto (stratified when a class would get fewer than 20)",
+        choices=SPLITS,
+    )
 
     def __post_init__(self) -> None:
         _check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
         _check(0.0 < self.val_split < 1.0, "--val-split", self.val_split, "use a value in (0, 1)")
+        _check(self.split in SPLITS, "--split", self.split, f"choose one of {SPLITS}")
         _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
         _check(bool(self.label_field), "--label-field", self.label_field, "name the label column")
 
@@ -140,7 +152,12 @@ class TrainConfig:
     """How the encoder is fine-tuned.
 
     Args:
-        epochs: passes over the training split.
+        epochs: passes over the training split; None: the budget rule (`bertclf.policy`).
+        select: validation metric that picks the kept epoch (`macro_f1`,
+            `accuracy`, `loss`); ties go to the lower validation loss.
+        class_weight: `balanced` (inverse class frequency), `none`, or `auto`
+            (balanced past an imbalance ratio, see `bertclf.policy`).
+        patience: stop after this many epochs without a better kept epoch (None: off).
         batch_size: global batch size (split across replicas).
         lr: peak learning rate.
         optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
@@ -159,7 +176,12 @@ class TrainConfig:
             the hardware has native bf16, else fp32).
     """
 
-    epochs: int = option(3, "passes over the training split")
+    epochs: int | None = option(
+        None,
+        f"passes over the training split (default: at least {policy.MIN_EPOCHS} epochs and "
+        f"{policy.MIN_STEPS} optimizer steps, at most {policy.MAX_EPOCHS}; see README)",
+        type=int,
+    )
     batch_size: int = option(16, "global batch size (split across replicas)")
     lr: float = option(3e-5, "peak learning rate")
     optimizer: str = option(
@@ -185,6 +207,20 @@ class TrainConfig:
         "pad batches only to their longest text (multiples of 4; 32 under XLA)",
         choices=TOGGLES,
     )
+    select: str = option(
+        "macro_f1",
+        "validation metric that picks the kept epoch; ties go to the lower validation loss",
+        choices=SELECTS,
+    )
+    class_weight: str = option(
+        "auto",
+        "loss weights by inverse class frequency (auto: when the largest class is "
+        f"{policy.IMBALANCE_RATIO}x the smallest or more)",
+        choices=CLASS_WEIGHTS,
+    )
+    patience: int | None = option(
+        None, "stop after N epochs without a better kept epoch (default: off)", type=int
+    )
     jit: str = option("auto", "XLA-compile the steps (auto: on GPUs)", choices=TOGGLES)
     precision: str = option(
         "auto",
@@ -193,7 +229,17 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
+        if self.epochs is not None:
+            _check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
+        _check(self.select in SELECTS, "--select", self.select, f"choose one of {SELECTS}")
+        _check(
+            self.class_weight in CLASS_WEIGHTS,
+            "--class-weight",
+            self.class_weight,
+            f"choose one of {CLASS_WEIGHTS}",
+        )
+        if self.patience is not None:
+            _check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
         _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
         _check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
         _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bertclf.config import DataConfig
 from bertclf.errors import DataError
+from bertclf.splitting import resolve_split, split_indices
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +75,7 @@ class Splits:
     val: Examples
     test: Examples | None
     label_names: list[str]
+    split: str = "keras"  # how train and validation were separated (keras, stratified)
 
 
 def decode(raw: bytes, source: str, report: ReadReport) -> str | None:
@@ -122,25 +122,6 @@ def index_folder(directory: Path) -> tuple[list[str], list[int], list[str]]:
                 f"{directory / name}: class folder has no .txt files; add some or remove it"
             )
     return paths, labels, class_names
-
-
-def shuffle_like_keras(items: list, labels: list[int], seed: int) -> tuple[list, list[int]]:
-    """Shuffle as `keras.utils.dataset_utils.index_directory` does (two equal RNGs)."""
-    items, labels = list(items), list(labels)
-    np.random.RandomState(seed).shuffle(items)
-    np.random.RandomState(seed).shuffle(labels)
-    return items, labels
-
-
-def split_point(n: int, val_split: float, what: str) -> int:
-    """Index where validation starts: the last `int(val_split * n)` examples."""
-    num_val = int(val_split * n)
-    if num_val < 1 or num_val >= n:
-        raise DataError(
-            f"{what}: {n} examples with --val-split {val_split} leave "
-            f"{num_val} for validation and {n - num_val} for training; add data or change it"
-        )
-    return n - num_val
 
 
 def read_files(paths: list[str], labels: list[int], names: list[str]) -> Examples:
@@ -338,14 +319,14 @@ def read_labelled(
 
 
 def load_splits(config: DataConfig, seed: int) -> Splits:
-    """Read the training data, split it as Keras would, and read the test set."""
+    """Read the training data, split it (`--split`, see bertclf.splitting), read the test set."""
     train_path = Path(config.train)
     if train_path.is_dir():
         paths, labels, names = index_folder(train_path)
-        paths, labels = shuffle_like_keras(paths, labels, seed)
-        cut = split_point(len(paths), config.val_split, str(train_path))
-        train = read_files(paths[:cut], labels[:cut], names)
-        val = read_files(paths[cut:], labels[cut:], names)
+        method = resolve_split(config.split, labels, config.val_split)
+        tr, va = split_indices(labels, config.val_split, seed, method, str(train_path))
+        train = read_files([paths[i] for i in tr], [labels[i] for i in tr], names)
+        val = read_files([paths[i] for i in va], [labels[i] for i in va], names)
     else:
         texts, raw, sources, report = read_table(train_path, config.text_field, config.label_field)
         names = _label_order(raw)
@@ -355,12 +336,13 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
                 f"{names}; a classifier needs at least two"
             )
         index = {n: i for i, n in enumerate(names)}
-        order, _ = shuffle_like_keras(list(range(len(texts))), [0] * len(texts), seed)
-        cut = split_point(len(order), config.val_split, str(train_path))
+        labels = [index[r] for r in raw]
+        method = resolve_split(config.split, labels, config.val_split)
+        tr, va = split_indices(labels, config.val_split, seed, method, str(train_path))
         pick = lambda ids: Examples(  # noqa: E731
-            [texts[i] for i in ids], [index[raw[i]] for i in ids], names, [sources[i] for i in ids]
+            [texts[i] for i in ids], [labels[i] for i in ids], names, [sources[i] for i in ids]
         )
-        train, val = pick(order[:cut]), pick(order[cut:])
+        train, val = pick(tr), pick(va)
         train.report = report
     for part, what in ((train, "training"), (val, "validation")):
         if len(part) == 0:
@@ -368,7 +350,7 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     test = None
     if config.test:
         test = read_labelled(config.test, config.text_field, config.label_field, label_names=names)
-    return Splits(train, val, test, names)
+    return Splits(train, val, test, names, method)
 
 
 def describe(splits: Splits) -> list[str]:
@@ -378,7 +360,7 @@ def describe(splits: Splits) -> list[str]:
     report.merge(splits.val.report)
     lines = [
         f"labels (sorted): {splits.label_names}",
-        f"train {len(splits.train)} / validation {len(splits.val)}"
+        f"train {len(splits.train)} / validation {len(splits.val)} ({splits.split} split)"
         + (f" / test {len(splits.test)}" if splits.test is not None else ""),
         f"train per class: {splits.train.class_counts()}",
         report.summary(),

@@ -1,16 +1,22 @@
-"""Score a trained run on labelled data with scikit-learn's metrics."""
+"""Score a trained run on labelled data with scikit-learn's metrics.
+
+The metrics themselves (`compute_metrics`, `format_metrics`) need no TensorFlow: the
+linear baseline reports through them too.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn import metrics as skm
 
 from bertclf.data import Examples, read_labelled
-from bertclf.run import TrainedRun, load_run
+
+if TYPE_CHECKING:
+    from bertclf.run import TrainedRun
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,8 @@ def evaluate(
     >>> sorted(m)[:3]
     ['accuracy', 'confusion_matrix', 'examples']
     """
+    from bertclf.run import load_run  # TensorFlow: only when a run is scored
+
     run = load_run(run_dir)
     examples = read_labelled(data, text_field, label_field, label_names=run.label_names)
     return evaluate_examples(run, examples)

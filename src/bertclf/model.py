@@ -91,14 +91,24 @@ class BertClassifier(keras.Model):
             return tf.concat([1.0 - p1, p1], axis=-1)
         return tf.nn.softmax(logits, axis=-1)
 
-    def per_example_loss(self, labels, logits):
-        """Cross-entropy per example: [batch] float32."""
+    def per_example_loss(self, labels, logits, class_weights=None):
+        """Cross-entropy per example: [batch] float32, times its label's weight if given.
+
+        Args:
+            labels: [batch] int class ids.
+            logits: the model's output.
+            class_weights: optional [num_labels] loss weight of each class.
+        """
         logits = tf.cast(logits, tf.float32)
         if self.head == "sigmoid":
-            return tf.nn.sigmoid_cross_entropy_with_logits(
+            loss = tf.nn.sigmoid_cross_entropy_with_logits(
                 labels=tf.cast(labels[:, None], tf.float32), logits=logits
             )[:, 0]
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        else:
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        if class_weights is not None:
+            loss = loss * tf.gather(tf.cast(class_weights, tf.float32), labels)
+        return loss
 
     def head_variables(self):
         """The classifier layer's variables (kernel and bias)."""

@@ -190,14 +190,19 @@ def write_run_report(
             f"{split} (rows: true, columns: predicted)",
             run.path / f"confusion_{split}.png",
         )
-    if "test" in metrics:
-        write_json(run.path / "test_metrics.json", metrics["test"])
     mistakes.sort(key=lambda m: -m["probability"])
     write_text(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
     )
-    page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20])
+    baseline_file = run.path / "baseline.json"
+    baseline = read_json(baseline_file) if baseline_file.is_file() else None
+    if baseline is not None and test:  # another test set than the one it was scored on
+        baseline = {**baseline, "test": None}
+    if "test" in metrics:
+        metrics["test"]["baseline"] = (baseline or {}).get("test")  # beside it, same split
+        write_json(run.path / "test_metrics.json", metrics["test"])
+    page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20], baseline)
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
 
@@ -219,11 +224,18 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _metrics_html(metrics: dict[str, Any]) -> str:
-    summary = _table(
-        ["split", "examples", "loss", "accuracy", "macro-F1"],
-        [[s, m["examples"], m["loss"], m["accuracy"], m["macro_f1"]] for s, m in metrics.items()],
-    )
+def _metrics_html(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    rows = [
+        ["fine-tuned", s, m["examples"], m["loss"], m["accuracy"], m["macro_f1"]]
+        for s, m in metrics.items()
+    ]
+    for split in ("validation", "test"):
+        b = (baseline or {}).get(split)
+        if b is not None:
+            rows.append(
+                [baseline["model"], split, b["examples"], "-", b["accuracy"], b["macro_f1"]]
+            )
+    summary = _table(["model", "split", "examples", "loss", "accuracy", "macro-F1"], rows)
     per_class = "".join(
         f"<h3>{html.escape(split)}: per class</h3>"
         + _table(
@@ -267,17 +279,31 @@ def render_html(
     metrics: dict[str, Any],
     images: dict[str, Path],
     mistakes: list[dict[str, Any]],
+    baseline: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained page: images are embedded as data: URIs."""
+    kept = next((r["epoch"] for r in reversed(history) if r.get("kept")), "?")
     hist = _table(
-        ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "ex/s"],
+        [
+            "epoch",
+            "kept",
+            "train loss",
+            "train acc",
+            "val loss",
+            "val acc",
+            "val macro-F1",
+            "lr",
+            "ex/s",
+        ],
         [
             [
                 r["epoch"],
+                "kept" if r.get("kept") else "",
                 r["train_loss"],
                 r["train_accuracy"],
                 r["val_loss"],
                 r["val_accuracy"],
+                r.get("val_macro_f1", "-"),
                 f"{r['learning_rate']:.2e}",
                 f"{r['examples_per_second']:.1f}",
             ]
@@ -300,7 +326,8 @@ def render_html(
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>bertclf report: {html.escape(name)}</title><style>{STYLE}</style></head>"
         f"<body><h1>bertclf report: {html.escape(name)}</h1>"
-        f"<h2>Metrics (best weights)</h2>{_metrics_html(metrics)}"
+        f"<h2>Metrics (kept epoch {kept}), beside the linear baseline</h2>"
+        f"{_metrics_html(metrics, baseline)}"
         f"<h2>Figures</h2>{figures}<h2>History</h2>{hist}"
         f"<h2>Most confident mistakes</h2>{wrong}"
         f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"

@@ -8,6 +8,7 @@ RUN/
   checkpoints/       last finished epoch: model + optimizer state (for --resume)
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
+  baseline.json      the linear baseline's metrics on the same split
   logs/train, logs/validation   TensorBoard event files
 
 Nothing here imports TensorFlow, so the CLI can check a run directory at once.
@@ -35,6 +36,7 @@ BEST_WEIGHTS = "best.weights.h5"
 CHECKPOINTS = "checkpoints"
 HISTORY = "history.json"
 SAMPLES = "samples.json"
+BASELINE = "baseline.json"
 SAMPLE_SIZE = 64  # validation texts kept for export's parity check
 LOGS = "logs"
 

@@ -1,0 +1,99 @@
+"""The training policy: how long to train, how to weigh classes, which epoch to keep, when to stop.
+
+Each rule is here with its reason; `training.py` applies them and logs what they chose.
+
+Budget. Fine-tuning a BERT needs a number of optimizer steps, not of epochs: with few
+texts, 3 epochs are a few dozen steps, too few to move the encoder, and runs end
+wherever their seed left them (Mosbach et al. 2021, "On the Stability of Fine-tuning
+BERT": train for more iterations). Unless `--epochs` is given, a run gets at least
+`MIN_EPOCHS` epochs and at least `MIN_STEPS` optimizer steps, and at most `MAX_EPOCHS`
+epochs: 1,780 BBC articles in batches of 16 are 112 steps an epoch, so they keep their 3
+epochs; 680 short sentences get 7; 200 texts get 20 (the cap: 260 steps).
+
+Class weights. With `--class-weight auto`, a loss weighted by inverse class frequency
+(scikit-learn's "balanced": n / (k * n_c)) is used when the largest training class is
+at least `IMBALANCE_RATIO` times the smallest: below that, BBC's 1.3 for instance, the
+weights would change little and the plain loss is kept.
+
+The kept epoch. `--select macro_f1` (default) keeps the epoch with the best validation
+macro-F1, a tie broken by the lower validation loss: accuracy on an imbalanced set
+rewards predicting the majority class, and on a small validation set several epochs
+tie, where the loss still tells a sharper model from a blunter one. `--patience N` stops
+after N epochs without a better kept epoch (off by default: the kept weights are the
+best seen whatever comes after).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_EPOCHS = 3
+MIN_STEPS = 300
+MAX_EPOCHS = 20
+IMBALANCE_RATIO = 1.5
+
+
+def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:
+    """(epochs, a sentence saying why) for `examples` training texts."""
+    steps = math.ceil(examples / batch_size)
+    if epochs is not None:
+        return epochs, f"--epochs {epochs}: {epochs * steps} optimizer steps ({steps} an epoch)"
+    chosen = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / steps)))
+    return chosen, (
+        f"{chosen} epochs = {chosen * steps} optimizer steps ({examples} texts, {steps} steps "
+        f"an epoch; rule: at least {MIN_EPOCHS} epochs and {MIN_STEPS} steps, at most "
+        f"{MAX_EPOCHS} epochs; --epochs overrides it)"
+    )
+
+
+def class_weights(
+    choice: str, labels: list[int], num_labels: int
+) -> tuple[list[float] | None, str]:
+    """(per-class loss weights or None, a sentence saying why)."""
+    counts = Counter(labels)
+    sizes = [counts.get(i, 0) for i in range(num_labels)]
+    ratio = max(sizes) / max(1, min(sizes))
+    if choice == "none":
+        return None, "off (--class-weight none)"
+    if choice == "auto" and ratio < IMBALANCE_RATIO:
+        return None, f"off (largest/smallest class {ratio:.2f} < {IMBALANCE_RATIO})"
+    n, k = len(labels), num_labels
+    weights = [n / (k * max(1, c)) for c in sizes]
+    shown = ", ".join(f"{w:.2f}" for w in weights)
+    return weights, f"balanced [{shown}] (largest/smallest class {ratio:.2f})"
+
+
+def selection_key(row: dict[str, float], select: str) -> tuple[float, ...]:
+    """Bigger is better: the selection metric, then (a tie) the lower validation loss."""
+    if select == "loss":
+        return (-row["val_loss"],)
+    return (row["val_accuracy" if select == "accuracy" else "val_macro_f1"], -row["val_loss"])
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Macro-F1 from a confusion matrix (rows: true, columns: predicted), as scikit-learn.
+
+    A class with no true and no predicted examples counts as F1 0 (zero_division=0).
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    denominator = confusion.sum(axis=0) + confusion.sum(axis=1)
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return float(f1.mean())
+
+
+@dataclass
+class Stopper:
+    """Early stopping on the kept-epoch rule: stop after `patience` epochs without a new one."""
+
+    patience: int | None
+    since_kept: int = 0
+
+    def update(self, kept: bool) -> bool:
+        """Record an epoch; True when training should stop."""
+        self.since_kept = 0 if kept else self.since_kept + 1
+        return self.patience is not None and self.since_kept >= self.patience

@@ -1,0 +1,293 @@
+"""The training loop: a custom `tf.GradientTape` loop under a `tf.distribute` strategy.
+
+Read it top to bottom: `Trainer.fit()` runs the epochs; each calls two
+`tf.function`-compiled steps (traced once). After every epoch it validates (loss,
+accuracy, macro-F1 from a confusion matrix), keeps the weights when the selection key
+improves (`bertclf.policy`), writes TensorBoard summaries and history.json, and
+checkpoints model + optimizer so that `--resume` replays an interrupted epoch exactly.
+`bertclf.training.train()` sets it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from bertclf import data as data_lib
+from bertclf import policy, rundir
+from bertclf import run as run_lib
+from bertclf.config import RunConfig
+from bertclf.fileio import atomic_path, write_json
+from bertclf.optimization import current_lr, moments
+from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
+from bertclf.preprocessing import TextPreprocessor
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Owns the model, optimizer, compiled steps and run-directory outputs."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        splits: data_lib.Splits,
+        strategy,
+        model,
+        preprocessor: TextPreprocessor,
+        optimizer,
+        run_dir: Path,
+        progress: bool,
+        class_weights: list[float] | None = None,
+        baseline_macro_f1: float | None = None,
+    ):
+        self.cfg, self.splits, self.strategy = config, splits, strategy
+        self.class_weights = None if class_weights is None else tf.constant(class_weights)
+        self.baseline_macro_f1 = baseline_macro_f1
+        self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
+        self.run_dir, self.progress = run_dir, progress
+        self.bucketing = config.train.bucketing == "on"
+        jit = config.train.jit == "on"
+        self.bucket = bucket_width(jit)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # The kept epoch's selection key (policy.selection_key; bigger is better) and number.
+        self.best = tf.Variable([-math.inf] * 2, dtype=tf.float64, trainable=False, name="best")
+        self.kept = tf.Variable(0, dtype=tf.int64, trainable=False, name="kept_epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epoch=self.epoch, best=self.best, kept=self.kept
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(run_dir / rundir.CHECKPOINTS), max_to_keep=1
+        )
+        # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
+        # replayed epoch draws the same masks as the interrupted one did.
+        self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        self._datasets: dict[int, EpochDataset] = {}
+        # Tokenizes the training texts (once); their lengths group similar texts.
+        self.train_lengths = self._epoch_dataset(splits.train).lengths
+        # Every batch has the same spec ([None] batch, [None] width), so each step
+        # is traced once, not per batch or per width (XLA compiles once per width).
+        spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
+        self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
+        self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
+        self.writers = {
+            part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
+            for part in ("train", "validation")
+        }
+
+    def _train_order(self, epoch: int):
+        seed = self.cfg.seed + epoch
+        if self.bucketing:
+            return grouped_order(self.train_lengths, self.cfg.train.batch_size, seed)
+        return shuffled_order(len(self.splits.train), seed)
+
+    def _epoch_dataset(self, examples) -> EpochDataset:
+        # One EpochDataset per split, built (and tokenized) once: each epoch only sets the order.
+        key = id(examples)
+        if key not in self._datasets:
+            self._datasets[key] = EpochDataset(
+                examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing, self.bucket
+            )
+        return self._datasets[key]
+
+    def _dataset(self, examples, order):
+        return self._epoch_dataset(examples)(order)
+
+    def _distribute(self, ds):
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    # The per-replica bodies. features: dict of [b, w]; labels: [b] int32.
+    def _replica_train(self, features, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(features, training=True)  # [b, L] (or [b, 1] sigmoid)
+            # [b]; with --class-weight each example's loss times its class' weight (the
+            # objective, and the train loss reported; validation loss stays unweighted).
+            per_example = self.model.per_example_loss(labels, logits, self.class_weights)
+            # Mean over the *global* batch, whose size is summed across replicas (a short
+            # last batch splits unevenly): the optimizer sums the replicas' gradients.
+            global_count = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32)
+            )
+            loss = tf.reduce_sum(per_example) / global_count
+            scaled = self.optimizer.scale_loss(loss)  # identity unless fp16 loss scaling
+        variables = self.model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return self._sums(features, labels, logits, per_example)
+
+    def _replica_eval(self, features, labels):
+        """Sums [5] (unweighted loss) and the confusion matrix [L, L] (rows: true)."""
+        logits = self.model(features, training=False)
+        sums = self._sums(features, labels, logits, self.model.per_example_loss(labels, logits))
+        predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
+        num_labels = len(self.splits.label_names)
+        confusion = tf.math.confusion_matrix(labels, predicted, num_labels, dtype=tf.float32)
+        return sums, confusion
+
+    def _sums(self, features, labels, logits, per_example):
+        """[5]: loss sum, correct, examples, real tokens, padded tokens (summed over replicas)."""
+        predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
+        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
+        count = tf.cast(tf.size(labels), tf.float32)
+        real = tf.reduce_sum(tf.cast(features["padding_mask"], tf.float32))
+        padded = tf.cast(tf.size(features["padding_mask"]), tf.float32)
+        return tf.stack([tf.reduce_sum(per_example), correct, count, real, padded])
+
+    def _train_step(self, batch):
+        sums = self.strategy.run(self._replica_train, args=batch)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+
+    def _eval_step(self, batch):
+        sums, confusion = self.strategy.run(self._replica_eval, args=batch)
+        reduce = self.strategy.reduce
+        return (
+            reduce(tf.distribute.ReduceOp.SUM, sums, axis=None),
+            reduce(tf.distribute.ReduceOp.SUM, confusion, axis=None),
+        )
+
+    def _reset_rng(self, epoch: int) -> None:
+        for i, state in enumerate(self.rng_states):
+            state.assign(tf.constant([self.cfg.seed * 1000 + i, epoch << 24], tf.int64))
+
+    def run_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training split; returns its loss and accuracy."""
+        self._reset_rng(epoch)
+        ds = self._distribute(self._dataset(self.splits.train, self._train_order(epoch)))
+        steps = math.ceil(len(self.splits.train) / self.cfg.train.batch_size)
+        totals = tf.zeros([5])
+        bar = tqdm(
+            ds,
+            total=steps,
+            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+            disable=not self.progress,
+            leave=False,
+            unit="step",
+        )
+        for batch in bar:
+            totals += self.train_step(batch)
+            loss, correct, n = totals.numpy()[:3]
+            bar.set_postfix(loss=f"{loss / n:.4f}", acc=f"{correct / n:.4f}")
+        loss, correct, n, real, padded = totals.numpy()
+        return {
+            "loss": float(loss / n),
+            "accuracy": float(correct / n),
+            "real_tokens": int(real),
+            "padded_tokens": int(padded),
+        }
+
+    def evaluate_split(self, examples) -> dict[str, float]:
+        num_labels = len(self.splits.label_names)
+        totals, confusion = tf.zeros([5]), tf.zeros([num_labels, num_labels])
+        for batch in self._distribute(self._dataset(examples, None)):
+            sums, matrix = self.eval_step(batch)
+            totals, confusion = totals + sums, confusion + matrix
+        loss, correct, n = totals.numpy()[:3]
+        return {
+            "loss": float(loss / n),
+            "accuracy": float(correct / n),
+            "macro_f1": policy.macro_f1(confusion.numpy()),
+        }
+
+    def fit(self, history: list[dict[str, float]]) -> list[dict[str, float]]:
+        """Epochs from the checkpointed one to the last (or an early stop); the full history."""
+        stopper = policy.Stopper(self.cfg.train.patience)
+        for row in history:  # a resumed run: count the epochs since the kept one
+            stopper.update(bool(row.get("kept")))
+        for epoch in range(int(self.epoch.numpy()), self.cfg.train.epochs):
+            start = time.perf_counter()
+            train_m = self.run_epoch(epoch)
+            seconds = time.perf_counter() - start
+            val_m = self.evaluate_split(self.splits.val)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_m["loss"],
+                "train_accuracy": train_m["accuracy"],
+                "val_loss": val_m["loss"],
+                "val_accuracy": val_m["accuracy"],
+                "val_macro_f1": val_m["macro_f1"],
+                "baseline_val_macro_f1": self.baseline_macro_f1,
+                "learning_rate": current_lr(self.optimizer),
+                "seconds": seconds,
+                "examples_per_second": len(self.splits.train) / seconds,
+                "real_tokens_per_second": train_m["real_tokens"] / seconds,
+                "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
+            }
+            self._end_epoch(row, history)
+            if stopper.update(row["kept"]):
+                logger.info(
+                    "early stopping: %d epochs without a better validation %s (--patience %d)",
+                    stopper.since_kept,
+                    self.cfg.train.select,
+                    self.cfg.train.patience,
+                )
+                break
+        return history
+
+    def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
+        key = policy.selection_key(row, self.cfg.train.select)
+        key = (*key, 0.0)[:2]  # the variable holds two numbers
+        kept = bool(key > tuple(float(v) for v in self.best.numpy()))
+        if kept:  # the kept weights change only when the selection key is strictly better
+            with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
+                self.model.save_weights(str(tmp))
+            self.best.assign(key)
+            self.kept.assign(row["epoch"])
+        row["kept"] = kept
+        self._summaries(row)
+        history.append(row)
+        write_json(self.run_dir / rundir.HISTORY, history)
+        self.epoch.assign(row["epoch"])
+        self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
+        logger.info(
+            "epoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f "
+            "macro-F1 %.4f%s | %.1f ex/s",
+            row["epoch"],
+            self.cfg.train.epochs,
+            row["train_loss"],
+            row["train_accuracy"],
+            row["val_loss"],
+            row["val_accuracy"],
+            row["val_macro_f1"],
+            " (kept)" if kept else "",
+            row["examples_per_second"],
+        )
+
+    def kept_run(self) -> run_lib.TrainedRun:
+        """This model with the kept epoch's weights, as a run (no reload from disk)."""
+        self.model.load_weights(str(self.run_dir / rundir.BEST_WEIGHTS))
+        meta = rundir.read_meta(self.run_dir)
+        return run_lib.TrainedRun(self.run_dir, meta, self.preprocessor, self.model)
+
+    def _summaries(self, row: dict[str, float]) -> None:
+        step = row["epoch"]
+        for part, prefix in (("train", "train_"), ("validation", "val_")):
+            with self.writers[part].as_default(step=step):
+                tf.summary.scalar("loss", row[f"{prefix}loss"])
+                tf.summary.scalar("accuracy", row[f"{prefix}accuracy"])
+                tf.summary.scalar("learning_rate", row["learning_rate"])
+        with self.writers["validation"].as_default(step=step):
+            tf.summary.scalar("macro_f1", row["val_macro_f1"])
+            tf.summary.scalar("kept_epoch", int(self.kept.numpy()))  # the kept epoch so far
+            if row["baseline_val_macro_f1"] is not None:
+                tf.summary.scalar("baseline_macro_f1", row["baseline_val_macro_f1"])
+        mode = self.cfg.train.tb_histograms
+        if mode == "none":
+            return
+        variables = (
+            self.model.head_variables() if mode == "head" else self.model.trainable_variables
+        )
+        with self.writers["train"].as_default(step=step):
+            for var in variables:
+                m, v = moments(self.optimizer, var)
+                if m is not None:
+                    # Tags without the (auto-numbered) model name: stable across runs.
+                    name = var.path.removeprefix(f"{self.model.name}/")
+                    tf.summary.histogram(f"adam_m/{name}", m.value)
+                    tf.summary.histogram(f"adam_v/{name}", v.value)
+        for writer in self.writers.values():
+            writer.flush()
