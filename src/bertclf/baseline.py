@@ -5,8 +5,8 @@ beat. `bertclf baseline DATA` fits it on exactly the split `bertclf train` uses 
 `--seed`, `--val-split`, `--split`), and every training run fits it too and reports it
 beside the fine-tuned model. Settings: sublinear TF, word unigrams and bigrams,
 `LinearSVC(class_weight="balanced", random_state=0)` (scikit-learn's defaults
-otherwise). An SVM has no probabilities: the softmax of its margins stands in for them, so its accuracy and F1 are
-the SVM's own, and its "loss" is only a rough figure.
+otherwise). An SVM has no probabilities: the softmax of its margins stands in for them,
+so its accuracy and F1 are the SVM's own, and its "loss" is only a rough figure.
 """
 
 from __future__ import annotations
