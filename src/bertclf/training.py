@@ -274,8 +274,8 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
     history_file = run_dir / rundir.HISTORY
     history = read_json(history_file)[:done] if history_file.is_file() else []
     logger.info(
-        "--resume: continuing after epoch %d (best validation accuracy %.4f)",
+        "--resume: continuing after epoch %d (kept so far: epoch %d)",
         done,
-        float(trainer.best.numpy()),
+        int(trainer.kept.numpy()),
     )
     return history
