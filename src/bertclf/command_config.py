@@ -145,3 +145,8 @@ class ServeConfig:
             self.max_instances,
             f"a request must fit the queue: use at most --max-queue ({self.max_queue})",
         )
+
+
+def serve_default(name: str):
+    """The default of one `ServeConfig` field, for the serving layer's own defaults."""
+    return next(f.default for f in dataclasses.fields(ServeConfig) if f.name == name)

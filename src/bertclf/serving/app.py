@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bertclf import servable
+from bertclf.command_config import serve_default
 from bertclf.serving import protocol
 from bertclf.serving.errors import (
     InvalidArgument,
@@ -54,8 +55,8 @@ MODEL_PATH = re.compile(
 
 @dataclass
 class Limits:
-    max_body: int = 10 * 2**20
-    max_instances: int = 1024
+    max_body: int = int(serve_default("max_body_mb") * 2**20)
+    max_instances: int = serve_default("max_instances")
 
 
 class Metrics:

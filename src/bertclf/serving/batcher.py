@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bertclf.command_config import serve_default
 from bertclf.serving.errors import ResourceExhausted, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,9 @@ class Batcher:
         self,
         run: RunFn,
         executor: Executor,
-        max_batch: int = 32,
-        max_wait: float = 0.002,
-        max_queue: int = 512,
+        max_batch: int = serve_default("max_batch"),
+        max_wait: float = serve_default("max_wait_ms") / 1000,
+        max_queue: int = serve_default("max_queue"),
         on_batch: Callable[[int], None] | None = None,
     ):
         self.run, self.executor = run, executor
