@@ -378,3 +378,35 @@ def test_inference_on_an_export_does_not_load_the_training_side(trained, tmp_pat
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_signatures_trim_each_batch_to_its_longest_text(trained, tmp_path):
+    """Padding to the batch's longest text gives the probabilities of padding to --seq-len."""
+    import tensorflow as tf
+
+    from bertclf.pipeline import inference_features
+
+    run = load_run(trained)
+    pre = run.preprocessor
+    # Short texts are cut to a few columns; over-long ones keep the whole window.
+    assert inference_features(pre, tf.constant(["refund", ""]))["token_ids"].shape[1] == 4
+    assert inference_features(pre, tf.constant(TEXTS))["token_ids"].shape[1] == pre.sequence_length
+    full = run.model.probabilities(run.model(pre(tf.constant(TEXTS)), training=False)).numpy()
+    trimmed = run.predict_proba(TEXTS)
+    np.testing.assert_allclose(trimmed, full, atol=1e-5)
+    short = TEXTS[:2]  # a batch of short texts only: its own, narrower width
+    np.testing.assert_allclose(run.predict_proba(short), full[:2], atol=1e-5)
+
+    result = export_lib.export(trained, tmp_path / "m")
+    model = tf.saved_model.load(str(result.path))
+    serve, classify = model.signatures["serving_default"], model.signatures["classify"]
+    for batch, expected in ((TEXTS, full), (short, full[:2])):
+        got = serve(text=tf.constant(batch))["scores"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        examples = [servable.text_example(t.encode()) for t in batch]
+        via_classify = classify(inputs=tf.constant(examples))["scores"].numpy()
+        np.testing.assert_allclose(via_classify, got, atol=1e-6)
+    empties = serve(text=tf.constant(["", "", ""]))["scores"].numpy()
+    np.testing.assert_allclose(empties.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(empties, np.repeat(full[2:3], 3, axis=0), atol=1e-5)
+    assert serve(text=tf.constant([], tf.string))["scores"].shape == (0, 3)

@@ -32,6 +32,7 @@ from bertclf.archives import package_sagemaker, package_zip
 from bertclf.errors import ExportError
 from bertclf.export_check import DEFAULT_TARGET, TARGETS, audit, check_in_fresh_process
 from bertclf.fileio import atomic_path, publish_modes, remove_stale_temps
+from bertclf.pipeline import inference_features
 from bertclf.run import TrainedRun, load_run
 from bertclf.rundir import LABELS
 from bertclf.version import __version__
@@ -79,8 +80,10 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     num_labels = len(run.label_names)
 
     def scores_for(texts):
-        # texts [batch] -> probabilities [batch, num_labels], the training graph's layers.
-        return model.probabilities(model(preprocessor(texts), training=False))
+        # texts [batch] -> probabilities [batch, num_labels], the training graph's layers,
+        # the batch padded only to its longest text (as `bertclf predict` does).
+        features = inference_features(preprocessor, texts)  # [batch, width]
+        return model.probabilities(model(features, training=False))
 
     def serve(text):
         scores = scores_for(text)

@@ -111,8 +111,22 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
     Texts were already truncated to `max_len`, so nothing but padding is removed.
     """
     longest = tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1))
-    width = tf.minimum((longest + bucket - 1) // bucket * bucket, max_len)
+    # At least one bucket: an empty batch's "longest" is the int32 minimum.
+    width = tf.minimum(tf.maximum((longest + bucket - 1) // bucket * bucket, bucket), max_len)
     return {k: v[:, :width] for k, v in features.items()}
+
+
+def inference_features(preprocessor: TextPreprocessor, texts: tf.Tensor) -> dict:
+    """[batch] strings -> BERT inputs [batch, width], trimmed as training trims a batch.
+
+    Inference (evaluate, predict, the report and the exported signatures) pads a batch
+    only to its longest text, rounded up to a multiple of `BUCKET`, not to the full
+    sequence length: a 15-word text then costs 20 positions, not 128. Padding is
+    masked out of attention and pooling, so the probabilities are those of the fully
+    padded batch to float rounding (tests/test_export.py compares them). Only core ops
+    (sum, max, slicing): TF Serving 2.19 runs them.
+    """
+    return trim_to_bucket(preprocessor(texts), preprocessor.sequence_length, BUCKET)
 
 
 class EpochDataset:

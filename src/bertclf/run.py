@@ -18,6 +18,7 @@ from bertclf.config import RunConfig
 from bertclf.errors import RunError
 from bertclf.fileio import read_json
 from bertclf.model import BertClassifier, build_classifier
+from bertclf.pipeline import inference_features
 from bertclf.predictor import Predictor
 from bertclf.preprocessing import TextPreprocessor
 from bertclf.rundir import BEST_WEIGHTS, SAMPLES, check_trained
@@ -62,8 +63,8 @@ class TrainedRun(Predictor):
     def __post_init__(self):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def forward(texts):
-            logits = self.model(self.preprocessor(texts), training=False)
-            return self.model.probabilities(logits)
+            features = inference_features(self.preprocessor, texts)  # [b, width]
+            return self.model.probabilities(self.model(features, training=False))
 
         self._forward = forward
 
