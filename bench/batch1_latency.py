@@ -1,13 +1,17 @@
-"""Benchmark: exported SavedModels called in-process, batch 1 by text length and batch 32.
+"""Benchmark: batch-1 latency by text length, and batch 32, of exports and ONNX Runtime.
 
-    .venv/bin/python bench/batch1_latency.py NAME=EXPORT_DIR [NAME=EXPORT_DIR ...] [--rounds 7]
+    .venv/bin/python bench/batch1_latency.py NAME=EXPORT_DIR [NAME=EXPORT_DIR ...]
+        [--onnx] [--rounds 7]
 
-Each EXPORT_DIR is a version directory (BASE/NAME/VERSION). All exports are loaded in
-one process and called in alternation, round by round, so that they share the
-machine's state: per round, each export answers 30 batch-1 calls on a short (~10
-words), a medium (~40 words) and a long (~200 words) BBC excerpt, and 3 batch-32
-calls on BBC articles. Reports the median over all calls of each kind, and the ratio
-of each export to the first. Results: JSON on stdout and bench/out/batch1_latency.json.
+Each EXPORT_DIR is a version directory (BASE/NAME/VERSION), called through its
+`serving_default` signature in-process; `--onnx` adds ONNX Runtime on the same
+architecture (bench/latency_child.py says how it is built; it needs bench/.venv-onnx,
+`make bench-onnx`). Every engine runs in its own process, loaded once; the engines then
+take turns, round by round, so that they share the machine's state: per round each
+answers 30 batch-1 calls on a short (10 words), a medium (40 words) and a long (200
+words) BBC excerpt, and 3 batch-32 calls on BBC articles, timed from Python strings to
+probabilities. Reports the median of all calls of each kind and each engine's ratio to
+the first. Results: JSON on stdout and bench/out/batch1_latency.json.
 """
 
 from __future__ import annotations
@@ -15,41 +19,66 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, bbc_texts, machine, timed  # noqa: E402
+from common import OUT, ROOT, bbc_texts, machine  # noqa: E402
 
 WORDS = {"short": 10, "medium": 40, "long": 200}
+ONNX_PYTHON = ROOT / "bench" / ".venv-onnx" / "bin" / "python"
+CHILD = Path(__file__).with_name("latency_child.py")
+
+
+def texts_file() -> Path:
+    words = bbc_texts(1)[0].split()
+    texts = {kind: [" ".join(words[:n])] for kind, n in WORDS.items()}
+    texts["batch32"] = bbc_texts(32)
+    path = OUT / "latency_texts.json"
+    path.write_text(json.dumps(texts))
+    return path
+
+
+def start(python: Path, engine: str, path: str, texts: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(python), str(CHILD), engine, path, str(texts)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.strip() == "ready":
+            return proc
+    sys.exit(f"{engine} {path}: the child exited ({proc.wait()}) before it was ready")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("exports", nargs="+", help="NAME=EXPORT_DIR (a version directory)")
+    p.add_argument("exports", nargs="*", help="NAME=EXPORT_DIR (a version directory)")
+    p.add_argument("--onnx", action="store_true", help="add ONNX Runtime (bench/.venv-onnx)")
     p.add_argument("--rounds", type=int, default=7)
     a = p.parse_args()
 
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (the graphs' WordPiece ops)
+    from bertclf.encoders import offline_model_dir
 
-    words = bbc_texts(1)[0].split()
-    texts = {kind: " ".join(words[:n]) for kind, n in WORDS.items()}
-    batch = bbc_texts(32)
-    models = {}
+    texts = texts_file()
+    engines = {}
     for spec in a.exports:
         name, path = spec.split("=", 1)
-        models[name] = tf.saved_model.load(path).signatures["serving_default"]
-    calls = {kind: [tf.constant([t]) for _ in range(30)] for kind, t in texts.items()}
-    calls["batch32"] = [tf.constant(batch)] * 3
-    times = {name: {kind: [] for kind in calls} for name in models}
+        engines[name] = start(Path(sys.executable), "savedmodel", path, texts)
+    if a.onnx:
+        engines["onnxruntime"] = start(ONNX_PYTHON, "onnx", str(offline_model_dir()), texts)
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
     for _ in range(a.rounds):
-        for name, serve in models.items():
-            for kind, inputs in calls.items():
-                it = iter(inputs)
-                times[name][kind] += timed(
-                    lambda s=serve, i=it: s(text=next(i)), len(inputs) - 1, 1
-                )
+        for name, proc in engines.items():
+            proc.stdin.write("round\n")
+            proc.stdin.flush()
+            for kind, values in json.loads(proc.stdout.readline()).items():
+                times[name].setdefault(kind, []).extend(values)
+    for proc in engines.values():
+        proc.stdin.close()
+        proc.wait(timeout=60)
     medians = {
         name: {kind: 1000 * statistics.median(v) for kind, v in per.items()}
         for name, per in times.items()
@@ -58,12 +87,13 @@ def main() -> None:
     report = {
         **machine(),
         "rounds": a.rounds,
-        "tokens_hint_words": WORDS,
+        "words": WORDS,
         "median_ms": medians,
-        "ratio_to_" + first: {
+        f"ratio_to_{first}": {
             name: {kind: m[kind] / medians[first][kind] for kind in m}
             for name, m in medians.items()
         },
+        "short_vs_medium": {name: m["medium"] / m["short"] for name, m in medians.items()},
     }
     (OUT / "batch1_latency.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -410,3 +410,41 @@ def test_signatures_trim_each_batch_to_its_longest_text(trained, tmp_path):
     np.testing.assert_allclose(empties.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(empties, np.repeat(full[2:3], 3, axis=0), atol=1e-5)
     assert serve(text=tf.constant([], tf.string))["scores"].shape == (0, 3)
+
+
+def test_a_bf16_run_exports_with_float32_compute(tmp_path, tiny_encoder):
+    from conftest import one_error_line, write_folder
+
+    data = write_folder(tmp_path / "data")
+    cfg = RunConfig(
+        data=DataConfig(str(data)),
+        out=str(tmp_path / "bf16run"),
+        model=ModelConfig(model=tiny_encoder, seq_len=32),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, precision="bf16"),
+    )
+    train(cfg, progress=False)
+    run = tmp_path / "bf16run"
+    as_trained = export_lib.export(run, tmp_path / "m", name="a")
+    fp32 = export_lib.export(run, tmp_path / "m", name="b", precision="fp32")
+    dtypes = [
+        json.loads((r.path / "assets.extra" / "bertclf.json").read_text())["compute_dtype"]
+        for r in (as_trained, fp32)
+    ]
+    assert dtypes == ["bfloat16", "float32"]
+    # Each is verified against the run loaded the same way; they differ by bf16 rounding.
+    assert fp32.max_abs_diff <= 1e-5 and as_trained.max_abs_diff <= 1e-5
+    np.testing.assert_allclose(
+        ExportedModel(fp32.path).predict_proba(TEXTS),
+        load_run(run, "fp32").predict_proba(TEXTS),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        ExportedModel(fp32.path).predict_proba(TEXTS),
+        ExportedModel(as_trained.path).predict_proba(TEXTS),
+        atol=0.05,
+    )
+
+    bad = run_cli("export", str(run), "--to", str(tmp_path / "x"), "--precision", "fp64")
+    assert bad.returncode == 2
+    assert "--precision" in one_error_line(bad) and "fp64" in one_error_line(bad)
+    assert not (tmp_path / "x").exists()

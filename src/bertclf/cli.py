@@ -292,6 +292,7 @@ def cmd_export(a) -> int:
         verify=config.verify,
         zip_archive=config.zip,
         sagemaker=config.sagemaker,
+        precision=config.precision,
     )
     print(format_signatures(r.signatures))
     print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {config.target})")

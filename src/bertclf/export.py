@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from bertclf import servable
 from bertclf.archives import package_sagemaker, package_zip
+from bertclf.command_config import EXPORT_PRECISIONS
 from bertclf.errors import ExportError
 from bertclf.export_check import DEFAULT_TARGET, TARGETS, audit, check_in_fresh_process
 from bertclf.fileio import atomic_path, publish_modes, remove_stale_temps
@@ -242,7 +243,7 @@ def _warn_precision(run: TrainedRun) -> None:
         logger.warning(
             "%s trained with --precision %s, so this export computes in %s; serving "
             "hosts without native support (AVX512_BF16/AMX CPUs, Ampere+ GPUs) run it "
-            "slower than float32: train with --precision fp32 for those",
+            "slower than float32: export with --precision fp32 for those",
             run.path,
             run.meta["config"]["train"]["precision"],
             compute,
@@ -258,6 +259,7 @@ def export(
     verify: bool = True,
     zip_archive: bool = False,
     sagemaker: bool = False,
+    precision: str = "run",
 ) -> ExportResult:
     """Publish RUN's best weights as BASE/NAME/VERSION (TF Serving layout).
 
@@ -270,6 +272,8 @@ def export(
         verify: reload in a fresh process and compare probabilities (1e-5).
         zip_archive: also write BASE/NAME.zip.
         sagemaker: also write BASE/NAME-VERSION.model.tar.gz for SageMaker.
+        precision: `run` (compute as trained) or `fp32` (float32 compute from the same
+            weights; verified against the run loaded the same way).
 
     Example:
     >>> result = export("runs/demo", "exports")  # doctest: +SKIP
@@ -281,7 +285,11 @@ def export(
         raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
-    run = load_run(run_dir)
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(
+            f"--precision {precision!r} is unknown; choose one of {list(EXPORT_PRECISIONS)}"
+        )
+    run = load_run(run_dir, precision)
     _warn_precision(run)
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)

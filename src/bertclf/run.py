@@ -78,11 +78,20 @@ class TrainedRun(Predictor):
         return self._forward(tf.constant(texts, tf.string)).numpy()
 
 
-def load_run(path: str | Path) -> TrainedRun:
-    """Load a run's best weights for evaluation, prediction or export."""
+def load_run(path: str | Path, precision: str = "run") -> TrainedRun:
+    """Load a run's best weights for evaluation, prediction or export.
+
+    Args:
+        path: the run directory.
+        precision: `run` computes as the run trained (a bf16 run in bf16); `fp32`
+            rebuilds the encoder with float32 compute around the same (float32) weights.
+    """
     path = Path(path)
     meta = check_trained(path)
-    preprocessor, model = build_from_meta(path, meta)
+    build_meta = meta
+    if precision == "fp32":  # the backbone's config carries its dtype policy
+        build_meta = {**meta, "backbone": {**meta["backbone"], "dtype": "float32"}}
+    preprocessor, model = build_from_meta(path, build_meta)
     try:
         model.load_weights(str(path / BEST_WEIGHTS))
     except Exception as e:  # noqa: BLE001 - Keras raises many types for a mismatch
