@@ -448,3 +448,25 @@ def test_a_bf16_run_exports_with_float32_compute(tmp_path, tiny_encoder):
     assert bad.returncode == 2
     assert "--precision" in one_error_line(bad) and "fp64" in one_error_line(bad)
     assert not (tmp_path / "x").exists()
+
+
+def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encoder):
+    from conftest import write_folder
+
+    data = write_folder(tmp_path / "data")
+    cfg = RunConfig(
+        data=DataConfig(str(data)),
+        out=str(tmp_path / "ht"),
+        model=ModelConfig(model=tiny_encoder, seq_len=16, truncate="head_tail"),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+    )
+    train(cfg, progress=False)
+    result = export_lib.export(tmp_path / "ht", tmp_path / "m")  # audits tfserving-2.19
+    assert result.max_abs_diff <= 1e-5
+    allowed = export_check.TARGETS["tfserving-2.19"][1]
+    assert set(result.non_core_ops) <= allowed
+    # A long text's end reaches the model: changing only its last word changes the scores.
+    long_a = "refund my invoice please " * 20 + "crash"
+    long_b = "refund my invoice please " * 20 + "export"
+    scores = ExportedModel(result.path).predict_proba([long_a, long_b])
+    assert np.abs(scores[0] - scores[1]).max() > 0

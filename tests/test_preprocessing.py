@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf.preprocessing import TextCleaner, TextPreprocessor
+from bertclf.preprocessing import TextCleaner, TextPreprocessor, head_tail_sizes
 
 EMAIL = (
     "On Tue, 30 Jan 2018, Igor wrote:\n"
@@ -73,3 +73,27 @@ def test_runs_inside_tf_data(tokenizer):
     ds = tf.data.Dataset.from_tensor_slices(["the fox", "quick"]).batch(2).map(pre)
     batch = next(iter(ds))
     assert batch["token_ids"].shape == (2, 6)
+
+
+def test_head_tail_keeps_the_start_and_the_end(tokenizer):
+    from bertclf.data import Examples
+    from bertclf.pipeline import EpochDataset
+
+    assert head_tail_sizes(128) == (31, 95) and head_tail_sizes(512) == (128, 382)
+    words = ["the", "quick", "fox", "jumped", "."]  # ids 5..9
+    long_text = " ".join(words[i % 5] for i in range(23))  # 23 tokens: 5 6 7 8 9 5 ...
+    texts = [long_text, "the quick fox", "", " ".join(words * 2)]  # 10 tokens: fits in 10
+    pre = TextPreprocessor(tokenizer, 12, truncate="head_tail")
+    head, tail = head_tail_sizes(12)  # 2 and 8 of a 10-token window
+    ids = pre(tf.constant(texts))["token_ids"].numpy()
+    expected = [5 + i % 5 for i in range(23)]
+    assert ids[0].tolist() == [2, *expected[:head], *expected[-tail:], 3]
+    # Texts that fit are packed exactly as waterfall packs them.
+    first = TextPreprocessor(tokenizer, 12)(tf.constant(texts))["token_ids"].numpy()
+    np.testing.assert_array_equal(ids[1:], first[1:])
+    assert ids[0].tolist() != first[0].tolist()
+    # Training's pipeline (tokenized once, then gathered) cuts the same way, in graph.
+    examples = Examples(texts, [0, 1, 0, 1], ["a", "b"], ["x"] * 4)
+    dataset = EpochDataset(examples, pre, batch_size=4, bucketing=False)
+    features, _ = next(iter(dataset()))
+    np.testing.assert_array_equal(features["token_ids"].numpy(), ids)

@@ -23,7 +23,7 @@ from bertclf.errors import ConfigError
 CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
 POOLINGS = ("mean", "cls")
 HEADS = ("softmax", "sigmoid")
-TRUNCATIONS = ("waterfall", "round_robin")
+TRUNCATIONS = ("waterfall", "round_robin", "head_tail")
 OPTIMIZERS = ("adamw", "adam")
 EMBEDDING_UPDATES = ("lazy", "dense")
 STRATEGIES = ("default", "mirrored")
@@ -109,8 +109,10 @@ class ModelConfig:
         head: `softmax` (one logit per label) or `sigmoid` (one logit, two labels).
         clean: cleaning steps applied inside the model, in this fixed order:
             email, lower, letters, stopwords.
-        truncate: packer truncation. `waterfall` needs no TF Text op newer than
-            2.12 (TF Serving 2.19 loads it); `round_robin` emits RoundRobinTrim.
+        truncate: how a long text is cut. `waterfall` keeps its first tokens and needs
+            no TF Text op newer than 2.12 (TF Serving 2.19 loads it); `round_robin`
+            also keeps the first tokens but emits RoundRobinTrim; `head_tail` keeps the
+            first quarter and last three quarters of the window (Sun et al. 2019).
     """
 
     model: str = option("minilm-l6", "encoder name or directory (see 'bertclf models')")
@@ -130,7 +132,9 @@ class ModelConfig:
     )
     truncate: str = option(
         "waterfall",
-        "packer truncation (waterfall loads on TF Serving 2.19; round_robin needs newer)",
+        "cut of a long text: waterfall (its first tokens; loads on TF Serving 2.19), "
+        "round_robin (the same, needs a newer server), head_tail (first quarter and last "
+        "three quarters of the window; loads on TF Serving 2.19)",
         choices=TRUNCATIONS,
     )
 

@@ -39,14 +39,14 @@ def tokenize_all(
 ) -> tf.RaggedTensor:
     """WordPiece ids of every text: ragged [n, None] int32, without [CLS]/[SEP].
 
-    With `cap`, rows keep only the `sequence_length - 2` tokens that packing keeps
-    (the packer truncates a single text to its first tokens, waterfall or round robin).
+    With `cap`, rows keep only the tokens that packing keeps (`TextPreprocessor.cut`:
+    the first `sequence_length - 2`, or a head and a tail with `--truncate head_tail`).
     """
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def tokenize(t):
         ids = preprocessor.tokenize(t)
-        return ids[:, : preprocessor.sequence_length - 2] if cap else ids
+        return preprocessor.cut(ids) if cap else ids
 
     parts = [tokenize(tf.constant(texts[i : i + batch])) for i in range(0, len(texts), batch)]
     if not parts:
