@@ -54,8 +54,6 @@ def run(args: list[str], out: Path) -> tuple[dict, float]:
         "precision": config["train"]["precision"],
         "wall_seconds": round(wall, 1),
     }
-    if (out / "restarts.json").is_file():
-        result["restarts"] = json.loads((out / "restarts.json").read_text())
     if (out / "test_metrics.json").is_file():
         test = json.loads((out / "test_metrics.json").read_text())
         result |= {
@@ -92,8 +90,7 @@ def main() -> None:
         data = ["bbc"]
     lines = []
     for seed in args.seeds:
-        tag = "".join(args.extra).replace("-", "")  # e.g. "restarts3"
-        out = OUT / f"small-{args.what}-{seed}{'-' + tag if tag else ''}"
+        out = OUT / f"small-{args.what}-{seed}"
         result, _ = run([str(DATA / data[0]), *data[1:], "--seed", str(seed), *args.extra], out)
         line = {"what": args.what, "seed": seed, "extra": args.extra, **result, **machine()}
         print(json.dumps(line), flush=True)

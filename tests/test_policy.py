@@ -86,7 +86,6 @@ def test_bad_policy_values_are_one_line(tmp_path):
         ("--class-weight", "heavy", "invalid choice: 'heavy'"),
         ("--split", "random", "invalid choice: 'random'"),
         ("--patience", "0", "--patience 0 is invalid"),
-        ("--restarts", "0", "--restarts 0 is invalid"),
     ):
         proc = run_script("train", str(tmp_path), "--out", str(tmp_path / "r"), flag, value)
         assert needle in one_error_line(proc)
@@ -125,32 +124,3 @@ def test_early_stopping_and_the_baseline_beside_a_run(tmp_path, tiny_data, tiny_
     test_metrics = json.loads((run / "test_metrics.json").read_text())
     assert test_metrics["baseline"] == inside["test"]
     assert "beside the linear baseline" in (run / "report.html").read_text()
-
-
-def test_restarts_continue_the_best_candidate(tmp_path, tiny_data, tiny_encoder):
-    assert [policy.restart_epochs(e) for e in (1, 4, 7, 20)] == [1, 1, 2, 5]
-    cfg = RunConfig(
-        data=DataConfig(str(tiny_data)),
-        out=str(tmp_path / "run"),
-        model=ModelConfig(model=tiny_encoder, seq_len=32),
-        train=TrainConfig(epochs=4, batch_size=8, lr=1e-3, restarts=3, precision="fp32"),
-        seed=7,
-    )
-    result = train(cfg, progress=False)
-    run = tmp_path / "run"
-    rows = json.loads((run / "restarts.json").read_text())
-    assert [r["seed"] for r in rows] == [7, 8, 9] and [r["epochs"] for r in rows] == [1, 1, 1]
-    chosen = [r for r in rows if r["chosen"]]
-    assert len(chosen) == 1
-    best = max(rows, key=lambda r: (r["val_macro_f1"], -r["val_loss"]))
-    assert chosen[0] == best
-    # The run continues that candidate: its epoch 1 is the candidate's, then 3 more.
-    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
-    assert {r["seed"] for r in result.history} == {best["seed"]}
-    first = result.history[0]
-    assert (first["val_macro_f1"], first["val_loss"]) == (best["val_macro_f1"], best["val_loss"])
-    assert not (run / "restarts").exists()
-    # The candidates differ (else restarts would be pointless): not all scores are equal.
-    assert len({(r["val_macro_f1"], r["val_loss"]) for r in rows}) > 1
-    saved = json.loads((run / "config.json").read_text())["config"]
-    assert saved["train"]["restarts"] == 3

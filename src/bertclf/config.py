@@ -162,8 +162,6 @@ class TrainConfig:
         class_weight: `balanced` (inverse class frequency), `none`, or `auto`
             (balanced past an imbalance ratio, see `bertclf.policy`).
         patience: stop after this many epochs without a better kept epoch (None: off).
-        restarts: train this many seeds for a short budget and continue the best on
-            validation (1: off; see `bertclf.policy`).
         batch_size: global batch size (split across replicas).
         lr: peak learning rate.
         optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
@@ -227,11 +225,6 @@ class TrainConfig:
     patience: int | None = option(
         None, "stop after N epochs without a better kept epoch (default: off)", type=int
     )
-    restarts: int = option(
-        1,
-        "train N seeds (the seed, seed+1, ...) for a quarter of the epochs and continue the "
-        "one best on validation (1: off)",
-    )
     jit: str = option("auto", "XLA-compile the steps (auto: on GPUs)", choices=TOGGLES)
     precision: str = option(
         "auto",
@@ -251,7 +244,6 @@ class TrainConfig:
         )
         if self.patience is not None:
             _check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
-        _check(self.restarts >= 1, "--restarts", self.restarts, "use 1 (no restarts) or more")
         _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
         _check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
         _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")

@@ -21,17 +21,6 @@ rewards predicting the majority class, and on a small validation set several epo
 tie, where the loss still tells a sharper model from a blunter one. `--patience N` stops
 after N epochs without a better kept epoch (off by default: the kept weights are the
 best seen whatever comes after).
-
-Restarts. `--restarts N` trains N seeds (initialisation of the head, data order, dropout;
-the split stays the run's) for `RESTART_FRACTION` of the epochs each and continues the
-one whose kept epoch is best so far by the same selection key: Dodge et al. 2020
-("Fine-Tuning Pretrained Language Models: Weight Initializations, Data Orders, and Early
-Stopping") found that on small data many seeds diverge and that the weaker ones can be
-told early, so starting several and stopping the least promising early finds better
-models for less than N full runs. The learning-rate schedule spans the full budget in
-every candidate, so the continued run is exactly that seed's full run. Off by default:
-it multiplies the time by about 1 + (N - 1) / 4 (BENCHMARKS.md, section 8, has what it
-measured).
 """
 
 from __future__ import annotations
@@ -46,12 +35,6 @@ MIN_EPOCHS = 3
 MIN_STEPS = 300
 MAX_EPOCHS = 20
 IMBALANCE_RATIO = 1.5
-RESTART_FRACTION = 0.25
-
-
-def restart_epochs(epochs: int) -> int:
-    """Epochs each --restarts candidate trains before the best one is continued."""
-    return max(1, math.ceil(epochs * RESTART_FRACTION))
 
 
 def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:

@@ -37,8 +37,6 @@ CHECKPOINTS = "checkpoints"
 HISTORY = "history.json"
 SAMPLES = "samples.json"
 BASELINE = "baseline.json"
-RESTARTS = "restarts.json"  # --restarts: each candidate seed's short run
-RESTART_DIR = "restarts"  # the candidates' own outputs while they train (then removed)
 SAMPLE_SIZE = 64  # validation texts kept for export's parity check
 LOGS = "logs"
 

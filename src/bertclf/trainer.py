@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -46,13 +45,8 @@ class Trainer:
         progress: bool,
         class_weights: list[float] | None = None,
         baseline_macro_f1: float | None = None,
-        seed: int | None = None,
-        label: str = "",
     ):
         self.cfg, self.splits, self.strategy = config, splits, strategy
-        # The training seed (data order, dropout): the run's, or a --restarts candidate's.
-        self.seed = config.seed if seed is None else seed
-        self.label = label  # prefixes log lines, e.g. "restart 2/3 (seed 43): "
         self.class_weights = None if class_weights is None else tf.constant(class_weights)
         self.baseline_macro_f1 = baseline_macro_f1
         self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
@@ -87,7 +81,7 @@ class Trainer:
         }
 
     def _train_order(self, epoch: int):
-        seed = self.seed + epoch
+        seed = self.cfg.seed + epoch
         if self.bucketing:
             return grouped_order(self.train_lengths, self.cfg.train.batch_size, seed)
         return shuffled_order(len(self.splits.train), seed)
@@ -158,7 +152,7 @@ class Trainer:
 
     def _reset_rng(self, epoch: int) -> None:
         for i, state in enumerate(self.rng_states):
-            state.assign(tf.constant([self.seed * 1000 + i, epoch << 24], tf.int64))
+            state.assign(tf.constant([self.cfg.seed * 1000 + i, epoch << 24], tf.int64))
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split; returns its loss and accuracy."""
@@ -169,7 +163,7 @@ class Trainer:
         bar = tqdm(
             ds,
             total=steps,
-            desc=f"{self.label}epoch {epoch + 1}/{self.cfg.train.epochs}",
+            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
             disable=not self.progress,
             leave=False,
             unit="step",
@@ -199,21 +193,18 @@ class Trainer:
             "macro_f1": policy.macro_f1(confusion.numpy()),
         }
 
-    def fit(
-        self, history: list[dict[str, float]], until: int | None = None
-    ) -> list[dict[str, float]]:
-        """Epochs from the checkpointed one to `until` (default: the last) or an early stop."""
+    def fit(self, history: list[dict[str, float]]) -> list[dict[str, float]]:
+        """Epochs from the checkpointed one to the last (or an early stop); the full history."""
         stopper = policy.Stopper(self.cfg.train.patience)
         for row in history:  # a resumed run: count the epochs since the kept one
             stopper.update(bool(row.get("kept")))
-        for epoch in range(int(self.epoch.numpy()), until or self.cfg.train.epochs):
+        for epoch in range(int(self.epoch.numpy()), self.cfg.train.epochs):
             start = time.perf_counter()
             train_m = self.run_epoch(epoch)
             seconds = time.perf_counter() - start
             val_m = self.evaluate_split(self.splits.val)
             row = {
                 "epoch": epoch + 1,
-                "seed": self.seed,
                 "train_loss": train_m["loss"],
                 "train_accuracy": train_m["accuracy"],
                 "val_loss": val_m["loss"],
@@ -253,9 +244,8 @@ class Trainer:
         self.epoch.assign(row["epoch"])
         self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
         logger.info(
-            "%sepoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f "
+            "epoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f "
             "macro-F1 %.4f%s | %.1f ex/s",
-            self.label,
             row["epoch"],
             self.cfg.train.epochs,
             row["train_loss"],
@@ -266,20 +256,6 @@ class Trainer:
             " (kept)" if kept else "",
             row["examples_per_second"],
         )
-
-    def adopt(self, candidate: Trainer, history: list[dict[str, float]]) -> None:
-        """Continue a --restarts candidate's run here (this trainer shares its model and
-        optimizer): its kept weights, counters, history and summaries become this run's."""
-        with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
-            shutil.copyfile(candidate.run_dir / rundir.BEST_WEIGHTS, tmp)
-        self.best.assign(candidate.best)
-        for row in history:  # TensorBoard as if the run had trained here from epoch 1
-            if row["kept"]:
-                self.kept.assign(row["epoch"])
-            self._summaries(row)
-        self.epoch.assign(candidate.epoch)
-        write_json(self.run_dir / rundir.HISTORY, history)
-        self.manager.save(checkpoint_number=int(self.epoch.numpy()))
 
     def kept_run(self) -> run_lib.TrainedRun:
         """This model with the kept epoch's weights, as a run (no reload from disk)."""

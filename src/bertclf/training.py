@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,8 +172,7 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
         baseline.validation["macro_f1"],
         baseline.validation["accuracy"],
     )
-    seed = _resumed_seed(out, config.seed) if resume else config.seed
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
     run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
@@ -189,30 +187,19 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
             splits.val.texts,
         )
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
-
-    def make_trainer(parts, where: Path, seed: int, label: str = "") -> Trainer:
-        model, optimizer = parts
-        return Trainer(
-            config,
-            splits,
-            strategy,
-            model,
-            preprocessor,
-            optimizer,
-            where,
-            progress,
-            class_weights,
-            baseline.validation["macro_f1"],
-            seed=seed,
-            label=label,
-        )
-
-    if config.train.restarts > 1 and not (resume and _has_checkpoint(run_dir)):
-        parts = lambda: build(config, splits, strategy, spec)[3:]  # noqa: E731
-        trainer, history = _restarts(config, make_trainer, (model, optimizer), parts, run_dir)
-    else:
-        trainer = make_trainer((model, optimizer), run_dir, seed)
-        history = _restore(trainer, run_dir) if resume else []
+    trainer = Trainer(
+        config,
+        splits,
+        strategy,
+        model,
+        preprocessor,
+        optimizer,
+        run_dir,
+        progress,
+        class_weights,
+        baseline.validation["macro_f1"],
+    )
+    history = _restore(trainer, run_dir) if resume else []
     history = trainer.fit(history)
     kept = history[int(trainer.kept.numpy()) - 1]
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
@@ -252,72 +239,6 @@ def _compare_with_baseline(kept: dict[str, float], baseline_f1: float) -> None:
             kept["val_macro_f1"],
             baseline_f1,
         )
-
-
-def _restarts(config: RunConfig, make_trainer, first, parts, run_dir: Path):
-    """--restarts N: N seeds for a short budget; the best, continued in `run_dir`.
-
-    Each candidate trains `policy.restart_epochs` epochs in its own folder under the run
-    (removed afterwards), with the full run's learning-rate schedule. Only the best
-    candidate so far is kept in memory. Returns (the trainer that continues it in
-    `run_dir`, its history so far); restarts.json records every candidate.
-    """
-    n, short = config.train.restarts, policy.restart_epochs(config.train.epochs)
-    logger.info(
-        "restarts: %d seeds (%d..%d), %d of %d epochs each, then the best by validation %s "
-        "continues",
-        n,
-        config.seed,
-        config.seed + n - 1,
-        short,
-        config.train.epochs,
-        config.train.select,
-    )
-    shutil.rmtree(run_dir / rundir.RESTART_DIR, ignore_errors=True)  # an interrupted try's
-    best, rows = None, []
-    for i in range(n):
-        seed = config.seed + i
-        if i:  # a fresh encoder and head, initialised from this seed
-            keras.utils.set_random_seed(seed)
-        label = f"restart {i + 1}/{n} (seed {seed}): "
-        where = run_dir / rundir.RESTART_DIR / f"seed-{seed}"
-        candidate = make_trainer(first if i == 0 else parts(), where, seed, label)
-        history = candidate.fit([], until=short)
-        kept = history[int(candidate.kept.numpy()) - 1]
-        rows.append({"seed": seed, "epochs": len(history), **_scores(kept), "chosen": False})
-        if best is None or tuple(candidate.best.numpy()) > tuple(best[0].best.numpy()):
-            best = (candidate, history, i)
-    candidate, history, chosen = best
-    rows[chosen]["chosen"] = True
-    write_json(run_dir / rundir.RESTARTS, rows)
-    logger.info("restarts: continuing seed %d (%s)", rows[chosen]["seed"], _describe(rows[chosen]))
-    trainer = make_trainer((candidate.model, candidate.optimizer), run_dir, rows[chosen]["seed"])
-    trainer.adopt(candidate, history)
-    shutil.rmtree(run_dir / rundir.RESTART_DIR, ignore_errors=True)
-    return trainer, history
-
-
-def _scores(row: dict[str, float]) -> dict[str, float]:
-    keys = ("epoch", "val_macro_f1", "val_accuracy", "val_loss")
-    return {"kept_epoch" if k == "epoch" else k: row[k] for k in keys}
-
-
-def _describe(row: dict[str, float]) -> str:
-    return (
-        f"kept epoch {row['kept_epoch']}: validation macro-F1 {row['val_macro_f1']:.4f}, "
-        f"accuracy {row['val_accuracy']:.4f}, loss {row['val_loss']:.4f}"
-    )
-
-
-def _has_checkpoint(run_dir: Path) -> bool:
-    return tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS)) is not None
-
-
-def _resumed_seed(run_dir: Path, seed: int) -> int:
-    """The training seed a --resume continues: a --restarts run's chosen one, or the run's."""
-    history_file = run_dir / rundir.HISTORY
-    rows = read_json(history_file) if history_file.is_file() else []
-    return int(rows[-1].get("seed", seed)) if rows else seed
 
 
 def check_checkpoint(run_dir: Path) -> None:
