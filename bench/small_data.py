@@ -90,7 +90,8 @@ def main() -> None:
         data = ["bbc"]
     lines = []
     for seed in args.seeds:
-        out = OUT / f"small-{args.what}-{seed}"
+        tag = "".join(args.extra).replace("-", "")  # e.g. "truncatehead_tail"
+        out = OUT / f"small-{args.what}-{seed}{'-' + tag if tag else ''}"
         result, _ = run([str(DATA / data[0]), *data[1:], "--seed", str(seed), *args.extra], out)
         line = {"what": args.what, "seed": seed, "extra": args.extra, **result, **machine()}
         print(json.dumps(line), flush=True)
