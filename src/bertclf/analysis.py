@@ -40,11 +40,7 @@ def token_stats(tokens: np.ndarray) -> dict[str, Any]:
 
 
 def suggest_seq_len(tokens: np.ndarray) -> dict[str, Any]:
-    """Smallest of 64/128/256/512 that holds at least 90% of documents whole.
-
-    When even 512 (BERT's limit) cuts more than 10%, it also suggests `--truncate
-    head_tail`: the cut documents then keep their end as well as their start.
-    """
+    """Smallest of 64/128/256/512 that holds at least 90% of documents whole."""
     for cut in CUTS:
         coverage = float(np.mean(tokens <= cut))
         if coverage >= COVERAGE:
@@ -53,7 +49,6 @@ def suggest_seq_len(tokens: np.ndarray) -> dict[str, Any]:
         "seq_len": CUTS[-1],
         "coverage": float(np.mean(tokens <= CUTS[-1])),
         "note": f"no length up to {CUTS[-1]} (BERT's limit) keeps {COVERAGE:.0%} whole",
-        "truncate": "head_tail",
     }
 
 
@@ -159,10 +154,4 @@ def format_analysis(s: dict[str, Any]) -> str:
         f"suggested --seq-len {sug['seq_len']} (keeps {sug['coverage']:.1%} of documents whole"
         + (f"; {sug['note']})" if "note" in sug else ")"),
     ]
-    if "truncate" in sug:
-        lines.append(
-            f"suggested --truncate {sug['truncate']}: the {1 - sug['coverage']:.1%} longer "
-            "documents keep their first and last tokens, not only their first (README, Long "
-            "documents)"
-        )
     return "\n".join(lines)
