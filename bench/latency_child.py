@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import timed  # noqa: E402  (stdlib only: it imports in bench/.venv-onnx too)
 
 SEQ_LEN = 128
 LABELS = 5
@@ -99,13 +101,10 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() != "round":
             break
-        times = {}
-        for kind, batch in texts.items():
-            times[kind] = []
-            for _ in range(calls[kind]):
-                start = time.perf_counter()
-                call(batch)
-                times[kind].append(time.perf_counter() - start)
+        times = {
+            kind: timed(lambda b=batch: call(b), calls[kind], warmup=0)
+            for kind, batch in texts.items()
+        }
         print(json.dumps(times), flush=True)
 
 
