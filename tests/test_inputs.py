@@ -12,6 +12,7 @@ from bertclf.inputs import check_input, check_output, read_rows
 from bertclf.predictor import Predictor, predict_input, predict_rows
 
 TEXTS = ["refund my, invoice", 'the "app" crash', "new\nline text"]
+TSV = ["refund my, invoice", '"app" crash "', "one line"]
 
 
 def write_inputs(tmp_path):
@@ -21,10 +22,10 @@ def write_inputs(tmp_path):
         w.writerow(["id", "text", "label"])
         w.writerows([i, t, "x"] for i, t in enumerate(TEXTS))
     files["csv"] = tmp_path / "in.csv"
-    with open(tmp_path / "in.tsv", "w", newline="") as f:
-        w = csv.writer(f, delimiter="\t")
-        w.writerow(["id", "body"])
-        w.writerows([i, t] for i, t in enumerate(TEXTS))
+    # TSV (IANA text/tab-separated-values) has no quoting: a quote is part of the text.
+    (tmp_path / "in.tsv").write_text(
+        "id\tbody\n" + "".join(f"{i}\t{t}\n" for i, t in enumerate(TSV))
+    )
     files["tsv"] = tmp_path / "in.tsv"
     files["jsonl"] = tmp_path / "in.jsonl"
     files["jsonl"].write_text(
@@ -39,7 +40,7 @@ def test_formats_by_extension(tmp_path):
     files = write_inputs(tmp_path)
     rows = list(read_rows(files["csv"], "text", "id"))
     assert [r.text for r in rows] == TEXTS and [r.id for r in rows] == ["0", "1", "2"]
-    assert [r.text for r in read_rows(files["tsv"], "body", "id")] == TEXTS
+    assert [r.text for r in read_rows(files["tsv"], "body", "id")] == TSV
     assert [(r.text, r.id) for r in read_rows(files["jsonl"], "text", "id")] == [
         (t, i) for i, t in enumerate(TEXTS)
     ]

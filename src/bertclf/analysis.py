@@ -18,6 +18,7 @@ import numpy as np
 from bertclf import encoders
 from bertclf.data import Examples, read_labelled
 from bertclf.fileio import write_json
+from bertclf.labels import LabelFormat
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def analyze_examples(ex: Examples, model: str, clean: tuple[str, ...] = ()) -> A
     labels = np.array(ex.labels)
     per_class, words_by_class = {}, {}
     for i, name in enumerate(ex.label_names):
-        mask = labels == i
+        # Multi-label: a text counts under every label it carries.
+        mask = labels[:, i] == 1 if ex.multilabel else labels == i
         words_by_class[name] = words_all[mask]
         per_class[name] = {
             "documents": int(mask.sum()),
@@ -94,6 +96,13 @@ def analyze_examples(ex: Examples, model: str, clean: tuple[str, ...] = ()) -> A
         "empty_files": ex.report.empty,
         "suggested": suggest_seq_len(tokens_all),
     }
+    if ex.multilabel:
+        sizes = labels.sum(axis=1) if len(ex) else np.zeros(0)
+        summary["multilabel"] = {
+            "without_label": int((sizes == 0).sum()),
+            "several_labels": int((sizes > 1).sum()),
+            "labels_per_text": float(sizes.mean()) if len(ex) else 0.0,
+        }
     return Analysis(summary, words_by_class, tokens_all)
 
 
@@ -102,7 +111,7 @@ def analyze(
     model: str = encoders.DEFAULT_MODEL,
     out: str | Path | None = None,
     text_field: str = "text",
-    label_field: str = "label",
+    label_field: str | LabelFormat = "label",
     clean: tuple[str, ...] = (),
 ) -> Analysis:
     """`bertclf analyze`: figures for DATA, and summary.json + PNGs in `out` if given.
@@ -129,8 +138,9 @@ def format_analysis(s: dict[str, Any]) -> str:
     """The terminal table."""
     rows = [*s["classes"].items(), ("(all)", {"documents": s["documents"], **s["overall"]})]
     width = max(10, *(len(name) for name, _ in rows))
+    kind = "label" if "multilabel" in s else "class"
     head = (
-        f"{'class':<{width}} {'docs':>6} {'words max':>9} {'mean':>7} {'median':>7} "
+        f"{kind:<{width}} {'docs':>6} {'words max':>9} {'mean':>7} {'median':>7} "
         f"{'tok p50':>7} {'p90':>6} {'p95':>6} {'max':>6} "
         + " ".join(f"{'>' + str(c):>6}" for c in CUTS)
     )
@@ -146,6 +156,14 @@ def format_analysis(s: dict[str, Any]) -> str:
             f"{t['max']:>6} " + " ".join(f"{t['truncated_share'][str(k)]:>6.1%}" for k in CUTS)
         )
     sug = s["suggested"]
+    if "multilabel" in s:
+        m = s["multilabel"]
+        lines += [
+            "",
+            f"multi-label: a text counts under each of its labels; {m['labels_per_text']:.2f} "
+            f"labels per text, {m['without_label']} without a label, "
+            f"{m['several_labels']} with several",
+        ]
     lines += [
         "",
         "words: whitespace-separated; tokens: WordPiece incl. [CLS]/[SEP]; "

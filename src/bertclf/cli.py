@@ -28,6 +28,7 @@ from bertclf.errors import BertclfError, ConfigError, DataError  # noqa: E402
 from bertclf.version import __version__  # noqa: E402
 
 logger = logging.getLogger("bertclf")
+LABEL_OPTIONS = ("task", "label_sep", "label_fields", "label_names")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,12 +67,14 @@ def _add_evaluate_predict(sub) -> None:
     cliargs.add_options(p, DataConfig, only=("text_field", "label_field"))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
+    # (a multi-label run reads DATA's labels as it read its training data: config.json)
 
     p = sub.add_parser(
         "baseline", help="TF-IDF + linear SVM on the split 'train' would use, in seconds"
     )
     cliargs.add_options(p, DataConfig, train={"positional": True, "metavar": "DATA"})
     cliargs.add_options(p, RunConfig, only=("seed",))
+    cliargs.add_options(p, TrainConfig, only=("thresholds",))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_baseline)
 
@@ -94,7 +97,7 @@ def _add_others(sub) -> None:
     p.add_argument("data", help="folder with one sub-folder per class, or .csv/.jsonl")
     cliargs.add_options(p, ModelConfig, only=("model", "clean"))
     p.add_argument("--out", help="write summary.json and PNG figures to this folder")
-    cliargs.add_options(p, DataConfig, only=("text_field", "label_field"))
+    cliargs.add_options(p, DataConfig, only=("text_field", "label_field", *LABEL_OPTIONS))
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="curves, confusion matrices, mistakes, report.html")
@@ -175,16 +178,24 @@ def config_from_args(a) -> RunConfig:
     )
 
 
+def check_data(data: DataConfig) -> None:
+    """DATA, --val and --test: paths, columns, the names file (no TensorFlow)."""
+    from bertclf.data import check_source
+    from bertclf.labels import LabelFormat
+
+    fmt = LabelFormat.from_config(data)
+    for path in (data.train, data.val, data.test):
+        if path:
+            check_source(path, data.text_field, fmt)
+
+
 def check_train(a) -> RunConfig:
     from bertclf import encoders, rundir
-    from bertclf.data import check_source
 
     config = config_from_args(a)
     rundir.check_run_dir(config.out, a.resume, a.overwrite)
     if a.train is not None:
-        check_source(config.data.train, config.data.text_field, config.data.label_field)
-        if config.data.test:
-            check_source(config.data.test, config.data.text_field, config.data.label_field)
+        check_data(config.data)
         encoders.precheck(config.model.model)
         encoders.check_seq_len(config.model.model, config.model.seq_len)
     return config
@@ -222,17 +233,17 @@ def cmd_train(a) -> int:
 
 
 def cmd_baseline(a) -> int:
-    from bertclf.data import check_source
 
     data = cliargs.from_args(DataConfig, a)
-    check_source(data.train, data.text_field, data.label_field)
-    if data.test:
-        check_source(data.test, data.text_field, data.label_field)
+    TrainConfig(thresholds=a.thresholds)  # validates --thresholds
+    if a.thresholds != "tune" and data.task != "multilabel":
+        raise ConfigError("--thresholds applies to --task multilabel only; drop it")
+    check_data(data)
     from bertclf.baseline import NAME, fit_baseline
     from bertclf.data import load_splits
     from bertclf.evaluation import format_metrics
 
-    result = fit_baseline(load_splits(data, a.seed))
+    result = fit_baseline(load_splits(data, a.seed), a.thresholds)
     if a.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
@@ -246,9 +257,10 @@ def cmd_baseline(a) -> int:
 
 def cmd_evaluate(a) -> int:
     from bertclf.data import check_source
+    from bertclf.evaluation import run_label_format
 
     check_trained_run(a.run)
-    check_source(a.data, a.text_field, a.label_field)
+    check_source(a.data, a.text_field, run_label_format(a.run, a.label_field))
     from bertclf.evaluation import evaluate, format_metrics
 
     m = evaluate(a.run, a.data, a.text_field, a.label_field)
@@ -308,8 +320,10 @@ def cmd_export(a) -> int:
 def cmd_analyze(a) -> int:
     from bertclf import encoders
     from bertclf.data import check_source
+    from bertclf.labels import LabelFormat
 
-    check_source(a.data, a.text_field, a.label_field)
+    fmt = LabelFormat.from_config(cliargs.from_args(DataConfig, a, train=a.data))
+    check_source(a.data, a.text_field, fmt)
     check_out_folder(a.out, "--out")
     encoders.precheck(a.model)
     from bertclf.analysis import analyze, format_analysis
@@ -319,7 +333,7 @@ def cmd_analyze(a) -> int:
         model=a.model,
         out=a.out,
         text_field=a.text_field,
-        label_field=a.label_field,
+        label_field=fmt,
         clean=a.clean,
     )
     print(format_analysis(result.summary))

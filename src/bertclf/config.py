@@ -33,6 +33,7 @@ TOGGLES = ("auto", "on", "off")
 SPLITS = ("auto", "keras", "stratified")
 SELECTS = ("macro_f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+TASKS = ("single", "multilabel")
 TEXT_FIELD = "text"
 LABEL_FIELD = "label"
 
@@ -66,6 +67,13 @@ class DataConfig:
         val_split: fraction of `train` held out for validation, as
             `keras.utils.text_dataset_from_directory(validation_split=...)`.
         split: `keras`, `stratified`, or `auto` (see `bertclf.splitting`).
+        val: a separate validation folder or file (then `train` is not split).
+        task: `single` (one class per text) or `multilabel` (a set of labels per
+            text, possibly empty; see `bertclf.labels` for the input forms).
+        label_sep: multilabel: split the label field on this string (CSV/TSV/JSONL).
+        label_fields: multilabel: one 0/1 column (key) per label instead of a label field.
+        label_names: multilabel: a file of label names, one per line; the label field
+            then holds ids into it (0 = the first line), as GoEmotions' TSV files.
     """
 
     train: str = option(
@@ -87,9 +95,62 @@ class DataConfig:
         "its share), auto (stratified when a class would get fewer than 20)",
         choices=SPLITS,
     )
+    val: str | None = option(
+        None, "separate validation folder or file (DATA is then not split)", type=str
+    )
+    task: str = option(
+        "single",
+        "single: one class per text; multilabel: a set of labels per text (sigmoid per label)",
+        choices=TASKS,
+    )
+    label_sep: str | None = option(
+        None, "multilabel: split the label field on this string, e.g. ','", type=str
+    )
+    label_fields: tuple[str, ...] = option(
+        (),
+        "multilabel: comma-separated 0/1 columns, one per label, instead of --label-field",
+        type=lambda v: parse_names(v, "--label-fields"),
+        show="none",
+    )
+    label_names: str | None = option(
+        None,
+        "multilabel: file of label names, one per line; labels are then ids into it (0 = first)",
+        type=str,
+    )
 
     def __post_init__(self) -> None:
         _check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
+        _check(self.task in TASKS, "--task", self.task, f"choose one of {TASKS}")
+        fields = self.label_fields
+        fields = parse_names(fields, "--label-fields") if isinstance(fields, str) else fields
+        object.__setattr__(self, "label_fields", tuple(fields))
+        multilabel = self.task == "multilabel"
+        for flag, value in (
+            ("--label-sep", self.label_sep),
+            ("--label-fields", self.label_fields),
+            ("--label-names", self.label_names),
+        ):
+            _check(multilabel or not value, flag, value, "it needs --task multilabel")
+        _check(self.label_sep != "", "--label-sep", self.label_sep, "give a separator such as ','")
+        _check(
+            not (self.label_sep and self.label_fields),
+            "--label-sep",
+            self.label_sep,
+            "drop it: with --label-fields every label has its own 0/1 column",
+        )
+        _check(
+            not (self.label_fields and self.label_names),
+            "--label-names",
+            self.label_names,
+            "drop it: with --label-fields the columns name the labels",
+        )
+        _check(
+            not (multilabel and self.split == "stratified"),
+            "--split",
+            self.split,
+            "multilabel data splits at random: use --split keras or auto",
+        )
+
         _check(0.0 < self.val_split < 1.0, "--val-split", self.val_split, "use a value in (0, 1)")
         _check(self.split in SPLITS, "--split", self.split, f"choose one of {SPLITS}")
         _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
@@ -162,6 +223,8 @@ class TrainConfig:
         class_weight: `balanced` (inverse class frequency), `none`, or `auto`
             (balanced past an imbalance ratio, see `bertclf.policy`).
         patience: stop after this many epochs without a better kept epoch (None: off).
+        thresholds: multilabel decision thresholds: `tune` (per label, best F1 on the
+            validation split; see `bertclf.thresholds`) or one probability for all.
         batch_size: global batch size (split across replicas).
         lr: peak learning rate.
         optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
@@ -225,6 +288,11 @@ class TrainConfig:
     patience: int | None = option(
         None, "stop after N epochs without a better kept epoch (default: off)", type=int
     )
+    thresholds: str = option(
+        "tune",
+        "multilabel decision thresholds: tune (per label, for the best F1 on the validation "
+        "split) or one probability in (0, 1) for every label",
+    )
     jit: str = option("auto", "XLA-compile the steps (auto: on GPUs)", choices=TOGGLES)
     precision: str = option(
         "auto",
@@ -241,6 +309,13 @@ class TrainConfig:
             "--class-weight",
             self.class_weight,
             f"choose one of {CLASS_WEIGHTS}",
+        )
+        object.__setattr__(self, "thresholds", str(self.thresholds))
+        _check(
+            self.thresholds == "tune" or 0.0 < _float(self.thresholds) < 1.0,
+            "--thresholds",
+            self.thresholds,
+            "use 'tune' or a probability in (0, 1) such as 0.5",
         )
         if self.patience is not None:
             _check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
@@ -288,6 +363,19 @@ class RunConfig:
     def __post_init__(self) -> None:
         _check(bool(self.out), "--out", self.out, "name a run directory")
         _check(self.seed >= 0, "--seed", self.seed, "use a non-negative integer")
+        multilabel = self.data.task == "multilabel"
+        _check(
+            not (multilabel and self.model.head == "sigmoid"),
+            "--head",
+            self.model.head,
+            "drop it: --task multilabel always has one sigmoid per label",
+        )
+        _check(
+            multilabel or self.train.thresholds == "tune",
+            "--thresholds",
+            self.train.thresholds,
+            "it applies to --task multilabel only; drop it",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -306,6 +394,24 @@ class RunConfig:
             train=TrainConfig(**d.get("train", {})),
             **seed,
         )
+
+
+def _float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
+def parse_names(value: str, flag: str) -> tuple[str, ...]:
+    """Parse a comma-separated list of distinct, non-empty names ('none' or '': none)."""
+    if value.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(n.strip() for n in value.split(","))
+    for name in names:
+        _check(bool(name), flag, value, "an empty name between commas; list names like a,b,c")
+    _check(len(set(names)) == len(names), flag, value, "a name is listed twice")
+    return names
 
 
 def parse_clean(value: str) -> tuple[str, ...]:

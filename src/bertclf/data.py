@@ -22,6 +22,8 @@ from typing import Any
 
 from bertclf.config import DataConfig
 from bertclf.errors import DataError
+from bertclf.inputs import JSONL, TABLES
+from bertclf.labels import LabelFormat, label_order, warn_numeric
 from bertclf.splitting import resolve_split, split_indices
 
 logger = logging.getLogger(__name__)
@@ -51,18 +53,28 @@ class ReadReport:
 
 @dataclass
 class Examples:
-    """Texts with integer labels into `label_names`, and where each came from."""
+    """Texts with labels into `label_names`, and where each came from.
+
+    `labels`: one class id per text, or (`multilabel`) one 0/1 row per text in
+    `label_names` order.
+    """
 
     texts: list[str]
-    labels: list[int]
+    labels: list
     label_names: list[str]
     sources: list[str]
     report: ReadReport = field(default_factory=ReadReport)
+    multilabel: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def class_counts(self) -> dict[str, int]:
+        """Texts per label (multilabel: texts that carry it)."""
+        if self.multilabel:
+            return {
+                name: sum(row[i] for row in self.labels) for i, name in enumerate(self.label_names)
+            }
         counts = Counter(self.labels)
         return {name: counts.get(i, 0) for i, name in enumerate(self.label_names)}
 
@@ -140,34 +152,28 @@ def read_files(paths: list[str], labels: list[int], names: list[str]) -> Example
 # ---------------------------------------------------------------------------- tables
 
 
-def _label_order(raw_labels: list[str]) -> list[str]:
-    """Sorted label names; numerically when every label is an integer (2 < 10)."""
-    unique = set(raw_labels)
-    try:
-        return sorted(unique, key=int)
-    except ValueError:
-        return sorted(unique)
-
-
 def read_table(
-    path: Path, text_field: str, label_field: str
-) -> tuple[list[str], list[str], list[str], ReadReport]:
-    """Read (texts, raw labels, sources) from a CSV or JSONL file."""
+    path: Path, text_field: str, fmt: LabelFormat
+) -> tuple[list[str], list[list[str]], list[str], ReadReport]:
+    """Read (texts, label names per row, sources) from a CSV, TSV or JSONL file."""
     kind = table_kind(path)
-    reader = _read_csv if kind == "csv" else _read_jsonl
-    rows = reader(path, text_field, label_field)
+    reader = _read_jsonl if kind == "jsonl" else _read_csv
     report = ReadReport()
     texts, labels, sources = [], [], []
-    for source, raw_text, raw_label in rows:
+    for source, raw_text, row in reader(path, text_field, fmt):
         text = decode(raw_text.encode("utf-8", errors="surrogateescape"), source, report)
         if text is None:
             continue
         texts.append(text)
-        labels.append(check_label(source, "" if raw_label is None else str(raw_label), label_field))
+        labels.append(fmt.parse(source, row))
         sources.append(source)
     if not texts:
         raise DataError(f"{path}: no non-empty texts in field {text_field!r}")
     return texts, labels, sources, report
+
+
+def _fields(text_field: str, fmt: LabelFormat) -> dict[str, str]:
+    return {text_field: "--text-field", **fmt.columns()}
 
 
 def _check_header(path: Path, header: list[str], fields: dict[str, str]) -> None:
@@ -202,43 +208,53 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def _read_csv(path: Path, text_field: str, label_field: str):
+def _csv_reader(f, path: Path) -> csv.DictReader:
+    return csv.DictReader(f, **TABLES[path.suffix.lower()])
+
+
+def _read_csv(path: Path, text_field: str, fmt: LabelFormat):
     with _open_text(path) as f:
-        reader = csv.DictReader(f)
-        _check_header(
-            path,
-            reader.fieldnames or [],
-            {text_field: "--text-field", label_field: "--label-field"},
-        )
+        reader = _csv_reader(f, path)
+        _check_header(path, reader.fieldnames or [], _fields(text_field, fmt))
         for line, row in enumerate(reader, start=2):
-            yield f"{path}:{line}", row[text_field] or "", row[label_field]
+            yield f"{path}:{line}", row[text_field] or "", row
 
 
-def _read_jsonl(path: Path, text_field: str, label_field: str):
-    fields = {text_field: "--text-field", label_field: "--label-field"}
+def _read_jsonl(path: Path, text_field: str, fmt: LabelFormat):
+    fields = _fields(text_field, fmt)
     with _open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             row = _json_row(path, line_no, line)
             _check_keys(f"{path}:{line_no}", row, fields)
-            yield f"{path}:{line_no}", str(row[text_field] or ""), row[label_field]
+            yield f"{path}:{line_no}", str(row[text_field] or ""), row
 
 
-def check_source(path: str | os.PathLike, text_field: str, label_field: str) -> None:
+def _format(labels: str | LabelFormat) -> LabelFormat:
+    return labels if isinstance(labels, LabelFormat) else LabelFormat(labels)
+
+
+def check_source(path: str | os.PathLike, text_field: str, labels: str | LabelFormat) -> None:
     """Check what can be checked at once (no TensorFlow, no full read): raise DataError.
 
     A folder: its class sub-folders and their .txt files. A table: that it exists, its
-    type, and the text and label columns (CSV header, or the first JSONL object).
+    type, and the text and label columns (CSV/TSV header, or the first JSONL object).
+    `labels`: the label column, or a `LabelFormat`.
     """
-    path = Path(path)
+    path, fmt = Path(path), _format(labels)
     if path.is_dir():
+        if fmt.multilabel:
+            raise DataError(
+                f"{path}: class folders hold one label per text; multi-label data needs a "
+                ".csv, .tsv or .jsonl file"
+            )
         index_folder(path)
         return
-    fields = {text_field: "--text-field", label_field: "--label-field"}
-    if table_kind(path) == "csv":
+    fields = _fields(text_field, fmt)
+    if table_kind(path) != "jsonl":
         with _open_text(path) as f:
-            _check_header(path, csv.DictReader(f).fieldnames or [], fields)
+            _check_header(path, _csv_reader(f, path).fieldnames or [], fields)
         return
     with _open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
@@ -249,46 +265,64 @@ def check_source(path: str | os.PathLike, text_field: str, label_field: str) -> 
 
 
 def table_kind(path: Path) -> str:
-    """`csv` or `jsonl` for a labelled table, by extension; DataError for anything else."""
+    """`csv`, `tsv` or `jsonl` for a labelled table, by extension; DataError otherwise."""
     if not path.is_file():
         raise DataError(
-            f"{path}: no such file or folder; pass a class-per-folder tree, .csv or .jsonl"
+            f"{path}: no such file or folder; pass a class-per-folder tree, .csv, .tsv or .jsonl"
         )
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson"):
+    if suffix in TABLES:
+        return suffix[1:]
+    if suffix in JSONL:
         return "jsonl"
-    raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv or .jsonl")
-
-
-def check_label(source: str, label: str, label_field: str) -> str:
-    """A label as stored (labels.txt, one per line): stripped, non-empty, one line."""
-    label = label.strip()
-    if label == "":
-        raise DataError(f"{source}: empty {label_field!r}; every row needs a label")
-    if any(c in label for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
-        raise DataError(
-            f"{source}: label {label!r} spans several lines; labels must be one line "
-            "(fix the quoting of that row)"
-        )
-    return label
+    raise DataError(f"{path}: unknown file type {suffix!r}; use a folder, .csv, .tsv or .jsonl")
 
 
 # ---------------------------------------------------------------------------- public
 
 
+def _names(raw: list[list[str]], fmt: LabelFormat) -> list[str]:
+    """The label order: the format's fixed set (fields, names file) or what occurs, sorted."""
+    known = fmt.known_names()
+    seen = {n for row in raw for n in row}
+    return label_order(known if known is not None else seen)
+
+
+def _encode(raw: list[list[str]], names: list[str], multilabel: bool) -> list:
+    """Label names -> class ids (single) or 0/1 rows in `names` order (multilabel)."""
+    index = {n: i for i, n in enumerate(names)}
+    if not multilabel:
+        return [index[r[0]] for r in raw]
+    rows = []
+    for r in raw:
+        row = [0] * len(names)
+        for n in r:
+            row[index[n]] = 1
+        rows.append(row)
+    return rows
+
+
+def _check_known(path: Path, raw: list[list[str]], names: list[str]) -> None:
+    unknown = sorted({n for row in raw for n in row} - set(names))
+    if unknown:
+        raise DataError(
+            f"{path}: labels {unknown[:10]} do not occur in training (known: {names[:20]}); "
+            "remove those examples or retrain with them"
+        )
+
+
 def read_labelled(
     path: str | os.PathLike,
     text_field: str = "text",
-    label_field: str = "label",
+    labels: str | LabelFormat = "label",
     label_names: list[str] | None = None,
 ) -> Examples:
     """Read a whole dataset (no split), in sorted file order.
 
     Args:
-        path: class-per-folder tree, .csv or .jsonl.
-        text_field, label_field: columns for tables.
+        path: class-per-folder tree, .csv, .tsv or .jsonl.
+        text_field: the text column (key) of a table.
+        labels: the label column, or a `LabelFormat` (multi-label forms).
         label_names: when given (e.g. a trained run's labels), labels are mapped
             into this order and any label outside it is an error.
 
@@ -297,60 +331,86 @@ def read_labelled(
     >>> ex.label_names
     ['billing', 'bug', 'feature']
     """
-    path = Path(path)
+    path, fmt = Path(path), _format(labels)
     if path.is_dir():
-        paths, labels, names = index_folder(path)
-        examples = read_files(paths, labels, names)
-        raw = [names[i] for i in examples.labels]
+        check_source(path, text_field, fmt)  # multi-label from folders: an error
+        paths, ids, names = index_folder(path)
+        examples = read_files(paths, ids, names)
+        raw = [[names[i]] for i in examples.labels]
         texts, sources, report = examples.texts, examples.sources, examples.report
     else:
-        texts, raw, sources, report = read_table(path, text_field, label_field)
-        names = _label_order(raw)
+        texts, raw, sources, report = read_table(path, text_field, fmt)
+        names = _names(raw, fmt)
     if label_names is not None:
-        unknown = sorted(set(raw) - set(label_names))
-        if unknown:
-            raise DataError(
-                f"{path}: labels {unknown} do not occur in training (known: {label_names}); "
-                "remove those examples or retrain with them"
-            )
+        _check_known(path, raw, label_names)
         names = list(label_names)
-    index = {n: i for i, n in enumerate(names)}
-    return Examples(texts, [index[r] for r in raw], names, sources, report)
+    encoded = _encode(raw, names, fmt.multilabel)
+    return Examples(texts, encoded, names, sources, report, fmt.multilabel)
+
+
+def _subset(examples: Examples, ids: list[int]) -> Examples:
+    e = examples
+    return Examples(
+        [e.texts[i] for i in ids],
+        [e.labels[i] for i in ids],
+        e.label_names,
+        [e.sources[i] for i in ids],
+        multilabel=e.multilabel,
+    )
+
+
+def _split_table(config: DataConfig, fmt: LabelFormat, seed: int) -> tuple:
+    """(train, validation, method) from one table: a seeded split (see bertclf.splitting)."""
+    path = Path(config.train)
+    whole = read_labelled(path, config.text_field, fmt)
+    if len(whole.label_names) < 2:
+        raise DataError(
+            f"{path}: field {fmt.field!r} has {len(whole.label_names)} distinct label(s) "
+            f"{whole.label_names}; a classifier needs at least two"
+        )
+    if fmt.multilabel:  # no class to stratify by: the random (Keras) split
+        method = "keras"
+        tr, va = split_indices(list(range(len(whole))), config.val_split, seed, method, str(path))
+    else:
+        method = resolve_split(config.split, whole.labels, config.val_split)
+        tr, va = split_indices(whole.labels, config.val_split, seed, method, str(path))
+    train, val = _subset(whole, tr), _subset(whole, va)
+    train.report = whole.report
+    return train, val, method
+
+
+def _split_folder(config: DataConfig, seed: int) -> tuple:
+    path = Path(config.train)
+    paths, labels, names = index_folder(path)
+    method = resolve_split(config.split, labels, config.val_split)
+    tr, va = split_indices(labels, config.val_split, seed, method, str(path))
+    train = read_files([paths[i] for i in tr], [labels[i] for i in tr], names)
+    val = read_files([paths[i] for i in va], [labels[i] for i in va], names)
+    return train, val, method
 
 
 def load_splits(config: DataConfig, seed: int) -> Splits:
-    """Read the training data, split it (`--split`, see bertclf.splitting), read the test set."""
+    """Read the training data, split it (`--split`) or read `--val`, read the test set."""
+    fmt = LabelFormat.from_config(config)
     train_path = Path(config.train)
-    if train_path.is_dir():
-        paths, labels, names = index_folder(train_path)
-        method = resolve_split(config.split, labels, config.val_split)
-        tr, va = split_indices(labels, config.val_split, seed, method, str(train_path))
-        train = read_files([paths[i] for i in tr], [labels[i] for i in tr], names)
-        val = read_files([paths[i] for i in va], [labels[i] for i in va], names)
+    if config.val:
+        train = read_labelled(train_path, config.text_field, fmt)
+        val = read_labelled(config.val, config.text_field, fmt, label_names=train.label_names)
+        method = "given"
+    elif train_path.is_dir():
+        check_source(train_path, config.text_field, fmt)
+        train, val, method = _split_folder(config, seed)
     else:
-        texts, raw, sources, report = read_table(train_path, config.text_field, config.label_field)
-        names = _label_order(raw)
-        if len(names) < 2:
-            raise DataError(
-                f"{train_path}: field {config.label_field!r} has {len(names)} distinct label(s) "
-                f"{names}; a classifier needs at least two"
-            )
-        index = {n: i for i, n in enumerate(names)}
-        labels = [index[r] for r in raw]
-        method = resolve_split(config.split, labels, config.val_split)
-        tr, va = split_indices(labels, config.val_split, seed, method, str(train_path))
-        pick = lambda ids: Examples(  # noqa: E731
-            [texts[i] for i in ids], [labels[i] for i in ids], names, [sources[i] for i in ids]
-        )
-        train, val = pick(tr), pick(va)
-        train.report = report
+        train, val, method = _split_table(config, fmt, seed)
+    if not fmt.multilabel:
+        warn_numeric(str(train_path), train.label_names)
     for part, what in ((train, "training"), (val, "validation")):
         if len(part) == 0:
             raise DataError(f"{train_path}: the {what} split has no usable texts; add data")
     test = None
     if config.test:
-        test = read_labelled(config.test, config.text_field, config.label_field, label_names=names)
-    return Splits(train, val, test, names, method)
+        test = read_labelled(config.test, config.text_field, fmt, label_names=train.label_names)
+    return Splits(train, val, test, train.label_names, method)
 
 
 def describe(splits: Splits) -> list[str]:
@@ -362,9 +422,16 @@ def describe(splits: Splits) -> list[str]:
         f"labels (sorted): {splits.label_names}",
         f"train {len(splits.train)} / validation {len(splits.val)} ({splits.split} split)"
         + (f" / test {len(splits.test)}" if splits.test is not None else ""),
-        f"train per class: {splits.train.class_counts()}",
+        f"train per {'label' if splits.train.multilabel else 'class'}: "
+        f"{splits.train.class_counts()}",
         report.summary(),
     ]
+    if splits.train.multilabel:
+        sizes = [sum(row) for row in splits.train.labels]
+        lines.append(
+            f"labels per training text: mean {sum(sizes) / len(sizes):.2f}, "
+            f"none {sizes.count(0)}, several {sum(1 for n in sizes if n > 1)}"
+        )
     if report.non_utf8:
         lines.append(
             f"not UTF-8: {report.non_utf8[:5]}{' ...' if len(report.non_utf8) > 5 else ''}"

@@ -36,6 +36,7 @@ from bertclf.fileio import atomic_path, publish_modes, remove_stale_temps
 from bertclf.pipeline import inference_features
 from bertclf.run import TrainedRun, load_run
 from bertclf.rundir import LABELS
+from bertclf.thresholds import apply
 from bertclf.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -75,10 +76,18 @@ def labels_table(labels_file: Path) -> tf.lookup.StaticHashTable:
 
 
 def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
-    """An ExportArchive with `serving_default` (predict) and `classify` endpoints."""
+    """An ExportArchive with `serving_default` (predict) and `classify` endpoints.
+
+    Single-label `serving_default`: `scores` [b, L], `classes` [b] and `class_ids` [b].
+    Multi-label: `scores` [b, L] (each label's probability) and `predicted` [b, L] int32
+    (1 where the score reaches the label's threshold, compiled in from thresholds.json):
+    fixed-shape outputs, which TF Serving's REST API returns (ragged ones it cannot).
+    `classify` returns every label with its score, for both.
+    """
     preprocessor, model = run.preprocessor, run.model
     table = labels_table(run.path / LABELS)
     num_labels = len(run.label_names)
+    thresholds = run.thresholds  # multi-label: [L]; None otherwise
 
     def scores_for(texts):
         # texts [batch] -> probabilities [batch, num_labels], the training graph's layers,
@@ -88,6 +97,9 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
 
     def serve(text):
         scores = scores_for(text)
+        if thresholds is not None:
+            cuts = tf.constant(thresholds, tf.float32)[None, :]  # [1, L]
+            return {"scores": scores, "predicted": tf.cast(scores >= cuts, tf.int32)}
         class_ids = tf.argmax(scores, axis=-1, output_type=tf.int32)
         classes = table.lookup(tf.cast(class_ids, tf.int64))
         return {"scores": scores, "classes": classes, "class_ids": class_ids}
@@ -231,7 +243,11 @@ def _verify(run: TrainedRun, tmp: Path, verify: bool, target: str) -> tuple[dict
             f"verification: the reloaded model's probabilities differ from the "
             f"trained model's by {max(diff, diff_classify):.2e} (> 1e-5)"
         )
-    if result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
+    thresholds = run.thresholds
+    if thresholds is not None:
+        if result["predicted"] != apply(expected, thresholds).tolist():
+            raise ExportError("verification: the reloaded model's label sets differ from the run's")
+    elif result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
         raise ExportError("verification: the reloaded model's classes differ from the run's")
     return result, diff
 
@@ -348,11 +364,14 @@ def write_metadata(
     encoder = dict(run.meta["encoder"])
     if encoder.get("kind") != "hub":  # a local directory or the package's: names only
         encoder = {k: Path(v).name if k in ("name", "source") else v for k, v in encoder.items()}
+    thresholds = run.thresholds
     meta = {
         "name": name,
         "version": version,
+        "task": "multilabel" if thresholds is not None else "single",
         "compute_dtype": run.model.backbone.dtype_policy.compute_dtype,
         "signatures": result["signatures"],
+        **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}),
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
         "run": {
             "name": run.path.resolve().name,

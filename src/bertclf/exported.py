@@ -49,6 +49,8 @@ class ExportedModel(Predictor):
             ) from None
         self.signature = self.model.signatures[servable.DEFAULT_SIGNATURE]
         self.label_names = servable.read_labels(version_dir)
+        if self.metadata.get("task") == "multilabel":  # the thresholds compiled into the graph
+            self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 
     def _scores(self, texts: list[str]) -> np.ndarray:
         batch = tf.constant(texts, tf.string)

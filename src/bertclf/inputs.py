@@ -20,7 +20,8 @@ from typing import Any
 
 from bertclf.errors import DataError
 
-TABLES = {".csv": ",", ".tsv": "\t"}
+# CSV quotes fields; TSV does not (a text may start with '"'), one record per line.
+TABLES = {".csv": {"delimiter": ","}, ".tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE}}
 JSONL = (".jsonl", ".ndjson")
 
 
@@ -84,7 +85,7 @@ def read_rows(
 
 
 def _table_rows(path: Path, lines: Iterable[str], text_field: str, id_field: str):
-    reader = csv.DictReader(lines, delimiter=TABLES[path.suffix.lower()])
+    reader = csv.DictReader(lines, **TABLES[path.suffix.lower()])
     header = reader.fieldnames or []
     if text_field not in header:
         raise DataError(f"{path}: no column {text_field!r} (columns: {header}); set --text-field")
@@ -139,12 +140,16 @@ class ResultWriter:
         if not self.csv:
             self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
+        multilabel = "labels" in prediction  # a label set: one cell, names joined by ","
         if self._writer is None:
-            columns = ([self.id_field] if row.id is not None else []) + ["text", "label"]
-            columns += ["probability"] + [f"p_{name}" for name in self.labels]
+            columns = ([self.id_field] if row.id is not None else []) + ["text"]
+            columns += ["labels"] if multilabel else ["label", "probability"]
+            columns += [f"p_{name}" for name in self.labels]
             self._writer = csv.DictWriter(self.stream, columns, extrasaction="ignore")
             self._writer.writeheader()
         probs = {f"p_{k}": v for k, v in prediction["probabilities"].items()}
+        if multilabel:
+            record["labels"] = ",".join(prediction["labels"])
         self._writer.writerow({**record, **probs})
 
 

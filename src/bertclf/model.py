@@ -20,10 +20,12 @@ class BertClassifier(keras.Model):
         pooling: `mean` (mean of the last hidden states over real tokens) or
             `cls` (BERT's pooled [CLS] output, tanh(dense(h_cls))).
         dropout: dropout rate before the dense layer.
-        head: `softmax` (num_labels logits) or `sigmoid` (1 logit; binary only).
+        head: `softmax` (num_labels logits), `sigmoid` (1 logit; binary only) or
+            `multilabel` (num_labels logits, one independent sigmoid each).
 
     Whatever the head, `probabilities()` returns one column per label in label
-    order, so a binary model can never report its labels inverted.
+    order, so a binary model can never report its labels inverted. Under
+    `multilabel` a row does not sum to 1: each column is P(text has that label).
 
     Example:
     >>> import keras_hub
@@ -58,7 +60,7 @@ class BertClassifier(keras.Model):
         self.head = head
         self.dropout_rate = dropout
         self.dropout = keras.layers.Dropout(dropout, name="dropout", dtype="float32")
-        units = 1 if head == "sigmoid" else num_labels
+        units = 1 if head == "sigmoid" else num_labels  # multilabel: one logit per label
         # float32 logits even under a mixed-precision policy: softmax/log-loss need the range.
         self.classifier = keras.layers.Dense(units, name="classifier", dtype="float32")
         # Cheaper GELU and dropout kernels, for training and the export alike.
@@ -89,17 +91,33 @@ class BertClassifier(keras.Model):
         if self.head == "sigmoid":
             p1 = tf.sigmoid(logits)  # [batch, 1]: P(label 1)
             return tf.concat([1.0 - p1, p1], axis=-1)
+        if self.head == "multilabel":
+            return tf.sigmoid(logits)  # [batch, num_labels], independent per label
         return tf.nn.softmax(logits, axis=-1)
 
     def per_example_loss(self, labels, logits, class_weights=None):
         """Cross-entropy per example: [batch] float32, times its label's weight if given.
 
+        Multilabel: the binary cross-entropy of each label, averaged over the labels
+        (as Keras' BinaryCrossentropy and PyTorch's BCEWithLogitsLoss average);
+        `class_weights` then weigh each label's positive term (PyTorch's pos_weight).
+
         Args:
-            labels: [batch] int class ids.
+            labels: [batch] int class ids, or (multilabel) [batch, num_labels] 0/1.
             logits: the model's output.
-            class_weights: optional [num_labels] loss weight of each class.
+            class_weights: optional [num_labels] loss weight of each class (multilabel:
+                of each label's positives).
         """
         logits = tf.cast(logits, tf.float32)
+        if self.head == "multilabel":
+            targets = tf.cast(labels, tf.float32)  # [batch, num_labels]
+            if class_weights is None:
+                loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+            else:
+                loss = tf.nn.weighted_cross_entropy_with_logits(
+                    labels=targets, logits=logits, pos_weight=tf.cast(class_weights, tf.float32)
+                )
+            return tf.reduce_mean(loss, axis=-1)  # [batch]
         if self.head == "sigmoid":
             loss = tf.nn.sigmoid_cross_entropy_with_logits(
                 labels=tf.cast(labels[:, None], tf.float32), logits=logits
@@ -131,7 +149,9 @@ class BertClassifier(keras.Model):
         return cls(**config)
 
 
-def build_classifier(backbone, tokenizer, config: ModelConfig, num_labels: int):
+def build_classifier(
+    backbone, tokenizer, config: ModelConfig, num_labels: int, multilabel: bool = False
+):
     """The one place a (preprocessor, classifier) pair is made from a `ModelConfig`.
 
     Training builds it around a freshly loaded encoder, loading a run around the
@@ -141,7 +161,8 @@ def build_classifier(backbone, tokenizer, config: ModelConfig, num_labels: int):
         backbone: a `keras_hub.models.BertBackbone`.
         tokenizer: its `keras_hub.models.BertTokenizer`.
         config: pooling, dropout, head, cleaning, truncation and `seq_len`.
-        num_labels: number of classes.
+        num_labels: number of classes (labels).
+        multilabel: one sigmoid per label (`--task multilabel`) instead of `config.head`.
 
     Returns:
         (TextPreprocessor, BertClassifier), the classifier built (weights created).
@@ -154,8 +175,9 @@ def build_classifier(backbone, tokenizer, config: ModelConfig, num_labels: int):
     preprocessor = TextPreprocessor(
         tokenizer, config.seq_len, clean=config.clean, truncate=config.truncate
     )
+    head = "multilabel" if multilabel else config.head
     model = BertClassifier(
-        backbone, num_labels, pooling=config.pooling, dropout=config.dropout, head=config.head
+        backbone, num_labels, pooling=config.pooling, dropout=config.dropout, head=head
     )
     model(preprocessor(tf.constant(["build"])))
     return preprocessor, model

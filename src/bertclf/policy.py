@@ -13,7 +13,12 @@ epochs; 680 short sentences get 7; 200 texts get 20 (the cap: 260 steps).
 Class weights. With `--class-weight auto`, a loss weighted by inverse class frequency
 (scikit-learn's "balanced": n / (k * n_c)) is used when the largest training class is
 at least `IMBALANCE_RATIO` times the smallest: below that, BBC's 1.3 for instance, the
-weights would change little and the plain loss is kept.
+weights would change little and the plain loss is kept. Multi-label: `balanced` weighs
+each label's positives by its negatives/positives ratio (PyTorch's `pos_weight`
+recipe); `auto` leaves the loss plain, because each label's decision threshold is
+tuned on the validation split (`bertclf.thresholds`), which is what counters a rare
+label at decision time, while that ratio reaches the hundreds for rare labels
+(GoEmotions' "grief": 77 of 43,410 texts, a weight of 563) and would dominate the loss.
 
 The kept epoch. `--select macro_f1` (default) keeps the epoch with the best validation
 macro-F1, a tie broken by the lower validation loss: accuracy on an imbalanced set
@@ -51,9 +56,14 @@ def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str
 
 
 def class_weights(
-    choice: str, labels: list[int], num_labels: int
+    choice: str, labels: list, num_labels: int, multilabel: bool = False
 ) -> tuple[list[float] | None, str]:
-    """(per-class loss weights or None, a sentence saying why)."""
+    """(per-class loss weights or None, a sentence saying why).
+
+    Multilabel (`labels` are 0/1 rows): per-label weights of the positive term.
+    """
+    if multilabel:
+        return _positive_weights(choice, np.asarray(labels).reshape(len(labels), num_labels))
     counts = Counter(labels)
     sizes = [counts.get(i, 0) for i in range(num_labels)]
     ratio = max(sizes) / max(1, min(sizes))
@@ -65,6 +75,19 @@ def class_weights(
     weights = [n / (k * max(1, c)) for c in sizes]
     shown = ", ".join(f"{w:.2f}" for w in weights)
     return weights, f"balanced [{shown}] (largest/smallest class {ratio:.2f})"
+
+
+def _positive_weights(choice: str, labels: np.ndarray) -> tuple[list[float] | None, str]:
+    if choice != "balanced":
+        return None, (
+            f"off (--class-weight {choice}; multi-label: per-label thresholds tuned on the "
+            "validation split handle rare labels)"
+        )
+    positives = labels.sum(axis=0)
+    negatives = len(labels) - positives
+    weights = [float(n / p) if p else 1.0 for n, p in zip(negatives, positives, strict=True)]
+    shown = ", ".join(f"{w:.1f}" for w in weights)
+    return weights, f"balanced: each label's positives weighted negatives/positives [{shown}]"
 
 
 def selection_key(row: dict[str, float], select: str) -> tuple[float, ...]:

@@ -25,9 +25,14 @@ from bertclf.inputs import Row, batches
 
 
 class Predictor:
-    """Label texts in batches. Subclasses set `label_names` and implement `_scores`."""
+    """Label texts in batches. Subclasses set `label_names` and implement `_scores`.
+
+    A multi-label model also sets `thresholds` ([num_labels]); its predictions are
+    label sets.
+    """
 
     label_names: list[str]
+    thresholds: np.ndarray | None = None
 
     def _scores(self, texts: list[str]) -> np.ndarray:
         """One batch: [b] texts -> [b, num_labels] probabilities in label order."""
@@ -39,11 +44,28 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
-        """Label, its probability and every label's probability, for each text."""
-        return probabilities_to_predictions(self.predict_proba(texts, batch_size), self.label_names)
+        """Label, its probability and every label's probability, for each text.
+
+        Multi-label: `labels`, the names whose probability reaches their threshold
+        (possibly none), and every label's probability.
+        """
+        probs = self.predict_proba(texts, batch_size)
+        return probabilities_to_predictions(probs, self.label_names, self.thresholds)
 
 
-def probabilities_to_predictions(probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
+def probabilities_to_predictions(
+    probs: np.ndarray, labels: list[str], thresholds: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    if thresholds is not None:
+        from bertclf.thresholds import apply
+
+        return [
+            {
+                "labels": [name for name, on in zip(labels, row, strict=True) if on],
+                "probabilities": {name: float(v) for name, v in zip(labels, p, strict=True)},
+            }
+            for p, row in zip(probs, apply(probs, thresholds), strict=True)
+        ]
     rows = []
     for p in probs:
         top = int(np.argmax(p))
@@ -139,7 +161,12 @@ def predict_input(config: PredictConfig, out: TextIO | None = None) -> int:
 
 
 def format_row(row: Row, prediction: dict[str, Any]) -> str:
-    """label, probability, every label's probability, the start of the text (tab-separated)."""
+    """label, probability, every label's probability, the start of the text (tab-separated).
+
+    Multi-label: the label set (comma-separated, `-` for none) instead of label and probability.
+    """
     probs = "  ".join(f"{k}={v:.4f}" for k, v in prediction["probabilities"].items())
     snippet = " ".join(row.text.split())[:60]
+    if "labels" in prediction:
+        return f"{','.join(prediction['labels']) or '-'}\t{probs}\t{snippet}"
     return f"{prediction['label']}\t{prediction['probability']:.4f}\t{probs}\t{snippet}"

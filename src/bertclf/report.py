@@ -129,14 +129,49 @@ def misclassified(texts, labels, probs, names, sources, split: str, limit: int =
 # ------------------------------------------------------------------ the run report
 
 
+def misclassified_sets(texts, labels, probs, names, thresholds, sources, split, limit=50):
+    """Multi-label: texts whose label set is wrong, the most confident wrong decision first.
+
+    A wrong decision's confidence is its probability's distance from the threshold.
+    """
+    labels = np.asarray(labels)
+    predicted = (probs >= thresholds[None, :]).astype(labels.dtype)
+    margin = np.where(predicted != labels, np.abs(probs - thresholds[None, :]), -1.0)
+    wrong = np.flatnonzero(margin.max(axis=1) >= 0)
+    wrong = wrong[np.argsort(-margin[wrong].max(axis=1), kind="stable")][:limit]
+    return [
+        {
+            "split": split,
+            "source": sources[i],
+            "text": " ".join(texts[i].split())[:300],
+            "true": [n for n, y in zip(names, labels[i], strict=True) if y],
+            "predicted": [n for n, y in zip(names, predicted[i], strict=True) if y],
+            "probability": float(probs[i, int(np.argmax(margin[i]))]),
+        }
+        for i in wrong
+    ]
+
+
 def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from bertclf.evaluation import compute_metrics
 
     probs = run.predict_proba(examples.texts)
-    metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names)
-    mistakes = misclassified(
-        examples.texts, examples.labels, probs, run.label_names, examples.sources, split
-    )
+    thresholds = run.thresholds
+    metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names, thresholds)
+    if thresholds is not None:
+        mistakes = misclassified_sets(
+            examples.texts,
+            examples.labels,
+            probs,
+            run.label_names,
+            thresholds,
+            examples.sources,
+            split,
+        )
+    else:
+        mistakes = misclassified(
+            examples.texts, examples.labels, probs, run.label_names, examples.sources, split
+        )
     return metrics, mistakes
 
 
@@ -167,6 +202,7 @@ def write_run_report(
     PosixPath('runs/demo/report.html')
     """
     from bertclf.data import load_splits, read_labelled
+    from bertclf.evaluation import run_label_format
     from bertclf.run import load_run
 
     run = run or load_run(run_dir)
@@ -176,14 +212,17 @@ def write_run_report(
     splits = splits or load_splits(cfg.data, cfg.seed)
     parts = [("validation", splits.val)]
     if test:
-        fields = (cfg.data.text_field, cfg.data.label_field)
-        parts.append(("test", read_labelled(test, *fields, label_names=run.label_names)))
+        fmt = run_label_format(run.path)
+        test_set = read_labelled(test, cfg.data.text_field, fmt, label_names=run.label_names)
+        parts.append(("test", test_set))
     elif splits.test is not None:
         parts.append(("test", splits.test))
     metrics, mistakes = {}, []
     for split, examples in parts:
         metrics[split], wrong = _score(run, examples, split)
         mistakes += wrong
+        if "confusion_matrix" not in metrics[split]:  # multi-label: per-label counts instead
+            continue
         images[f"Confusion matrix, {split}"] = plot_confusion(
             metrics[split]["confusion_matrix"],
             run.label_names,
@@ -236,18 +275,26 @@ def _metrics_html(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> s
                 [baseline["model"], split, b["examples"], "-", b["accuracy"], b["macro_f1"]]
             )
     summary = _table(["model", "split", "examples", "loss", "accuracy", "macro-F1"], rows)
-    per_class = "".join(
-        f"<h3>{html.escape(split)}: per class</h3>"
-        + _table(
-            ["label", "precision", "recall", "F1", "support"],
-            [
-                [n, c["precision"], c["recall"], c["f1"], c["support"]]
-                for n, c in m["per_class"].items()
-            ],
-        )
-        for split, m in metrics.items()
-    )
+    per_class = "".join(_per_class_html(split, m) for split, m in metrics.items())
     return summary + per_class
+
+
+def _per_class_html(split: str, m: dict[str, Any]) -> str:
+    header = ["label", "precision", "recall", "F1", "support"]
+    rows = [
+        [n, c["precision"], c["recall"], c["f1"], c["support"]] for n, c in m["per_class"].items()
+    ]
+    if not m.get("multilabel"):
+        return f"<h3>{html.escape(split)}: per class</h3>" + _table(header, rows)
+    averages = _table(
+        ["micro-F1", "macro-F1", "samples-F1", "subset accuracy", "Hamming loss"],
+        [[m["micro_f1"], m["macro_f1"], m["samples_f1"], m["accuracy"], m["hamming_loss"]]],
+    )
+    for row, c in zip(rows, m["per_class"].values(), strict=True):
+        (tn, fp), (fn, tp) = c["confusion"] or [[0, 0], [0, 0]]
+        row += [c["threshold"], tp, fp, fn, tn]
+    header += ["threshold", "TP", "FP", "FN", "TN"]
+    return f"<h3>{html.escape(split)}: per label</h3>" + averages + _table(header, rows)
 
 
 def _config_rows(meta: dict[str, Any]) -> list[list[Any]]:

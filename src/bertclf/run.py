@@ -21,7 +21,7 @@ from bertclf.model import BertClassifier, build_classifier
 from bertclf.pipeline import inference_features
 from bertclf.predictor import Predictor
 from bertclf.preprocessing import TextPreprocessor
-from bertclf.rundir import BEST_WEIGHTS, SAMPLES, check_trained
+from bertclf.rundir import BEST_WEIGHTS, SAMPLES, THRESHOLDS, check_trained
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def build_from_meta(path: Path, meta: dict[str, Any]):
         lowercase=meta["tokenizer"]["lowercase"],
     )
     backbone = keras_hub.models.BertBackbone.from_config(meta["backbone"])
-    return build_classifier(backbone, tokenizer, cfg.model, len(meta["labels"]))
+    multilabel = cfg.data.task == "multilabel"
+    return build_classifier(backbone, tokenizer, cfg.model, len(meta["labels"]), multilabel)
 
 
 @dataclass
@@ -59,6 +60,20 @@ class TrainedRun(Predictor):
     @property
     def config(self) -> RunConfig:
         return RunConfig.from_dict(self.meta["config"])
+
+    @property
+    def multilabel(self) -> bool:
+        return self.config.data.task == "multilabel"
+
+    @property
+    def thresholds(self) -> np.ndarray | None:
+        """Multi-label: the kept epoch's threshold per label (thresholds.json); else None."""
+        if not self.multilabel:
+            return None
+        file = self.path / THRESHOLDS
+        if not file.is_file():
+            raise RunError(f"{file}: missing; a multi-label run stores its thresholds there")
+        return np.asarray(read_json(file)["thresholds"], dtype=np.float32)
 
     def __post_init__(self):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])

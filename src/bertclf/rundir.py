@@ -5,6 +5,7 @@ RUN/
   labels.txt         one label per line, in model output order (export's labels asset)
   vocab.txt          the tokenizer's WordPiece vocabulary
   best.weights.h5    weights of the kept epoch (see --select)
+  thresholds.json    multi-label runs: the kept epoch's decision threshold per label
   checkpoints/       last finished epoch: model + optimizer state (for --resume)
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
@@ -33,6 +34,7 @@ CONFIG = "config.json"
 LABELS = "labels.txt"
 VOCAB = "vocab.txt"
 BEST_WEIGHTS = "best.weights.h5"
+THRESHOLDS = "thresholds.json"
 CHECKPOINTS = "checkpoints"
 HISTORY = "history.json"
 SAMPLES = "samples.json"

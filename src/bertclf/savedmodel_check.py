@@ -76,10 +76,14 @@ def run_model(export_dir: Path, texts: list) -> dict:
     classified = model.signatures[servable.CLASSIFY_SIGNATURE](
         **{servable.EXAMPLES_INPUT: tf.constant(examples)}
     )
+    result = {"scores": predicted["scores"].numpy().tolist()}
+    if "predicted" in predicted:  # a multi-label export: 0/1 per label
+        result["predicted"] = predicted["predicted"].numpy().tolist()
+    else:
+        result["classes"] = [c.decode("utf-8") for c in predicted["classes"].numpy().tolist()]
+        result["class_ids"] = predicted["class_ids"].numpy().tolist()
     return {
-        "scores": predicted["scores"].numpy().tolist(),
-        "classes": [c.decode("utf-8") for c in predicted["classes"].numpy().tolist()],
-        "class_ids": predicted["class_ids"].numpy().tolist(),
+        **result,
         "classify_scores": classified["scores"].numpy().tolist(),
         "classify_classes": [
             [c.decode("utf-8") for c in row] for row in classified["classes"].numpy().tolist()

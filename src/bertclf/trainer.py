@@ -15,13 +15,16 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
 from bertclf import data as data_lib
 from bertclf import policy, rundir
 from bertclf import run as run_lib
+from bertclf import thresholds as thresholds_lib
 from bertclf.config import RunConfig
+from bertclf.evaluation import multilabel_metrics
 from bertclf.fileio import atomic_path, write_json
 from bertclf.optimization import current_lr, moments
 from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
@@ -52,6 +55,8 @@ class Trainer:
         self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
         self.run_dir, self.progress = run_dir, progress
         self.bucketing = config.train.bucketing == "on"
+        self.multilabel = splits.train.multilabel
+        self.val_thresholds = None  # multilabel: decided at each validation
         jit = config.train.jit == "on"
         self.bucket = bucket_width(jit)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -111,7 +116,7 @@ class Trainer:
             # Mean over the *global* batch, whose size is summed across replicas (a short
             # last batch splits unevenly): the optimizer sums the replicas' gradients.
             global_count = tf.distribute.get_replica_context().all_reduce(
-                tf.distribute.ReduceOp.SUM, tf.cast(tf.size(labels), tf.float32)
+                tf.distribute.ReduceOp.SUM, tf.cast(tf.shape(labels)[0], tf.float32)
             )
             loss = tf.reduce_sum(per_example) / global_count
             scaled = self.optimizer.scale_loss(loss)  # identity unless fp16 loss scaling
@@ -121,19 +126,34 @@ class Trainer:
         return self._sums(features, labels, logits, per_example)
 
     def _replica_eval(self, features, labels):
-        """Sums [5] (unweighted loss) and the confusion matrix [L, L] (rows: true)."""
+        """Sums [5] (unweighted loss) and the confusion matrix [L, L] (rows: true).
+
+        Multi-label: the probabilities [b, L] instead, since the thresholds (and with
+        them every F1) are decided on the whole validation split.
+        """
         logits = self.model(features, training=False)
         sums = self._sums(features, labels, logits, self.model.per_example_loss(labels, logits))
+        if self.multilabel:
+            return sums, self.model.probabilities(logits)
         predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
         num_labels = len(self.splits.label_names)
         confusion = tf.math.confusion_matrix(labels, predicted, num_labels, dtype=tf.float32)
         return sums, confusion
 
     def _sums(self, features, labels, logits, per_example):
-        """[5]: loss sum, correct, examples, real tokens, padded tokens (summed over replicas)."""
-        predicted = tf.argmax(self.model.probabilities(logits), axis=-1, output_type=tf.int32)
-        correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
-        count = tf.cast(tf.size(labels), tf.float32)
+        """[5]: loss sum, correct, examples, real tokens, padded tokens (summed over replicas).
+
+        Multi-label "correct": the whole label set right at 0.5 (subset accuracy; the
+        tuned thresholds come after the epoch).
+        """
+        probs = self.model.probabilities(logits)
+        if self.multilabel:
+            right = tf.equal(tf.cast(probs >= 0.5, tf.int32), labels)  # [b, L]
+            correct = tf.reduce_sum(tf.cast(tf.reduce_all(right, axis=-1), tf.float32))
+        else:
+            predicted = tf.argmax(probs, axis=-1, output_type=tf.int32)
+            correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
         real = tf.reduce_sum(tf.cast(features["padding_mask"], tf.float32))
         padded = tf.cast(tf.size(features["padding_mask"]), tf.float32)
         return tf.stack([tf.reduce_sum(per_example), correct, count, real, padded])
@@ -143,12 +163,11 @@ class Trainer:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
 
     def _eval_step(self, batch):
-        sums, confusion = self.strategy.run(self._replica_eval, args=batch)
-        reduce = self.strategy.reduce
-        return (
-            reduce(tf.distribute.ReduceOp.SUM, sums, axis=None),
-            reduce(tf.distribute.ReduceOp.SUM, confusion, axis=None),
-        )
+        sums, extra = self.strategy.run(self._replica_eval, args=batch)
+        sums = self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+        if self.multilabel:  # the replicas' probability rows, in batch order
+            return sums, self.strategy.gather(extra, axis=0)
+        return sums, self.strategy.reduce(tf.distribute.ReduceOp.SUM, extra, axis=None)
 
     def _reset_rng(self, epoch: int) -> None:
         for i, state in enumerate(self.rng_states):
@@ -181,6 +200,8 @@ class Trainer:
         }
 
     def evaluate_split(self, examples) -> dict[str, float]:
+        if self.multilabel:
+            return self._evaluate_multilabel(examples)
         num_labels = len(self.splits.label_names)
         totals, confusion = tf.zeros([5]), tf.zeros([num_labels, num_labels])
         for batch in self._distribute(self._dataset(examples, None)):
@@ -192,6 +213,19 @@ class Trainer:
             "accuracy": float(correct / n),
             "macro_f1": policy.macro_f1(confusion.numpy()),
         }
+
+    def _evaluate_multilabel(self, examples) -> dict[str, float]:
+        """Loss; subset accuracy and macro-F1 at thresholds decided on these probabilities."""
+        totals, parts = tf.zeros([5]), []
+        for batch in self._distribute(self._dataset(examples, None)):  # in example order
+            sums, probs = self.eval_step(batch)
+            totals += sums
+            parts.append(probs.numpy())
+        probs, labels = np.concatenate(parts), np.asarray(examples.labels)
+        self.val_thresholds = thresholds_lib.decide(self.cfg.train.thresholds, labels, probs)
+        m = multilabel_metrics(labels, probs, self.splits.label_names, self.val_thresholds)
+        loss, _, n = totals.numpy()[:3]
+        return {"loss": float(loss / n), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
 
     def fit(self, history: list[dict[str, float]]) -> list[dict[str, float]]:
         """Epochs from the checkpointed one to the last (or an early stop); the full history."""
@@ -235,6 +269,16 @@ class Trainer:
         if kept:  # the kept weights change only when the selection key is strictly better
             with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
                 self.model.save_weights(str(tmp))
+            if self.multilabel:  # the thresholds that go with these weights
+                write_json(
+                    self.run_dir / rundir.THRESHOLDS,
+                    {
+                        "labels": self.splits.label_names,
+                        "thresholds": [float(t) for t in self.val_thresholds],
+                        "rule": self.cfg.train.thresholds,
+                        "epoch": row["epoch"],
+                    },
+                )
             self.best.assign(key)
             self.kept.assign(row["epoch"])
         row["kept"] = kept

@@ -10,6 +10,7 @@ writes the report with the kept weights.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -72,11 +73,14 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
     t = config.train
     epochs, why_epochs = policy.budget(t.epochs, len(splits.train), t.batch_size)
     weights, why_weights = policy.class_weights(
-        t.class_weight, splits.train.labels, len(splits.label_names)
+        t.class_weight, splits.train.labels, len(splits.label_names), splits.train.multilabel
     )
     resolved = dataclasses.replace(
         config,
-        data=dataclasses.replace(config.data, split=splits.split),
+        # The split method that ran (auto -> keras or stratified); a --val file: unchanged.
+        data=dataclasses.replace(
+            config.data, split=config.data.split if config.data.val else splits.split
+        ),
         train=dataclasses.replace(t, epochs=epochs, class_weight="balanced" if weights else "none"),
     )
     notes = [
@@ -91,7 +95,7 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
 def check_resume(config: RunConfig, run_dir: Path) -> None:
     """--resume must continue the same run: every (resolved) setting must match the saved one."""
     saved = rundir.read_meta(run_dir)["config"]
-    now = config.to_dict()  # already resolved by train()
+    now = json.loads(json.dumps(config.to_dict()))  # as config.json holds it: lists, not tuples
     diffs = [
         f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
         for section in ("data", "model", "train")
@@ -116,7 +120,11 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
         preprocessor, model = build_classifier(
-            backbone, tokenizer, config.model, len(splits.label_names)
+            backbone,
+            tokenizer,
+            config.model,
+            len(splits.label_names),
+            multilabel=config.data.task == "multilabel",
         )
         optimizer = make_optimizer(
             config.train,
@@ -165,7 +173,7 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
         check_resume(config, out)
     for line in [*data_lib.describe(splits), *notes]:
         logger.info("%s", line)
-    baseline = fit_baseline(splits)
+    baseline = fit_baseline(splits, config.train.thresholds)
     logger.info(
         "baseline, %s: validation macro-F1 %.4f, accuracy %.4f",
         BASELINE_NAME,
