@@ -20,6 +20,16 @@ GRID = np.round(np.arange(0.01, 1.0, 0.01), 2).astype(np.float32)
 DEFAULT = 0.5
 
 
+def _counts(labels: np.ndarray, probs: np.ndarray, cuts: np.ndarray):
+    """(tp, fp, fn) of each label at each cut, each [num_labels, len(cuts)]."""
+    y = labels.astype(bool)[:, :, None]  # [n, L, 1]
+    predicted = probs[:, :, None] >= cuts[None, None, :]  # [n, L, k]
+    tp = np.sum(predicted & y, axis=0)  # [L, k]
+    fp = np.sum(predicted & ~y, axis=0)
+    fn = np.sum(~predicted & y, axis=0)
+    return tp, fp, fn
+
+
 def per_label_f1(labels: np.ndarray, probs: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """F1 of each label at each cut: [num_labels, len(cuts)] (0 where undefined).
 
@@ -28,17 +38,17 @@ def per_label_f1(labels: np.ndarray, probs: np.ndarray, cuts: np.ndarray) -> np.
         probs: [n, num_labels] probabilities.
         cuts: [k] thresholds.
     """
-    y = labels.astype(bool)[:, :, None]  # [n, L, 1]
-    predicted = probs[:, :, None] >= cuts[None, None, :]  # [n, L, k]
-    tp = np.sum(predicted & y, axis=0)  # [L, k]
-    fp = np.sum(predicted & ~y, axis=0)
-    fn = np.sum(~predicted & y, axis=0)
+    tp, fp, fn = _counts(labels, probs, cuts)
     denominator = 2 * tp + fp + fn
     return np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
 
 
-def tune(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+def tune(labels: np.ndarray, probs: np.ndarray, one_se: bool = False) -> np.ndarray:
     """[num_labels] thresholds, each maximising its label's F1 on (labels, probs).
+
+    With `one_se`, each label takes the highest cut whose F1 is within one standard
+    error of its best (the one-standard-error rule of model selection), the standard
+    error of an F1 f over t = 2tp + fp + fn decisions taken as sqrt(f (1 - f) / t).
 
     Example:
     >>> y = np.array([[1], [1], [0], [0]])
@@ -47,11 +57,20 @@ def tune(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     True
     """
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float32)
-    f1 = per_label_f1(labels, probs, GRID)  # [L, k]
-    # Among the cuts with the best F1, the one nearest 0.5 (argmin of distance, masked).
-    best = f1 >= f1.max(axis=1, keepdims=True) - 1e-12
-    distance = np.where(best, np.abs(GRID - DEFAULT)[None, :], np.inf)
-    chosen = GRID[np.argmin(distance, axis=1)]
+    tp, fp, fn = _counts(labels, probs, GRID)  # [L, k]
+    trials = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, trials, out=np.zeros(tp.shape), where=trials > 0)
+    top = f1.max(axis=1, keepdims=True)  # [L, 1]
+    best = f1 >= top - 1e-12
+    if one_se:
+        at_best = np.take_along_axis(trials, np.argmax(f1, axis=1)[:, None], axis=1)
+        se = np.sqrt(top * (1 - top) / np.maximum(at_best, 1))
+        ok = f1 >= top - se - 1e-12
+        chosen = GRID[len(GRID) - 1 - np.argmax(ok[:, ::-1], axis=1)]  # the highest such cut
+    else:
+        # Among the cuts with the best F1, the one nearest 0.5 (argmin of distance, masked).
+        distance = np.where(best, np.abs(GRID - DEFAULT)[None, :], np.inf)
+        chosen = GRID[np.argmin(distance, axis=1)]
     no_positive = labels.sum(axis=0) == 0
     return np.where(no_positive, DEFAULT, chosen).astype(np.float32)
 
