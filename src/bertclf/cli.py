@@ -22,7 +22,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bertclf import cliargs  # noqa: E402
-from bertclf.command_config import ExportConfig, PredictConfig, ServeConfig  # noqa: E402
+from bertclf.command_config import (  # noqa: E402
+    ExportConfig,
+    PredictConfig,
+    ScoreConfig,
+    ServeConfig,
+)
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from bertclf.errors import BertclfError, ConfigError, DataError  # noqa: E402
 from bertclf.version import __version__  # noqa: E402
@@ -105,6 +110,13 @@ def _add_others(sub) -> None:
     p.add_argument("--test", help="labelled test folder or file (default: the run's --test)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser(
+        "score",
+        help="score files with an export on Apache Beam (other --options go to Beam)",
+    )
+    cliargs.add_options(p, ScoreConfig, model={"positional": True, "metavar": "EXPORT"})
+    p.set_defaults(func=cmd_score)
+
     p = sub.add_parser("serve", help="serve exports with TF Serving's REST API")
     cliargs.add_options(p, ServeConfig, base={"positional": True, "metavar": "BASE"})
     p.set_defaults(func=cmd_serve)
@@ -139,7 +151,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.parse_args(argv)  # --help, --version, or an error
         parser.error("name a command")
     top = parser.parse_args(argv[:at])
-    args = commands[argv[at]].parse_intermixed_args(argv[at + 1 :])
+    command = commands[argv[at]]
+    if argv[at] == "score":  # flags bertclf does not know are Beam pipeline options
+        args, args.beam_args = command.parse_known_intermixed_args(argv[at + 1 :])
+    else:
+        args = command.parse_intermixed_args(argv[at + 1 :])
     args.command = argv[at]
     args.quiet = args.quiet or top.quiet
     args.verbose = args.verbose or top.verbose
@@ -373,6 +389,24 @@ def cmd_serve(a) -> int:
     from bertclf.serving.server import serve
 
     return serve(config)
+
+
+def cmd_score(a) -> int:
+    config = cliargs.from_args(ScoreConfig, a)
+    from bertclf.scoring import export_info, require_beam
+
+    if not a.verbose:  # Beam's notes on optional GCP clients and the like (some on root)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(
+                lambda r: r.levelno >= logging.ERROR or "apache_beam" not in r.pathname
+            )
+    require_beam()  # one line on how to install it, before anything else
+    export_info(config.model)
+    from bertclf.scoring import score
+
+    result = score(config, a.beam_args)
+    print(f"scored {len(result['inputs'])} file(s): {result['output']}")
+    return 0
 
 
 def cmd_models(a) -> int:

@@ -69,19 +69,21 @@ def read_rows(
     path: Path, text_field: str, id_field: str, on_bytes=None, limit: int | None = None
 ) -> Iterator[Row]:
     """Rows of `path`, one at a time (see the module docstring for the formats)."""
-    kind = input_kind(path)
     with _open(path) as f:
-        lines = _Lines(f, on_bytes)
-        if kind == "table":
-            rows = _table_rows(path, lines, text_field, id_field)
-        elif kind == "jsonl":
-            rows = _jsonl_rows(path, lines, text_field, id_field)
-        else:
-            rows = (Row(line.rstrip("\r\n")) for line in lines if line.strip())
-        for n, row in enumerate(rows):
+        for n, row in enumerate(parse_rows(path, _Lines(f, on_bytes), text_field, id_field)):
             if limit is not None and n >= limit:
                 return
             yield row
+
+
+def parse_rows(path: Path, lines: Iterable[str], text_field: str, id_field: str) -> Iterator[Row]:
+    """Rows from an open file's lines, by `path`'s extension (also for `bertclf score`)."""
+    kind = input_kind(path)
+    if kind == "table":
+        return _table_rows(path, lines, text_field, id_field)
+    if kind == "jsonl":
+        return _jsonl_rows(path, lines, text_field, id_field)
+    return (Row(line.rstrip("\r\n")) for line in lines if line.strip())
 
 
 def _table_rows(path: Path, lines: Iterable[str], text_field: str, id_field: str):

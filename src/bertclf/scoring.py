@@ -1,0 +1,170 @@
+"""Bulk scoring on Apache Beam: `bertclf score EXPORT --input PATTERN --output PREFIX`.
+
+    files matching PATTERN -> rows (text, id) -> RunInference(BertclfModelHandler)
+        -> result records (as `bertclf predict --json`) -> PREFIX-SSSSS-of-NNNNN.jsonl
+
+Beam reads the files (`fileio.MatchFiles`, any filesystem Beam has: local, gs://, s3://,
+hdfs://), batches rows for the model (`RunInference`, one model per worker process),
+and writes shards through its temporary-then-rename sinks. The rows are parsed by
+`bertclf.inputs` and the results formatted by `bertclf.predictor`, exactly as
+`bertclf predict --input` does, so both give the same records for the same texts.
+
+Beam's stock TensorFlow handler cannot load a bertclf export (it imports tensorflow_hub,
+loads with tf.keras and never registers TF Text's ops), hence `BertclfModelHandler`: it
+imports tensorflow_text, loads the SavedModel and calls `serving_default`. Beam is an
+optional extra (`pip install 'bertclf[beam]'`): it pins an older protobuf than the core
+install, so it lives in its own environment (`make setup-beam` makes one for the tests).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bertclf import servable
+from bertclf.command_config import ScoreConfig
+from bertclf.errors import ConfigError, DataError
+from bertclf.inputs import Row, parse_rows, result_record
+from bertclf.predictor import probabilities_to_predictions
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "bertclf score needs Apache Beam: pip install 'bertclf[beam]'"
+
+
+def require_beam() -> None:
+    """ConfigError (one line: how to install it) when Apache Beam is not installed."""
+    try:
+        import apache_beam  # noqa: F401
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+
+
+def export_info(model: str) -> tuple[Path, list[str], list[float] | None]:
+    """(version directory, label names, multi-label thresholds or None) of an export."""
+    version_dir = servable.find_version_dir(Path(model))
+    if version_dir is None:
+        raise DataError(
+            f"{model}: no exported model (no saved_model.pb); bertclf score takes "
+            "BASE/NAME[/VERSION] of 'bertclf export' (export a run first)"
+        )
+    meta_file = version_dir / servable.METADATA
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    return version_dir, servable.read_labels(version_dir), meta.get("thresholds")
+
+
+def check_paths(config: ScoreConfig) -> list[str]:
+    """The input files (DataError if none match); refuse existing output shards."""
+    from apache_beam.io.filesystems import FileSystems
+
+    inputs = [m.path for m in FileSystems.match([config.input])[0].metadata_list]
+    if not inputs:
+        raise DataError(f"--input {config.input}: no file matches; check the pattern")
+    existing = [m.path for m in FileSystems.match([config.output + "*"])[0].metadata_list]
+    if existing and not config.overwrite:
+        raise DataError(
+            f"--output {config.output}: {len(existing)} file(s) already start with it "
+            f"({existing[0]}); pass --overwrite to replace them, or another prefix"
+        )
+    if existing:
+        FileSystems.delete(existing)
+    return inputs
+
+
+def rows_of_file(readable, text_field: str, id_field: str) -> Iterator[Row]:
+    """Rows of one matched file, parsed by its extension as `bertclf predict --input`."""
+    path = readable.metadata.path
+    with readable.open() as raw:
+        # utf-8-sig: Excel's byte-order mark is not part of the first column's name.
+        lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        yield from parse_rows(Path(PurePosixPath(path).name), lines, text_field, id_field)
+
+
+def make_model_handler(version_dir: str, batch_size: int):
+    """A Beam `ModelHandler` for a bertclf export (built here: Beam is imported lazily)."""
+    from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+    class BertclfModelHandler(ModelHandler[Row, PredictionResult, Any]):
+        """Loads the export once per worker; scores batches of rows with serving_default."""
+
+        def load_model(self):
+            import tensorflow as tf
+            import tensorflow_text  # noqa: F401  (registers the TF Text ops of the graph)
+
+            return tf.saved_model.load(version_dir)
+
+        def run_inference(
+            self, batch: Sequence[Row], model, inference_args=None
+        ) -> Iterable[PredictionResult]:
+            import tensorflow as tf
+
+            signature = model.signatures[servable.DEFAULT_SIGNATURE]
+            texts = tf.constant([row.text for row in batch], tf.string)
+            scores = signature(**{servable.TEXT_INPUT: texts})["scores"].numpy()  # [b, L]
+            return [PredictionResult(row, s) for row, s in zip(batch, scores, strict=True)]
+
+        def batch_elements_kwargs(self):
+            return {"min_batch_size": 1, "max_batch_size": batch_size}
+
+    return BertclfModelHandler()
+
+
+def to_record(result, labels: list[str], thresholds, id_field: str) -> dict[str, Any]:
+    """A PredictionResult -> the record `bertclf predict --json` writes for its row."""
+    import numpy as np
+
+    cuts = None if thresholds is None else np.asarray(thresholds, np.float32)
+    [prediction] = probabilities_to_predictions(result.inference[None, :], labels, cuts)
+    return result_record(result.example, prediction, id_field)
+
+
+def csv_line(record: dict[str, Any], columns: list[str]) -> str:
+    flat = {**record, **{f"p_{k}": v for k, v in record["probabilities"].items()}}
+    if isinstance(flat.get("labels"), list):
+        flat["labels"] = ",".join(flat["labels"])
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="").writerow(flat)
+    return buffer.getvalue()
+
+
+def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the pipeline; returns the inputs and the output pattern.
+
+    Example:
+    >>> score(ScoreConfig("exports/demo", "texts/*.txt", "out/scores"))  # doctest: +SKIP
+    {'inputs': [...], 'output': 'out/scores-*-of-*.jsonl'}
+    """
+    require_beam()
+    import apache_beam as beam
+    from apache_beam.io import fileio
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    version_dir, labels, thresholds = export_info(config.model)
+    inputs = check_paths(config)
+    suffix = "." + config.format
+    columns = [config.id_field, "text"]
+    columns += ["labels"] if thresholds is not None else ["label", "probability"]
+    columns += [f"p_{name}" for name in labels]
+    header = ",".join(columns) if config.format == "csv" else None
+    fmt = (lambda r: json.dumps(r, ensure_ascii=False)) if config.format == "jsonl" else None
+    options = PipelineOptions(["--runner", config.runner, *beam_args])
+    with beam.Pipeline(options=options) as pipeline:
+        records = (
+            pipeline
+            | "Match" >> fileio.MatchFiles(config.input)
+            | "Read" >> fileio.ReadMatches()
+            | "Rows" >> beam.FlatMap(rows_of_file, config.text_field, config.id_field)
+            | "Score" >> RunInference(make_model_handler(str(version_dir), config.batch_size))
+            | "Record" >> beam.Map(to_record, labels, thresholds, config.id_field)
+        )
+        lines = records | "Format" >> beam.Map(fmt or (lambda r: csv_line(r, columns)))
+        lines | "Write" >> beam.io.WriteToText(  # noqa: B018 - a sink
+            config.output, file_name_suffix=suffix, header=header
+        )
+    return {"inputs": inputs, "output": f"{config.output}-*-of-*{suffix}"}

@@ -1,0 +1,126 @@
+"""`bertclf score`: an export over files on Apache Beam's DirectRunner, against `predict`.
+
+Beam lives in its own venv (`make setup-beam`, which `make test` runs): it pins an older
+protobuf than the core install. The core venv's `bertclf score` says how to install it.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertclf.export import export
+
+from conftest import TOPICS, make_texts, one_error_line, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BEAM_PYTHON = ROOT / ".venv-beam" / "bin" / "python"
+
+
+def beam_cli(*args: str, timeout: float = 600):
+    import subprocess
+
+    if not BEAM_PYTHON.is_file():
+        pytest.fail(f"{BEAM_PYTHON} missing: run 'make setup-beam' (make test does)")
+    return subprocess.run(
+        [str(BEAM_PYTHON), "-m", "bertclf", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def setup(runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("score")
+    export(runs[0], root / "models", name="tickets", verify=False)
+    inputs = root / "in"
+    inputs.mkdir()
+    texts = [t for label in TOPICS for t in make_texts(label, 70, 7)]  # 210 texts
+    (inputs / "a.jsonl").write_text(
+        "".join(json.dumps({"id": f"a{i}", "text": t}) + "\n" for i, t in enumerate(texts[:120]))
+    )
+    (inputs / "b.jsonl").write_text(
+        "".join(json.dumps({"id": f"b{i}", "text": t}) + "\n" for i, t in enumerate(texts[120:]))
+    )
+    return root
+
+
+def _records(paths) -> dict[str, dict]:
+    return {r["id"]: r for p in paths for r in map(json.loads, p.read_text().splitlines())}
+
+
+def test_score_on_the_direct_runner_equals_predict(setup):
+    model, out = setup / "models" / "tickets", setup / "out" / "scores"
+    proc = beam_cli(
+        "score",
+        str(model),
+        "--input",
+        str(setup / "in" / "*.jsonl"),
+        "--output",
+        str(out),
+        "--batch-size",
+        "16",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = sorted(out.parent.glob("scores-*-of-*.jsonl"))
+    assert shards, proc.stdout
+    scored = _records(shards)
+    expected = {}
+    for name in ("a.jsonl", "b.jsonl"):
+        pred = run_cli("predict", str(model), "--input", str(setup / "in" / name), "--json")
+        assert pred.returncode == 0, pred.stderr
+        expected |= {r["id"]: r for r in map(json.loads, pred.stdout.splitlines())}
+    assert len(scored) == len(expected) == 210
+    for key, want in expected.items():
+        got = scored[key]
+        assert (got["text"], got["label"]) == (want["text"], want["label"]), key
+        np.testing.assert_allclose(
+            list(got["probabilities"].values()), list(want["probabilities"].values()), atol=1e-5
+        )
+    # Beam wrote through its temporary files and renamed them: nothing else is left.
+    assert sorted(p.name for p in out.parent.iterdir()) == [p.name for p in shards]
+
+
+def test_score_bad_inputs(setup):
+    model = str(setup / "models" / "tickets")
+    existing = setup / "taken"
+    existing.mkdir()
+    (existing / "scores-00000-of-00001.jsonl").write_text("{}\n")
+    cases = [
+        (
+            ["--input", str(setup / "nothing*.csv"), "--output", str(setup / "o1" / "s")],
+            "no file matches",
+        ),
+        (
+            ["--input", str(setup / "in" / "*.jsonl"), "--output", str(existing / "scores")],
+            "already start with it",
+        ),
+        (
+            [
+                "--input",
+                str(setup / "in" / "*.jsonl"),
+                "--output",
+                str(setup / "o2"),
+                "--batch-size",
+                "0",
+            ],
+            "--batch-size 0 is invalid",
+        ),
+    ]
+    for args, message in cases:
+        proc = beam_cli("score", model, *args)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert message in one_error_line(proc), args
+    assert (existing / "scores-00000-of-00001.jsonl").read_text() == "{}\n"
+    assert not (setup / "o1").exists()
+    proc = beam_cli("score", str(setup / "in"), "--input", "x", "--output", "y")
+    assert proc.returncode == 2 and "no exported model" in one_error_line(proc)
+
+
+def test_without_beam_score_says_how_to_install_it(setup):
+    assert "apache_beam" not in sys.modules
+    proc = run_cli("score", str(setup / "models" / "tickets"), "--input", "x", "--output", "y")
+    assert proc.returncode == 2
+    assert one_error_line(proc) == (
+        "bertclf: error: bertclf score needs Apache Beam: pip install 'bertclf[beam]'"
+    )
