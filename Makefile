@@ -10,7 +10,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 
 BEAM_VENV := .venv-beam
 
-.PHONY: setup setup-beam demo test lint format clean bench-setup bench-onnx
+# HAProxy for the load-balancer test, from Debian's packages, unpacked here (no root):
+# tests/test_deploy_lb.py runs .tools/usr/sbin/haproxy with .tools' libraries.
+HAPROXY_DEBS := haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1
+
+.PHONY: setup setup-beam setup-tools demo test lint format clean bench-setup bench-onnx
 
 setup: $(STAMP)
 
@@ -38,10 +42,18 @@ $(BEAM_VENV)/.installed: $(STAMP)
 
 setup-beam: $(BEAM_VENV)/.installed
 
+.tools/.installed:
+	rm -rf .tools && mkdir -p .tools/debs
+	cd .tools/debs && apt-get download $(HAPROXY_DEBS)
+	for deb in .tools/debs/*.deb; do dpkg -x "$$deb" .tools; done
+	touch $@
+
+setup-tools: .tools/.installed
+
 demo: setup
 	bash examples/demo.sh
 
-test: setup setup-beam
+test: setup setup-beam setup-tools
 	$(PY) -m pytest -q
 
 lint: setup
@@ -53,7 +65,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix src tests bench
 
 clean:
-	rm -rf $(VENV) $(BEAM_VENV) build dist src/*.egg-info demo-out
+	rm -rf $(VENV) $(BEAM_VENV) .tools build dist src/*.egg-info demo-out
 
 # The PyTorch side of bench/train_speed.py, in its own venv: torch==2.13.0 (the CPU
 # build from the machine's local wheel), then transformers.
