@@ -146,5 +146,6 @@ def test_deploy_md_names_every_file():
         "k8s/kserve.yaml",
         "batching_parameters.txt",
         "monitoring.config",
+        "haproxy.cfg",
     ):
         assert name in text, name
