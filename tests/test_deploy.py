@@ -147,5 +147,43 @@ def test_deploy_md_names_every_file():
         "batching_parameters.txt",
         "monitoring.config",
         "haproxy.cfg",
+        "k8s/train-multiworker.yaml",
     ):
         assert name in text, name
+
+
+def test_multiworker_job_gives_each_pod_a_valid_tf_config():
+    import subprocess
+
+    from bertclf.cluster import read_tf_config
+
+    docs = _docs("train-multiworker.yaml")
+    job, service = docs["Job"], docs["Service"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"]
+    pod = spec["template"]["spec"]
+    assert (
+        pod["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
+    )
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["WORKERS"]) == spec["completions"]
+    # Run the pod's own script, printing TF_CONFIG instead of training.
+    script = container["args"][0].replace("exec bertclf train", 'echo "$TF_CONFIG" #')
+    for index in range(spec["completions"]):
+        out = subprocess.run(
+            ["sh", "-c", script],
+            env={"WORKERS": env["WORKERS"], "JOB_COMPLETION_INDEX": str(index)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        task = read_tf_config(out.strip())
+        assert task.index == index and task.workers == spec["completions"]
+        assert task.is_chief == (index == 0)
+        port = container["ports"][0]["containerPort"]
+        assert (
+            task.cluster["worker"][index]
+            == f"{job['metadata']['name']}-{index}.{pod['subdomain']}:{port}"
+        )
+    assert "--strategy multiworker" in container["args"][0]

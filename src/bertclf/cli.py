@@ -62,6 +62,12 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--local-workers",
+        type=int,
+        help="run N multi-worker processes on this machine (loopback TF_CONFIG); "
+        "the run is the chief's",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -157,6 +163,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     else:
         args = command.parse_intermixed_args(argv[at + 1 :])
     args.command = argv[at]
+    args.argv = argv[at + 1 :]  # what a launcher passes on (train --local-workers)
     args.quiet = args.quiet or top.quiet
     args.verbose = args.verbose or top.verbose
     return args
@@ -206,9 +213,15 @@ def check_data(data: DataConfig) -> None:
 
 
 def check_train(a) -> RunConfig:
-    from bertclf import encoders, rundir
+    from bertclf import cluster, encoders, rundir
 
+    task = cluster.read_tf_config()  # a malformed TF_CONFIG: one line, before TensorFlow
     config = config_from_args(a)
+    if a.local_workers is not None and a.local_workers < 1:
+        raise ConfigError(f"--local-workers {a.local_workers} is invalid: use 1 or more")
+    multi = config.train.strategy == "multiworker"
+    if multi and task is None and a.local_workers is None:
+        raise ConfigError(cluster.NEEDS_TF_CONFIG)
     rundir.check_run_dir(config.out, a.resume, a.overwrite)
     if a.train is not None:
         check_data(config.data)
@@ -222,6 +235,10 @@ def check_train(a) -> RunConfig:
 
 def cmd_train(a) -> int:
     config = check_train(a)
+    if a.local_workers is not None:
+        from bertclf.cluster import launch_local, local_argv
+
+        return launch_local(local_argv(a.argv), a.local_workers)
     from bertclf.evaluation import format_metrics
     from bertclf.training import train
 

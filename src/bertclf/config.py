@@ -26,7 +26,7 @@ HEADS = ("softmax", "sigmoid")
 TRUNCATIONS = ("waterfall", "round_robin", "head_tail")
 OPTIMIZERS = ("adamw", "adam")
 EMBEDDING_UPDATES = ("lazy", "dense")
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multiworker")
 TB_HISTOGRAMS = ("head", "all", "none")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOGGLES = ("auto", "on", "off")
@@ -262,7 +262,9 @@ class TrainConfig:
     )
     warmup: float = option(0.1, "fraction of all steps with a linear warm-up, then linear decay")
     strategy: str = option(
-        "default", "default: one device; mirrored: all local GPUs", choices=STRATEGIES
+        "default",
+        "default: one device; mirrored: all local GPUs; multiworker: the TF_CONFIG cluster",
+        choices=STRATEGIES,
     )
     tb_histograms: str = option(
         "head",

@@ -79,7 +79,7 @@ def resolve_precision(choice: str) -> str:
 
 def resolve_jit(choice: str, strategy: str) -> str:
     """`auto`: XLA on GPUs; on CPUs XLA was measured slower here (BENCHMARKS.md), so off."""
-    if strategy == "mirrored":
+    if strategy in ("mirrored", "multiworker"):
         if choice == "on":
             logger.warning(
                 "--jit on is not used with --strategy mirrored (XLA cannot compile "
@@ -112,6 +112,20 @@ def precision_policy(precision: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy; a collective waiting on a peer fails after a deadline.
+
+    The deadline (`cluster.PEER_TIMEOUT`) covers the collectives of training. The
+    strategy's start-up, which waits for every TF_CONFIG worker to connect, has none:
+    TensorFlow blocks there in C++ holding the GIL and deaf to SIGTERM (a registration
+    deadline for its coordination service did not end the wait either, TF 2.21).
+    """
+    from bertclf.cluster import PEER_TIMEOUT
+
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=PEER_TIMEOUT)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
     """The default one-device strategy, or MirroredStrategy over all local GPUs.
 
@@ -120,6 +134,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == "multiworker":  # the cluster and this task come from TF_CONFIG
+        return _multi_worker_strategy()
     devices = [d.name for d in tf.config.list_logical_devices("GPU")]
     if not devices:
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]

@@ -20,12 +20,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bertclf import cluster, encoders, hardware, policy, rundir
 from bertclf import data as data_lib
-from bertclf import encoders, hardware, policy, rundir
 from bertclf.baseline import NAME as BASELINE_NAME
 from bertclf.baseline import fit_baseline
 from bertclf.config import RunConfig
-from bertclf.errors import RunError
+from bertclf.errors import ConfigError, RunError
 from bertclf.fileio import read_json, write_json
 from bertclf.model import build_classifier
 from bertclf.optimization import make_optimizer
@@ -55,6 +55,14 @@ class TrainResult:
 def resolve_config(config: RunConfig) -> RunConfig:
     """Replace `auto` settings by what this machine gets, so config.json says what ran."""
     t = config.train
+    task = cluster.read_tf_config()
+    if t.strategy == "default" and task is not None and task.workers > 1:
+        logger.info(
+            "TF_CONFIG names %d workers: training with --strategy multiworker", task.workers
+        )
+        t = dataclasses.replace(t, strategy="multiworker")
+    if t.strategy == "multiworker" and task is None:
+        raise ConfigError(cluster.NEEDS_TF_CONFIG)
     resolved = dataclasses.replace(
         t,
         bucketing=hardware.resolve_bucketing(t.bucketing),
@@ -161,7 +169,26 @@ def train(
 
 
 def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
-    out = Path(config.out)
+    task = cluster.read_tf_config() if config.train.strategy == "multiworker" else None
+    if task is not None and resume:
+        raise ConfigError("--resume is not supported with --strategy multiworker yet")
+    # Only the chief writes the run; another worker's copy goes to a scratch folder.
+    where, scratch = cluster.worker_out(config.out, task)
+    try:
+        return _train_in(config, Path(where), resume, overwrite, progress)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+        raise RunError(
+            f"a peer did not answer ({type(e).__name__}, timeout {cluster.PEER_TIMEOUT:.0f} s, "
+            "BERTCLF_PEER_TIMEOUT): check that every TF_CONFIG worker runs and is reachable"
+        ) from None
+    finally:
+        if scratch:
+            cluster.remove_scratch(where)
+
+
+def _train_in(
+    config: RunConfig, out: Path, resume: bool, overwrite: bool, progress: bool
+) -> TrainResult:
     rundir.check_run_dir(out, resume=resume, overwrite=overwrite)  # refuse before any work
     if resume:
         check_checkpoint(out)
