@@ -10,9 +10,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from bertclf import servable
-from bertclf.config import TEXT_FIELD, _check, option
+from bertclf.config import TEXT_FIELD
 from bertclf.errors import ConfigError
 from bertclf.export_check import DEFAULT_TARGET, TARGETS
+from bertclf.fields import check, option
 
 EXPORT_PRECISIONS = ("run", "fp32")
 
@@ -57,17 +58,17 @@ class ExportConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(bool(self.base), "--to", self.base, "name a model base folder")
-        _check(
+        check(bool(self.base), "--to", self.base, "name a model base folder")
+        check(
             self.precision in EXPORT_PRECISIONS,
             "--precision",
             self.precision,
             f"choose one of {EXPORT_PRECISIONS}",
         )
         if self.name is not None:
-            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+            check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
         if self.version is not None:
-            _check(self.version >= 1, "--version", self.version, "versions are positive integers")
+            check(self.version >= 1, "--version", self.version, "versions are positive integers")
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class PredictConfig:
     overwrite: bool = option(False, "replace an existing --output file")
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
         if not self.texts and not self.input:
             raise ConfigError("predict: no texts; pass them as arguments or with --input FILE")
 
@@ -141,10 +142,10 @@ class ScoreConfig:
     overwrite: bool = option(False, "replace existing output shards under the prefix")
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
-        _check(self.format in SCORE_FORMATS, "--format", self.format, f"one of {SCORE_FORMATS}")
-        _check(bool(self.output), "--output", self.output, "name an output prefix")
+        check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        check(self.format in SCORE_FORMATS, "--format", self.format, f"one of {SCORE_FORMATS}")
+        check(bool(self.output), "--output", self.output, "name an output prefix")
 
 
 @dataclass(frozen=True)
@@ -183,19 +184,19 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if self.name is not None:
-            _check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
-        _check(0 < self.port < 65536, "--port", self.port, "use a port in 1..65535")
-        _check(self.poll > 0, "--poll", self.poll, "use a positive number of seconds")
+            check(servable.valid_name(self.name), "--name", self.name, "use only [A-Za-z0-9_.-]")
+        check(0 < self.port < 65536, "--port", self.port, "use a port in 1..65535")
+        check(self.poll > 0, "--poll", self.poll, "use a positive number of seconds")
         for flag, value in (
             ("--max-batch", self.max_batch),
             ("--max-queue", self.max_queue),
             ("--max-instances", self.max_instances),
         ):
-            _check(value >= 1, flag, value, "use 1 or more")
-        _check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
-        _check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
-        _check(self.header_timeout > 0, "--header-timeout", self.header_timeout, "use seconds > 0")
-        _check(
+            check(value >= 1, flag, value, "use 1 or more")
+        check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
+        check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
+        check(self.header_timeout > 0, "--header-timeout", self.header_timeout, "use seconds > 0")
+        check(
             self.max_instances <= self.max_queue,
             "--max-instances",
             self.max_instances,

@@ -5,7 +5,7 @@ A run is fully described by a `RunConfig`; its resolved form is saved as
 evaluated and exported without the original command line. `ExportConfig`,
 `PredictConfig` and `ServeConfig` do the same for the other commands. Each
 dataclass checks its own values in `__post_init__` and raises `ConfigError`
-naming the option. Each field's default and help text (its `option(...)`
+naming the option (`bertclf.fields`). Each field's default and help text (its `option(...)`
 metadata) are what `bertclf ... --help` shows: `bertclf.cliargs` generates the
 flags from these fields, so no default is written twice. Nothing here imports
 TensorFlow.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertclf import policy
-from bertclf.errors import ConfigError
+from bertclf.fields import as_float, check, option, parse_names
 
 CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
 POOLINGS = ("mean", "cls")
@@ -36,23 +36,6 @@ CLASS_WEIGHTS = ("auto", "balanced", "none")
 TASKS = ("single", "multilabel")
 TEXT_FIELD = "text"
 LABEL_FIELD = "label"
-
-
-def _check(ok: bool, option: str, value: Any, hint: str) -> None:
-    if not ok:
-        raise ConfigError(f"{option} {value!r} is invalid: {hint}")
-
-
-def option(default: Any, help: str, **cli: Any) -> Any:
-    """A dataclass field with its command-line help (and flag details) as metadata.
-
-    `cli` keys, read by `bertclf.cliargs`: `choices`, `flags` (instead of
-    `--field-name`), `type` (parse a command-line string), `show` (the default as
-    the command line spells it), `metavar`.
-    """
-    if default is dataclasses.MISSING:  # a required setting
-        return field(metadata={"help": help, **cli})
-    return field(default=default, metadata={"help": help, **cli})
 
 
 @dataclass(frozen=True)
@@ -119,8 +102,8 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
-        _check(self.task in TASKS, "--task", self.task, f"choose one of {TASKS}")
+        check(bool(self.train), "--data", self.train, "give a folder, .csv or .jsonl file")
+        check(self.task in TASKS, "--task", self.task, f"choose one of {TASKS}")
         fields = self.label_fields
         fields = parse_names(fields, "--label-fields") if isinstance(fields, str) else fields
         object.__setattr__(self, "label_fields", tuple(fields))
@@ -130,31 +113,31 @@ class DataConfig:
             ("--label-fields", self.label_fields),
             ("--label-names", self.label_names),
         ):
-            _check(multilabel or not value, flag, value, "it needs --task multilabel")
-        _check(self.label_sep != "", "--label-sep", self.label_sep, "give a separator such as ','")
-        _check(
+            check(multilabel or not value, flag, value, "it needs --task multilabel")
+        check(self.label_sep != "", "--label-sep", self.label_sep, "give a separator such as ','")
+        check(
             not (self.label_sep and self.label_fields),
             "--label-sep",
             self.label_sep,
             "drop it: with --label-fields every label has its own 0/1 column",
         )
-        _check(
+        check(
             not (self.label_fields and self.label_names),
             "--label-names",
             self.label_names,
             "drop it: with --label-fields the columns name the labels",
         )
-        _check(
+        check(
             not (multilabel and self.split == "stratified"),
             "--split",
             self.split,
             "multilabel data splits at random: use --split keras or auto",
         )
 
-        _check(0.0 < self.val_split < 1.0, "--val-split", self.val_split, "use a value in (0, 1)")
-        _check(self.split in SPLITS, "--split", self.split, f"choose one of {SPLITS}")
-        _check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
-        _check(bool(self.label_field), "--label-field", self.label_field, "name the label column")
+        check(0.0 < self.val_split < 1.0, "--val-split", self.val_split, "use a value in (0, 1)")
+        check(self.split in SPLITS, "--split", self.split, f"choose one of {SPLITS}")
+        check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        check(bool(self.label_field), "--label-field", self.label_field, "name the label column")
 
 
 @dataclass(frozen=True)
@@ -200,13 +183,13 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
-        _check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
-        _check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
-        _check(self.head in HEADS, "--head", self.head, f"choose one of {HEADS}")
-        _check(self.truncate in TRUNCATIONS, "--truncate", self.truncate, f"one of {TRUNCATIONS}")
+        check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
+        check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
+        check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
+        check(self.head in HEADS, "--head", self.head, f"choose one of {HEADS}")
+        check(self.truncate in TRUNCATIONS, "--truncate", self.truncate, f"one of {TRUNCATIONS}")
         for step in self.clean:
-            _check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
+            check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
         # Canonical order, so 'lower,email' and 'email,lower' are the same model.
         canonical = tuple(s for s in CLEAN_STEPS if s in self.clean)
         object.__setattr__(self, "clean", canonical)
@@ -223,6 +206,8 @@ class TrainConfig:
         class_weight: `balanced` (inverse class frequency), `none`, or `auto`
             (balanced past an imbalance ratio, see `bertclf.policy`).
         patience: stop after this many epochs without a better kept epoch (None: off).
+        checkpoint_every: also checkpoint every N optimizer steps (0: only at each
+            epoch's end); `--resume` continues from the last checkpoint, mid-epoch too.
         thresholds: multilabel decision thresholds: `tune` (per label, best F1 on the
             validation split; see `bertclf.thresholds`) or one probability for all.
         batch_size: global batch size (split across replicas).
@@ -233,7 +218,8 @@ class TrainConfig:
         embedding_update: `lazy` (Adam moves only the embedding rows a batch uses,
             as TF Addons' LazyAdam) or `dense` (every row, every step, as PyTorch).
         warmup: fraction of all steps with a linear warm-up; then linear decay to 0.
-        strategy: `default` (one device) or `mirrored` (all local GPUs).
+        strategy: `default` (one device), `mirrored` (all local GPUs) or
+            `multiworker` (the TF_CONFIG cluster, `bertclf.cluster`).
         tb_histograms: optimizer-moment histograms for the `head`, `all`
             trainable variables, or `none`.
         bucketing: pad each batch only to its longest text, rounded up to a
@@ -290,6 +276,9 @@ class TrainConfig:
     patience: int | None = option(
         None, "stop after N epochs without a better kept epoch (default: off)", type=int
     )
+    checkpoint_every: int = option(
+        0, "also checkpoint every N optimizer steps, for --resume mid-epoch (0: epoch ends only)"
+    )
     thresholds: str = option(
         "tune",
         "multilabel decision thresholds: tune (per label, for the best F1 on the validation "
@@ -304,44 +293,47 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
-            _check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
-        _check(self.select in SELECTS, "--select", self.select, f"choose one of {SELECTS}")
-        _check(
+            check(self.epochs >= 1, "--epochs", self.epochs, "use 1 or more")
+        check(self.select in SELECTS, "--select", self.select, f"choose one of {SELECTS}")
+        check(
             self.class_weight in CLASS_WEIGHTS,
             "--class-weight",
             self.class_weight,
             f"choose one of {CLASS_WEIGHTS}",
         )
         object.__setattr__(self, "thresholds", str(self.thresholds))
-        _check(
-            self.thresholds == "tune" or 0.0 < _float(self.thresholds) < 1.0,
+        check(
+            self.thresholds == "tune" or 0.0 < as_float(self.thresholds) < 1.0,
             "--thresholds",
             self.thresholds,
             "use 'tune' or a probability in (0, 1) such as 0.5",
         )
         if self.patience is not None:
-            _check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
-        _check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        _check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
-        _check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
-        _check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")
-        _check(
+            check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
+        check(
+            self.checkpoint_every >= 0, "--checkpoint-every", self.checkpoint_every, "use 0 or more"
+        )
+        check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
+        check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
+        check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")
+        check(
             self.embedding_update in EMBEDDING_UPDATES,
             "--embedding-update",
             self.embedding_update,
             f"one of {EMBEDDING_UPDATES}",
         )
-        _check(0.0 <= self.warmup < 1.0, "--warmup", self.warmup, "use a fraction in [0, 1)")
-        _check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
-        _check(
+        check(0.0 <= self.warmup < 1.0, "--warmup", self.warmup, "use a fraction in [0, 1)")
+        check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
+        check(
             self.tb_histograms in TB_HISTOGRAMS,
             "--tb-histograms",
             self.tb_histograms,
             f"one of {TB_HISTOGRAMS}",
         )
-        _check(self.bucketing in TOGGLES, "--bucketing", self.bucketing, f"one of {TOGGLES}")
-        _check(self.jit in TOGGLES, "--jit", self.jit, f"one of {TOGGLES}")
-        _check(self.precision in PRECISIONS, "--precision", self.precision, f"one of {PRECISIONS}")
+        check(self.bucketing in TOGGLES, "--bucketing", self.bucketing, f"one of {TOGGLES}")
+        check(self.jit in TOGGLES, "--jit", self.jit, f"one of {TOGGLES}")
+        check(self.precision in PRECISIONS, "--precision", self.precision, f"one of {PRECISIONS}")
 
 
 @dataclass(frozen=True)
@@ -363,16 +355,16 @@ class RunConfig:
     seed: int = option(42, "seeds the split, initialisation, shuffling and dropout")
 
     def __post_init__(self) -> None:
-        _check(bool(self.out), "--out", self.out, "name a run directory")
-        _check(self.seed >= 0, "--seed", self.seed, "use a non-negative integer")
+        check(bool(self.out), "--out", self.out, "name a run directory")
+        check(self.seed >= 0, "--seed", self.seed, "use a non-negative integer")
         multilabel = self.data.task == "multilabel"
-        _check(
+        check(
             not (multilabel and self.model.head == "sigmoid"),
             "--head",
             self.model.head,
             "drop it: --task multilabel always has one sigmoid per label",
         )
-        _check(
+        check(
             multilabel or self.train.thresholds == "tune",
             "--thresholds",
             self.train.thresholds,
@@ -398,24 +390,6 @@ class RunConfig:
         )
 
 
-def _float(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return float("nan")
-
-
-def parse_names(value: str, flag: str) -> tuple[str, ...]:
-    """Parse a comma-separated list of distinct, non-empty names ('none' or '': none)."""
-    if value.strip().lower() in ("", "none"):
-        return ()
-    names = tuple(n.strip() for n in value.split(","))
-    for name in names:
-        _check(bool(name), flag, value, "an empty name between commas; list names like a,b,c")
-    _check(len(set(names)) == len(names), flag, value, "a name is listed twice")
-    return names
-
-
 def parse_clean(value: str) -> tuple[str, ...]:
     """Parse `--clean` ('none', or a comma-separated list of steps)."""
     value = value.strip().lower()
@@ -423,5 +397,5 @@ def parse_clean(value: str) -> tuple[str, ...]:
         return ()
     steps = tuple(s.strip() for s in value.split(",") if s.strip())
     for step in steps:
-        _check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
+        check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
     return steps
