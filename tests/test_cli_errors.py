@@ -64,6 +64,10 @@ BAD_TRAIN = {
     "seq-len over the encoder's": (lambda c: train(c, "--seq-len", "100"), "64 tokens"),
     "batch size 0": (lambda c: train(c, "--batch-size", "0"), "--batch-size 0 is invalid"),
     "epochs 0": (lambda c: train(c, "--epochs", "0"), "--epochs 0 is invalid"),
+    "checkpoint-every -1": (
+        lambda c: train(c, "--checkpoint-every", "-1"),
+        "--checkpoint-every -1 is invalid: use 0 or more",
+    ),
     "epochs not a number": (lambda c: train(c, "--epochs", "three"), "invalid int value"),
     "unknown clean step": (lambda c: train(c, "--clean", "shout"), "--clean 'shout'"),
     "unknown choice": (lambda c: train(c, "--pooling", "max"), "invalid choice: 'max'"),

@@ -1,11 +1,17 @@
-"""Multi-worker training: TF_CONFIG checks, and two local workers against one."""
+"""Multi-worker training: TF_CONFIG checks, two local workers against one, a missing
+worker, and SIGTERM then a restart that resumes."""
 
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from bertclf.cluster import local_argv, read_tf_config
+from bertclf.cluster import free_ports, local_argv, read_tf_config
 from bertclf.errors import ConfigError
 
 from conftest import one_error_line, run_cli
@@ -107,3 +113,115 @@ def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder,
     # Only the chief wrote a run; the other worker's scratch copy is gone.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "one", "tmp", "two"]
     assert [p for p in scratch.iterdir() if p.name.startswith("bertclf-worker")] == []
+
+
+def _tf_config(ports, index):
+    hosts = [f"127.0.0.1:{p}" for p in ports]
+    return json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
+
+
+def _start_worker(args, ports, index, log, timeout_env="300"):
+    """One `bertclf train` worker of a loopback cluster, in its own process group."""
+    env = {
+        **os.environ,
+        "TF_CONFIG": _tf_config(ports, index),
+        "BERTCLF_PEER_TIMEOUT": timeout_env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertclf", "train", *args],
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+def _stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_missing_worker_is_one_line_not_a_hang(tiny_data, tmp_path, index):
+    # A cluster of two where only worker `index` starts: it gives up after the deadline.
+    out = tmp_path / "run"
+    env = {
+        "TF_CONFIG": _tf_config(free_ports(2), index),
+        "BERTCLF_PEER_TIMEOUT": "3",
+    }
+    args = ["train", str(tiny_data), "--out", str(out), "--strategy", "multiworker"]
+    line = one_error_line(run_cli(*args, env=env, timeout=120))
+    assert "within 3 s (BERTCLF_PEER_TIMEOUT)" in line, line
+    assert ("worker 1 (127.0.0.1:" in line) if index == 0 else ("worker 1: worker 0" in line)
+    assert not out.exists()
+
+
+def test_sigterm_checkpoints_every_worker_and_a_restart_resumes(tiny_data, tiny_encoder, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        str(tiny_data),
+        "--out",
+        str(out),
+        "--model",
+        tiny_encoder,
+        "--seq-len",
+        "32",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-4",
+        "--precision",
+        "fp32",
+        "--checkpoint-every",
+        "3",
+        "--no-progress",
+    ]
+    logs = [tmp_path / f"worker{i}.log" for i in (0, 1)]
+    ports, procs = free_ports(2), []
+    try:
+        with logs[0].open("w") as log0, logs[1].open("w") as log1:
+            procs = [_start_worker(args, ports, i, log) for i, log in enumerate((log0, log1))]
+            deadline = time.monotonic() + 240
+            while not (out / "history.json").is_file():  # epoch 1 is done: training runs
+                assert time.monotonic() < deadline and procs[0].poll() is None, logs[0].read_text()
+                time.sleep(0.1)
+            procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief learns of it
+            codes = [p.wait(timeout=120) for p in procs]
+        assert codes == [42, 42], [log.read_text()[-2000:] for log in logs]
+        for log in logs:
+            assert "bertclf: preempted: checkpoint saved" in log.read_text()
+        epochs_done = len(json.loads((out / "history.json").read_text()))
+        assert 1 <= epochs_done < 30
+        saved = tf_latest_step(out)
+        assert saved > 0
+
+        with logs[0].open("w") as log0, logs[1].open("w") as log1:
+            ports = free_ports(2)  # a new cluster, as a Job's restarted pods would be
+            procs = [
+                _start_worker([*args, "--resume"], ports, i, log)
+                for i, log in enumerate((log0, log1))
+            ]
+            codes = [p.wait(timeout=300) for p in procs]
+        assert codes == [0, 0], [log.read_text()[-2000:] for log in logs]
+        # It resumed from the preemption checkpoint: step `saved`, counted over all epochs.
+        said = re.search(r"--resume: continuing (.*?) \(kept", logs[0].read_text()).group(1)
+        at = re.fullmatch(r"epoch (\d+) at step (\d+) of (\d+)", said)
+        if at:
+            epoch, step, per_epoch = map(int, at.groups())
+            assert (epoch - 1) * per_epoch + step - 1 == saved, said
+        else:
+            assert said == f"after epoch {epochs_done} of 30", said
+        history = json.loads((out / "history.json").read_text())
+        assert [r["epoch"] for r in history] == list(range(1, 31))
+    finally:
+        _stop(procs)
+
+
+def tf_latest_step(run_dir) -> int:
+    """The step number of the run's last checkpoint (read without TensorFlow)."""
+    state = (run_dir / "checkpoints" / "checkpoint").read_text()
+    return int(state.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])

@@ -152,7 +152,7 @@ def test_deploy_md_names_every_file():
         assert name in text, name
 
 
-def test_multiworker_job_gives_each_pod_a_valid_tf_config():
+def test_multiworker_job_gives_each_pod_a_valid_tf_config(tmp_path):
     import subprocess
 
     from bertclf.cluster import read_tf_config
@@ -169,16 +169,19 @@ def test_multiworker_job_gives_each_pod_a_valid_tf_config():
     env = {e["name"]: e["value"] for e in container["env"]}
     assert int(env["WORKERS"]) == spec["completions"]
     # Run the pod's own script, printing TF_CONFIG instead of training.
-    script = container["args"][0].replace("exec bertclf train", 'echo "$TF_CONFIG" #')
+    script = container["args"][0].replace("exec bertclf train", 'echo "$TF_CONFIG|$resume" #')
+    run = tmp_path / "run"
     for index in range(spec["completions"]):
         out = subprocess.run(
             ["sh", "-c", script],
-            env={"WORKERS": env["WORKERS"], "JOB_COMPLETION_INDEX": str(index)},
+            env={"WORKERS": env["WORKERS"], "JOB_COMPLETION_INDEX": str(index), "RUN": str(run)},
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        task = read_tf_config(out.strip())
+        tf_config, resume = out.strip().split("|")
+        assert resume == ""  # no run yet: a first start
+        task = read_tf_config(tf_config)
         assert task.index == index and task.workers == spec["completions"]
         assert task.is_chief == (index == 0)
         port = container["ports"][0]["containerPort"]
@@ -187,3 +190,13 @@ def test_multiworker_job_gives_each_pod_a_valid_tf_config():
             == f"{job['metadata']['name']}-{index}.{pod['subdomain']}:{port}"
         )
     assert "--strategy multiworker" in container["args"][0]
+    # A restarted pod (the run exists) resumes; exit status 42 (preempted) is no failure.
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    env_run = {"WORKERS": env["WORKERS"], "JOB_COMPLETION_INDEX": "1", "RUN": str(run)}
+    out = subprocess.run(["sh", "-c", script], env=env_run, capture_output=True, text=True)
+    assert out.stdout.strip().endswith("|--resume")
+    assert pod["restartPolicy"] == "Never" and spec["backoffLimit"] >= 1
+    rule = spec["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "Ignore" and rule["onExitCodes"]["values"] == [42]
+    assert rule["onExitCodes"]["containerName"] == container["name"]

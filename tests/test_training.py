@@ -1,6 +1,7 @@
 """Training: run directory contents, no retracing, resume, mirrored strategy, real encoder."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -122,53 +123,63 @@ from test_training import tiny_config
 original = Trainer.run_epoch
 
 def run_epoch(self, epoch):
-    if epoch == 1:  # the second epoch: die on its second step, like kill -9
-        step, calls = self.train_step, []
+    if epoch == 1:  # the second epoch: die on its third step, like kill -9
+        step, calls = self.run_step, []
         def dying(batch):
             calls.append(1)
-            if len(calls) == 2:
+            if len(calls) == 3:
                 os.kill(os.getpid(), signal.SIGKILL)
             return step(batch)
-        self.train_step = dying
+        self.run_step = dying
     return original(self, epoch)
 
 Trainer.run_epoch = run_epoch
-train(tiny_config({data!r}, {out!r}, {encoder!r}, epochs=3), progress=False)
+cfg = tiny_config({data!r}, {out!r}, {encoder!r}, epochs=3, checkpoint_every={every})
+train(cfg, progress=False)
 """
 
 
 def _final_state(run_dir):
     """Every tensor of the last checkpoint: weights, Adam moments, step, epoch, best."""
     reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
-    names = [n for n in reader.get_variable_to_shape_map() if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    skip = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_VALUE")
+    names = [n for n in reader.get_variable_to_shape_map() if n not in skip]  # saves: not state
     return {n: reader.get_tensor(n) for n in names}
 
 
-def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encoder):
+def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encoder, caplog):
     from pathlib import Path
 
     tests = str(Path(__file__).parent)
-    full, broken = tmp_path / "full", tmp_path / "broken"
+    full = tmp_path / "full"
     train(tiny_config(tiny_data, full, tiny_encoder, epochs=3), progress=False)
+    # Killed on the third step of epoch 2: checkpoints at epoch ends only resume after
+    # epoch 1; with --checkpoint-every 1, at step 3 of epoch 2 (its first two steps kept).
+    for every, resumed_at in [(0, "after epoch 1 of 3"), (1, "epoch 2 at step 3 of")]:
+        broken = tmp_path / f"broken{every}"
+        script = KILL_MID_EPOCH.format(
+            tests=tests, data=str(tiny_data), out=str(broken), encoder=tiny_encoder, every=every
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        history = json.loads((broken / "history.json").read_text())
+        assert [r["epoch"] for r in history] == [1]  # epoch 2 was not finished
 
-    script = KILL_MID_EPOCH.format(
-        tests=tests, data=str(tiny_data), out=str(broken), encoder=tiny_encoder
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    history = json.loads((broken / "history.json").read_text())
-    assert [r["epoch"] for r in history] == [1]  # epoch 2 was lost, epoch 1 kept
-
-    result = train(
-        tiny_config(tiny_data, broken, tiny_encoder, epochs=3), resume=True, progress=False
-    )
-    assert [r["epoch"] for r in result.history] == [1, 2, 3]
-    a, b = _final_state(full), _final_state(broken)
-    assert a.keys() == b.keys() and len(a) > 40
-    for name in a:
-        np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="bertclf.training"):
+            result = train(
+                tiny_config(tiny_data, broken, tiny_encoder, epochs=3),
+                resume=True,
+                progress=False,
+            )
+        assert f"--resume: continuing {resumed_at}" in caplog.text
+        assert [r["epoch"] for r in result.history] == [1, 2, 3]
+        a, b = _final_state(full), _final_state(broken)
+        assert a.keys() == b.keys() and len(a) > 40
+        for name in a:  # weights, Adam moments, dropout's random state, counters
+            np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=f"{every}: {name}")
 
 
 MIRRORED = """

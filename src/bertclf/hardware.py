@@ -118,7 +118,8 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
     The deadline (`cluster.PEER_TIMEOUT`) covers the collectives of training. The
     strategy's start-up, which waits for every TF_CONFIG worker to connect, has none:
     TensorFlow blocks there in C++ holding the GIL and deaf to SIGTERM (a registration
-    deadline for its coordination service did not end the wait either, TF 2.21).
+    deadline for its coordination service did not end the wait either, TF 2.21), so
+    `cluster.rendezvous` has met every worker, with a deadline, before this runs.
     """
     from bertclf.cluster import PEER_TIMEOUT
 

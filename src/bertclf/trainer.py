@@ -4,8 +4,9 @@ Read it top to bottom: `Trainer.fit()` runs the epochs; each calls two
 `tf.function`-compiled steps (traced once). After every epoch it validates (loss,
 accuracy, macro-F1 from a confusion matrix), keeps the weights when the selection key
 improves (`bertclf.policy`), writes TensorBoard summaries and history.json, and
-checkpoints model + optimizer so that `--resume` replays an interrupted epoch exactly.
-`bertclf.training.train()` sets it up.
+checkpoints model + optimizer (and, with `--checkpoint-every N`, every N steps) so that
+`--resume` continues exactly where the last checkpoint left off: the same batches, the
+same dropout masks. `bertclf.training.train()` sets it up.
 """
 
 from __future__ import annotations
@@ -63,15 +64,27 @@ class Trainer:
         # The kept epoch's selection key (policy.selection_key; bigger is better) and number.
         self.best = tf.Variable([-math.inf] * 2, dtype=tf.float64, trainable=False, name="best")
         self.kept = tf.Variable(0, dtype=tf.int64, trainable=False, name="kept_epoch")
+        # Mid-epoch state: steps done in the current epoch and their summed metrics [5].
+        self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch_sums = tf.Variable(tf.zeros([5]), trainable=False, name="epoch_sums")
+        self.steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
+        # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
+        # replayed epoch draws the same masks as the interrupted one did; checkpointed
+        # (Keras does not track it) for a resume mid-epoch.
+        self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, epoch=self.epoch, best=self.best, kept=self.kept
+            rng=self.rng_states,
+            model=model,
+            optimizer=optimizer,
+            epoch=self.epoch,
+            best=self.best,
+            kept=self.kept,
+            step_in_epoch=self.step_in_epoch,
+            epoch_sums=self.epoch_sums,
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_dir / rundir.CHECKPOINTS), max_to_keep=1
         )
-        # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
-        # replayed epoch draws the same masks as the interrupted one did.
-        self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         self._datasets: dict[int, EpochDataset] = {}
         # Tokenizes the training texts (once); their lengths group similar texts.
         self.train_lengths = self._epoch_dataset(splits.train).lengths
@@ -79,6 +92,10 @@ class Trainer:
         # is traced once, not per batch or per width (XLA compiles once per width).
         spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
         self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
+        # What runs one step: the step itself, or (multiworker) the preemption handler
+        # around it, which checkpoints every worker at the same step on a SIGTERM.
+        self.run_step = self.train_step
+        self.preemption = None  # that handler, when there is one
         self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
         self.writers = {
             part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
@@ -174,30 +191,54 @@ class Trainer:
             state.assign(tf.constant([self.cfg.seed * 1000 + i, epoch << 24], tf.int64))
 
     def run_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training split; returns its loss and accuracy."""
-        self._reset_rng(epoch)
-        ds = self._distribute(self._dataset(self.splits.train, self._train_order(epoch)))
-        steps = math.ceil(len(self.splits.train) / self.cfg.train.batch_size)
-        totals = tf.zeros([5])
+        """One pass over the training split (its rest, when resumed mid-epoch)."""
+        done = int(self.step_in_epoch.numpy())  # > 0: a mid-epoch checkpoint was restored
+        if done == 0:
+            self._reset_rng(epoch)  # else the checkpoint holds the state after `done` steps
+            self.epoch_sums.assign(tf.zeros([5]))
+        # The epoch's batches in their seeded order; a resumed epoch skips those done.
+        ds = self._dataset(self.splits.train, self._train_order(epoch)).skip(done)
+        totals, before = self.epoch_sums.read_value(), self.epoch_sums.numpy()
+        every = self.cfg.train.checkpoint_every
         bar = tqdm(
-            ds,
-            total=steps,
+            self._distribute(ds),
+            total=self.steps_per_epoch,
+            initial=done,
             desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
             disable=not self.progress,
             leave=False,
             unit="step",
         )
         for batch in bar:
-            totals += self.train_step(batch)
+            totals += self.run_step(batch)
+            self.epoch_sums.assign(totals)
+            step = int(self.step_in_epoch.assign_add(1).numpy())
+            # Not at the epoch's last step: the epoch-end checkpoint follows validation.
+            due = every and (epoch * self.steps_per_epoch + step) % every == 0
+            if due and step < self.steps_per_epoch:
+                self.save()
             loss, correct, n = totals.numpy()[:3]
             bar.set_postfix(loss=f"{loss / n:.4f}", acc=f"{correct / n:.4f}")
         loss, correct, n, real, padded = totals.numpy()
         return {
             "loss": float(loss / n),
             "accuracy": float(correct / n),
-            "real_tokens": int(real),
-            "padded_tokens": int(padded),
+            "examples": int(n - before[2]),  # trained by this process (all, unless resumed)
+            "real_tokens": int(real - before[3]),
+            "padded_tokens": int(padded - before[4]),
         }
+
+    def save(self) -> None:
+        """Checkpoint now, numbered by optimizer steps: epoch * steps_per_epoch + step.
+
+        The state at a number never changes, so a number already saved is not written
+        again (a preemption right after an epoch-end checkpoint).
+        """
+        number = int(self.epoch.numpy()) * self.steps_per_epoch + int(self.step_in_epoch.numpy())
+        latest = self.manager.latest_checkpoint
+        if latest is not None and latest.endswith(f"-{number}"):
+            return
+        self.manager.save(checkpoint_number=number)
 
     def evaluate_split(self, examples) -> dict[str, float]:
         if self.multilabel:
@@ -247,7 +288,7 @@ class Trainer:
                 "baseline_val_macro_f1": self.baseline_macro_f1,
                 "learning_rate": current_lr(self.optimizer),
                 "seconds": seconds,
-                "examples_per_second": len(self.splits.train) / seconds,
+                "examples_per_second": train_m["examples"] / seconds,
                 "real_tokens_per_second": train_m["real_tokens"] / seconds,
                 "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
             }
@@ -286,7 +327,8 @@ class Trainer:
         history.append(row)
         write_json(self.run_dir / rundir.HISTORY, history)
         self.epoch.assign(row["epoch"])
-        self.manager.save(checkpoint_number=row["epoch"])  # the commit point for --resume
+        self.step_in_epoch.assign(0)
+        self.save()  # the commit point for --resume
         logger.info(
             "epoch %d/%d: train loss %.4f acc %.4f | validation loss %.4f acc %.4f "
             "macro-F1 %.4f%s | %.1f ex/s",

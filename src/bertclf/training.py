@@ -100,6 +100,10 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
     return resolved, weights, notes
 
 
+# Settings that do not change what is trained: --resume may give other values.
+RESUMABLE_CHANGES = ("checkpoint_every",)
+
+
 def check_resume(config: RunConfig, run_dir: Path) -> None:
     """--resume must continue the same run: every (resolved) setting must match the saved one."""
     saved = rundir.read_meta(run_dir)["config"]
@@ -108,7 +112,7 @@ def check_resume(config: RunConfig, run_dir: Path) -> None:
         f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
         for section in ("data", "model", "train")
         for key, value in now[section].items()
-        if saved.get(section, {}).get(key) != value
+        if saved.get(section, {}).get(key) != value and key not in RESUMABLE_CHANGES
     ]
     if saved.get("seed") != now["seed"]:
         diffs.append(f"seed: run has {saved.get('seed')}, now {now['seed']}")
@@ -170,12 +174,14 @@ def train(
 
 def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
     task = cluster.read_tf_config() if config.train.strategy == "multiworker" else None
-    if task is not None and resume:
-        raise ConfigError("--resume is not supported with --strategy multiworker yet")
-    # Only the chief writes the run; another worker's copy goes to a scratch folder.
+    if task is not None and task.workers > 1:
+        cluster.rendezvous(task)  # every worker is up, or one line after PEER_TIMEOUT
+    # Only the chief writes the run; another worker's copy goes to a scratch folder, and
+    # --resume reads the chief's run (on storage every worker reads) on every worker.
     where, scratch = cluster.worker_out(config.out, task)
+    source = Path(config.out if resume else where)
     try:
-        return _train_in(config, Path(where), resume, overwrite, progress)
+        return _train_in(config, Path(where), source, resume, overwrite, progress)
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
         raise RunError(
             f"a peer did not answer ({type(e).__name__}, timeout {cluster.PEER_TIMEOUT:.0f} s, "
@@ -187,17 +193,19 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
 
 
 def _train_in(
-    config: RunConfig, out: Path, resume: bool, overwrite: bool, progress: bool
+    config: RunConfig, out: Path, source: Path, resume: bool, overwrite: bool, progress: bool
 ) -> TrainResult:
-    rundir.check_run_dir(out, resume=resume, overwrite=overwrite)  # refuse before any work
+    """Train into `out`; with `resume`, continue the run in `source` (`out` but on a
+    non-chief worker, whose `out` is a fresh scratch copy)."""
+    rundir.check_run_dir(source, resume=resume, overwrite=overwrite)  # refuse before any work
     if resume:
-        check_checkpoint(out)
+        check_checkpoint(source)
     spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
     encoders.check_seq_len(config.model.model, config.model.seq_len)
     splits = data_lib.load_splits(config.data, config.seed)
     config, class_weights, notes = resolve_for_data(config, splits)
     if resume:
-        check_resume(config, out)
+        check_resume(config, source)
     for line in [*data_lib.describe(splits), *notes]:
         logger.info("%s", line)
     baseline = fit_baseline(splits, config.train.thresholds)
@@ -210,8 +218,9 @@ def _train_in(
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
-    run_dir = rundir.prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    if not resume:
+    in_place = resume and out == source
+    run_dir = rundir.prepare_run_dir(out, resume=in_place, overwrite=overwrite)
+    if not in_place:
         rundir.write_run_files(
             run_dir,
             config,
@@ -234,7 +243,9 @@ def _train_in(
         class_weights,
         baseline.validation["macro_f1"],
     )
-    history = _restore(trainer, run_dir) if resume else []
+    if config.train.strategy == "multiworker":
+        _watch_preemption(trainer, strategy, source)
+    history = _restore(trainer, source) if resume else []
     history = trainer.fit(history)
     kept = history[int(trainer.kept.numpy()) - 1]
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
@@ -255,6 +266,33 @@ def _train_in(
         kept_epoch=kept["epoch"],
         baseline=baseline.to_dict(),
     )
+
+
+def _watch_preemption(trainer: Trainer, strategy, source: Path) -> None:
+    """A SIGTERM to any worker: all checkpoint at the same step, then exit 42 (restart me).
+
+    TensorFlow's PreemptionCheckpointHandler agrees on the step across the cluster and
+    calls `Trainer.save` on every worker (the chief's checkpoint is the one a restart
+    reads). Its own restore at creation reads `source`, as `_restore` does next, so every
+    worker counts steps from the same checkpoint.
+    """
+    read = tf.train.CheckpointManager(
+        trainer.checkpoint, str(source / rundir.CHECKPOINTS), max_to_keep=1
+    )
+    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver,
+        read,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            save_fn=trainer.save, exit_fn=cluster.exit_preempted
+        ),
+    )
+    trainer.run_step = lambda batch: handler.run(trainer.train_step, batch)
+    # TensorFlow's handler calls its own deprecated property when it saves (TF 2.21):
+    # three lines of warning about TensorFlow's code, not the user's, at preemption.
+    logging.getLogger("tensorflow").addFilter(
+        lambda record: "PreemptionCheckpointHandler.total_run_calls" not in record.getMessage()
+    )
+    trainer.preemption = handler  # alive as long as the trainer: its threads watch SIGTERM
 
 
 def _compare_with_baseline(kept: dict[str, float], baseline_f1: float) -> None:
@@ -293,10 +331,10 @@ def check_checkpoint(run_dir: Path) -> None:
 
 
 def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
-    """Load the last finished epoch; history rows after it (if any) are dropped."""
-    latest = trainer.manager.latest_checkpoint
+    """Load the last checkpoint of `run_dir`; history rows after its epoch are dropped."""
+    latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
     if latest is None:
-        logger.info("--resume: no finished epoch yet; starting from epoch 1")
+        logger.info("--resume: no checkpoint yet; starting from epoch 1")
         return []
     try:
         trainer.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -305,12 +343,14 @@ def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
             f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged "
             "or from other settings: train again with --overwrite"
         ) from None
-    done = int(trainer.epoch.numpy())
+    done, step = int(trainer.epoch.numpy()), int(trainer.step_in_epoch.numpy())
     history_file = run_dir / rundir.HISTORY
     history = read_json(history_file)[:done] if history_file.is_file() else []
+    where = f"epoch {done + 1} at step {step + 1}" if step else f"after epoch {done}"
     logger.info(
-        "--resume: continuing after epoch %d (kept so far: epoch %d)",
-        done,
+        "--resume: continuing %s of %d (kept so far: epoch %d)",
+        where,
+        trainer.steps_per_epoch if step else trainer.cfg.train.epochs,
         int(trainer.kept.numpy()),
     )
     return history
