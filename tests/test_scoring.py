@@ -117,6 +117,26 @@ def test_score_bad_inputs(setup):
     assert proc.returncode == 2 and "no exported model" in one_error_line(proc)
 
 
+def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
+    model, out = str(setup / "models" / "tickets"), setup / "again"
+    out.mkdir()
+    stale = out / "scores-00003-of-00007.jsonl"  # an earlier run, with another shard count
+    stale.write_text("old\n")
+    notes = out / "scores-notes.txt"  # not a shard: never touched
+    notes.write_text("mine\n")
+    args = ["--input", str(setup / "in" / "*.jsonl"), "--output", str(out / "scores")]
+    # A run that fails (no such text field: one line, before the pipeline) leaves the
+    # old output as it was.
+    failed = beam_cli("score", model, *args, "--text-field", "body", "--overwrite")
+    assert "a.jsonl:1: no 'body' field; set --text-field" in one_error_line(failed)
+    assert stale.read_text() == "old\n" and notes.read_text() == "mine\n"
+    proc = beam_cli("score", model, *args, "--overwrite")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new = sorted(out.glob("scores-*-of-*.jsonl"))
+    assert new and stale not in new and notes.is_file()
+    assert len(_records(new)) == 210
+
+
 def test_without_beam_score_says_how_to_install_it(setup):
     assert "apache_beam" not in sys.modules
     proc = run_cli("score", str(setup / "models" / "tickets"), "--input", "x", "--output", "y")

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -59,10 +60,13 @@ def export_info(model: str) -> tuple[Path, list[str], list[float] | None]:
 
 
 def check_paths(config: ScoreConfig) -> list[str]:
-    """The input files (DataError if none match); refuse existing output shards."""
+    """The input files (DataError if none match); refuse existing output files.
+
+    With --overwrite the old shards stay until the new ones are written (`score`).
+    """
     from apache_beam.io.filesystems import FileSystems
 
-    inputs = [m.path for m in FileSystems.match([config.input])[0].metadata_list]
+    inputs = sorted(m.path for m in FileSystems.match([config.input])[0].metadata_list)
     if not inputs:
         raise DataError(f"--input {config.input}: no file matches; check the pattern")
     existing = [m.path for m in FileSystems.match([config.output + "*"])[0].metadata_list]
@@ -71,18 +75,46 @@ def check_paths(config: ScoreConfig) -> list[str]:
             f"--output {config.output}: {len(existing)} file(s) already start with it "
             f"({existing[0]}); pass --overwrite to replace them, or another prefix"
         )
-    if existing:
-        FileSystems.delete(existing)
     return inputs
+
+
+def shards(prefix: str) -> dict[str, float]:
+    """The output shards of a run of `score` with this prefix: path -> time written."""
+    from apache_beam.io.filesystems import FileSystems
+
+    found = FileSystems.match([prefix + "-*-of-*"])[0].metadata_list
+    return {m.path: m.last_updated_in_seconds for m in found}
+
+
+def delete_stale(prefix: str, since: float) -> None:
+    """--overwrite, after a successful run: delete the shards it did not (re)write."""
+    from apache_beam.io.filesystems import FileSystems
+
+    stale = sorted(path for path, written in shards(prefix).items() if written < since)
+    if stale:  # an earlier run's shards with another shard count
+        FileSystems.delete(stale)
 
 
 def rows_of_file(readable, text_field: str, id_field: str) -> Iterator[Row]:
     """Rows of one matched file, parsed by its extension as `bertclf predict --input`."""
-    path = readable.metadata.path
     with readable.open() as raw:
-        # utf-8-sig: Excel's byte-order mark is not part of the first column's name.
-        lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        yield from parse_rows(Path(PurePosixPath(path).name), lines, text_field, id_field)
+        yield from _rows(readable.metadata.path, raw, text_field, id_field)
+
+
+def _rows(path: str, raw, text_field: str, id_field: str) -> Iterator[Row]:
+    # utf-8-sig: Excel's byte-order mark is not part of the first column's name.
+    lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+    yield from parse_rows(Path(PurePosixPath(path).name), lines, text_field, id_field)
+
+
+def check_first_rows(inputs: list[str], config: ScoreConfig) -> None:
+    """Parse each input's first row before the pipeline: a missing field is one line
+    here, not a worker's traceback (Beam logs those) after the run has started."""
+    from apache_beam.io.filesystems import FileSystems
+
+    for path in inputs:
+        with FileSystems.open(path) as raw:
+            next(_rows(path, raw, config.text_field, config.id_field), None)
 
 
 def make_model_handler(version_dir: str, batch_size: int):
@@ -147,6 +179,8 @@ def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
 
     version_dir, labels, thresholds = export_info(config.model)
     inputs = check_paths(config)
+    check_first_rows(inputs, config)
+    started = time.time() - 1  # file times may be whole seconds
     suffix = "." + config.format
     columns = [config.id_field, "text"]
     columns += ["labels"] if thresholds is not None else ["label", "probability"]
@@ -167,4 +201,5 @@ def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
         lines | "Write" >> beam.io.WriteToText(  # noqa: B018 - a sink
             config.output, file_name_suffix=suffix, header=header
         )
+    delete_stale(config.output, started)  # only now: a failed run leaves the old output
     return {"inputs": inputs, "output": f"{config.output}-*-of-*{suffix}"}
