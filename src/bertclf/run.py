@@ -5,6 +5,7 @@ The run directory's layout and creation rules live in `bertclf.rundir`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,9 @@ class TrainedRun(Predictor):
     def multilabel(self) -> bool:
         return self.config.data.task == "multilabel"
 
-    @property
+    @functools.cached_property
     def thresholds(self) -> np.ndarray | None:
-        """Multi-label: the kept epoch's threshold per label (thresholds.json); else None."""
+        """Multi-label: the kept epoch's threshold per label (thresholds.json, read once)."""
         if not self.multilabel:
             return None
         file = self.path / THRESHOLDS
