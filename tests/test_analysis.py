@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bertclf.analysis import analyze, suggest_seq_len
+from bertclf.analysis import analyze, suggest_long, suggest_seq_len
 
 from conftest import run_cli
 
@@ -78,3 +78,13 @@ def test_bbc_matches_the_notebook_table():
         assert (int(row[1]), int(row[2]), round(float(row[3]))) == (docs, most, mean), topic
     assert int(rows["(all)"][1]) == 2225 and int(rows["(all)"][2]) == 4432
     assert "not UTF-8: 1" in proc.stdout
+
+
+def test_long_documents_suggest_chunk_with_the_windows_they_need():
+    assert suggest_long(np.array([100] * 95 + [600] * 5)) is None  # 512 keeps 95% whole
+    # 126 tokens a window (--seq-len 128): 600 tokens need 5 windows, 2,000 need 16 (cut
+    # at 8), 100 need 1.
+    long = suggest_long(np.array([600] * 5 + [2000] * 2 + [100] * 3))
+    assert long["long"] == "chunk" and long["seq_len"] == 128 and long["max_chunks"] == 8
+    assert long["windows_mean"] == pytest.approx((5 * 5 + 2 * 8 + 3 * 1) / 10)
+    assert long["cut_share"] == pytest.approx(0.2)

@@ -64,6 +64,21 @@ BAD_TRAIN = {
     "seq-len over the encoder's": (lambda c: train(c, "--seq-len", "100"), "64 tokens"),
     "batch size 0": (lambda c: train(c, "--batch-size", "0"), "--batch-size 0 is invalid"),
     "epochs 0": (lambda c: train(c, "--epochs", "0"), "--epochs 0 is invalid"),
+    "stride 0": (lambda c: train(c, "--long", "chunk", "--stride", "0"), "--stride 0 is invalid"),
+    "stride over the window": (
+        lambda c: train(c, "--long", "chunk", "--seq-len", "16", "--stride", "15"),
+        "--stride 15 is invalid: use 1..14",
+    ),
+    "stride without chunk": (lambda c: train(c, "--stride", "4"), "it needs --long chunk"),
+    "max-chunks 0": (lambda c: train(c, "--max-chunks", "0"), "--max-chunks 0 is invalid"),
+    "chunk and head_tail": (
+        lambda c: train(c, "--long", "chunk", "--truncate", "head_tail"),
+        "drop --truncate head_tail",
+    ),
+    "chunk over the encoder's length": (
+        lambda c: train(c, "--long", "chunk", "--seq-len", "100"),
+        "64 tokens",
+    ),
     "checkpoint-every -1": (
         lambda c: train(c, "--checkpoint-every", "-1"),
         "--checkpoint-every -1 is invalid: use 0 or more",

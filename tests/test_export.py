@@ -470,3 +470,44 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
     long_b = "refund my invoice please " * 20 + "export"
     scores = ExportedModel(result.path).predict_proba([long_a, long_b])
     assert np.abs(scores[0] - scores[1]).max() > 0
+
+
+def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encoder):
+    import tensorflow as tf
+
+    from bertclf.pipeline import inference_features
+    from bertclf.preprocessing import TextPreprocessor
+
+    from conftest import write_folder
+
+    data = write_folder(tmp_path / "data")
+    model_cfg = ModelConfig(model=tiny_encoder, seq_len=16, long="chunk", max_chunks=6)
+    cfg = RunConfig(
+        data=DataConfig(str(data)),
+        out=str(tmp_path / "chunk"),
+        model=model_cfg,
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+    )
+    train(cfg, progress=False)
+    result = export_lib.export(tmp_path / "chunk", tmp_path / "m")  # audits tfserving-2.19
+    assert result.max_abs_diff <= 1e-5
+    assert set(result.non_core_ops) <= export_check.TARGETS["tfserving-2.19"][1]
+    long_a = "refund my invoice please " * 15 + "crash"
+    long_b = "refund my invoice please " * 15 + "export"
+    batch = ["short one", long_a, "", long_b, "the app crashes on export"]
+    run, exported = load_run(tmp_path / "chunk"), ExportedModel(result.path)
+    served = exported.predict_proba(batch)
+    np.testing.assert_allclose(served, run.predict_proba(batch), atol=1e-5)
+    assert np.abs(served[1] - served[3]).max() > 0  # the last word, past window 1, counts
+    # A text shorter than one window: the probabilities of the same weights without --long.
+    pre = run.preprocessor
+    plain = TextPreprocessor(pre.tokenizer, pre.sequence_length, clean=pre.clean)
+    short = ["short one", "", "the app crashes on export"]
+    logits = run.model(inference_features(plain, tf.constant(short)))
+    np.testing.assert_allclose(
+        run.model.probabilities(logits).numpy(), served[[0, 2, 4]], atol=1e-5
+    )
+    assert (
+        json.loads((tmp_path / "chunk" / "config.json").read_text())["config"]["model"]["stride"]
+        == 14
+    )

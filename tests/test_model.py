@@ -61,3 +61,23 @@ def test_mean_pooling_freezes_unused_pooler():
     cls = BertClassifier(tiny_backbone(), 2, pooling="cls")
     cls(inputs([[2, 3]]))
     assert any("pooled_dense" in v.path for v in cls.trainable_variables)
+
+
+def test_chunked_texts_get_one_logit_row_and_one_loss_each():
+    # Text 0 has one used window, text 1 three (its fourth is all padding).
+    model = BertClassifier(tiny_backbone(), 3)
+    windows = [
+        [[2, 5, 6, 3], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+        [[2, 7, 8, 3], [2, 9, 10, 3], [2, 11, 3, 0], [0, 0, 0, 0]],
+    ]
+    logits = model(inputs(windows))
+    assert logits.shape == (2, 3)
+    # Each text's logits are the mean over its used windows, encoded alone.
+    alone = model(inputs([w for w in windows[1][:3]])).numpy()
+    np.testing.assert_allclose(logits[1], alone.mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(logits[0], model(inputs([windows[0][0]]))[0], atol=1e-5)
+    # The loss is per text: [2], each the cross-entropy of that text's pooled logits.
+    loss = model.per_example_loss(tf.constant([0, 2]), logits).numpy()
+    assert loss.shape == (2,)
+    want = -np.log(model.probabilities(logits).numpy()[[0, 1], [0, 2]])
+    np.testing.assert_allclose(loss, want, rtol=1e-5)

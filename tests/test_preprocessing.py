@@ -97,3 +97,37 @@ def test_head_tail_keeps_the_start_and_the_end(tokenizer):
     dataset = EpochDataset(examples, pre, batch_size=4, bucketing=False)
     features, _ = next(iter(dataset()))
     np.testing.assert_array_equal(features["token_ids"].numpy(), ids)
+
+
+def test_chunk_windows_cover_a_long_text_with_the_stride_and_cap(tokenizer):
+    words = ["the", "quick", "fox", "jumped", "."]  # ids 5..9
+    tokens = [5 + i % 5 for i in range(23)]
+    long_text = " ".join(words[i % 5] for i in range(23))
+    # Windows of 6 tokens (seq-len 8) every 4 tokens, at most 4: starts 0, 4, 8, 12.
+    pre = TextPreprocessor(tokenizer, 8, long="chunk", stride=4, max_chunks=4)
+    out = pre(tf.constant([long_text, "the fox", "", " ".join(words[:4] * 2)]))
+    ids, mask = out["token_ids"].numpy(), out["padding_mask"].numpy()
+    assert ids.shape == (4, 4, 8)
+    for c, start in enumerate((0, 4, 8, 12)):  # the cap: tokens past 12 + 6 = 18 are cut
+        assert ids[0, c].tolist() == [2, *tokens[start : start + 6], 3]
+    # A short text: one window, packed as without --long; the other windows unused.
+    plain = TextPreprocessor(tokenizer, 8)(tf.constant(["the fox", ""]))["token_ids"].numpy()
+    np.testing.assert_array_equal(ids[1, 0], plain[0])
+    np.testing.assert_array_equal(ids[2, 0], plain[1])  # an empty text: [CLS] [SEP]
+    assert not mask[1, 1:].any() and not mask[2, 1:].any() and not ids[1, 1:].any()
+    # 8 tokens: window 0 has 0..5, window 1 (start 4) the rest; window 2 is not needed.
+    assert mask[3].sum(axis=1).tolist() == [8, 6, 0, 0]
+    # Without overlap (the default stride, 6) the same text needs 23 / 6 -> 4 windows.
+    default = TextPreprocessor(tokenizer, 8, long="chunk", max_chunks=8)
+    used = default(tf.constant([long_text]))["padding_mask"].numpy()[0].any(axis=1)
+    assert default.stride == 6 and used.tolist() == [True] * 4 + [False] * 4
+    # Training's pipeline (tokenized once, then gathered and trimmed) gives the same.
+    from bertclf.data import Examples
+    from bertclf.pipeline import EpochDataset
+
+    texts = [long_text, "the fox", "", " ".join(words[:4] * 2)]
+    examples = Examples(texts, [0, 1, 0, 1], ["a", "b"], ["x"] * 4)
+    for bucketing in (False, True):
+        dataset = EpochDataset(examples, pre, batch_size=4, bucketing=bucketing, bucket=4)
+        features, _ = next(iter(dataset()))
+        np.testing.assert_array_equal(features["token_ids"].numpy(), ids)  # 8 = 2 buckets

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bertclf import encoders
+from bertclf.config import ModelConfig
 from bertclf.data import Examples, read_labelled
 from bertclf.fileio import write_json
 from bertclf.labels import LabelFormat
@@ -50,6 +51,26 @@ def suggest_seq_len(tokens: np.ndarray) -> dict[str, Any]:
         "seq_len": CUTS[-1],
         "coverage": float(np.mean(tokens <= CUTS[-1])),
         "note": f"no length up to {CUTS[-1]} (BERT's limit) keeps {COVERAGE:.0%} whole",
+    }
+
+
+def suggest_long(tokens: np.ndarray) -> dict[str, Any] | None:
+    """`--long chunk` when even 512 tokens would cut more than 10% of the documents.
+
+    With the defaults (`--seq-len` 128, stride `seq_len - 2`, `--max-chunks` 8): the
+    windows a document needs, which multiply its training and serving cost.
+    """
+    if not len(tokens) or np.mean(tokens > CUTS[-1]) <= 1 - COVERAGE:
+        return None
+    defaults = ModelConfig()
+    room, cap = defaults.seq_len - 2, defaults.max_chunks
+    needed = np.maximum(np.ceil((tokens - 2) / room), 1)  # windows to read all of it
+    return {
+        "long": "chunk",
+        "seq_len": defaults.seq_len,
+        "max_chunks": cap,
+        "windows_mean": float(np.minimum(needed, cap).mean()),
+        "cut_share": float(np.mean(needed > cap)),  # still cut after `cap` windows
     }
 
 
@@ -95,6 +116,7 @@ def analyze_examples(ex: Examples, model: str, clean: tuple[str, ...] = ()) -> A
         "non_utf8_files": ex.report.non_utf8,
         "empty_files": ex.report.empty,
         "suggested": suggest_seq_len(tokens_all),
+        "long": suggest_long(tokens_all),
     }
     if ex.multilabel:
         sizes = labels.sum(axis=1) if len(ex) else np.zeros(0)
@@ -172,4 +194,13 @@ def format_analysis(s: dict[str, Any]) -> str:
         f"suggested --seq-len {sug['seq_len']} (keeps {sug['coverage']:.1%} of documents whole"
         + (f"; {sug['note']})" if "note" in sug else ")"),
     ]
+    long = s.get("long")
+    if long:
+        lines.append(
+            f"to read whole documents: --long chunk (at --seq-len {long['seq_len']}: "
+            f"{long['windows_mean']:.1f} windows a document on average, each costing a "
+            f"{long['seq_len']}-token text; {long['cut_share']:.1%} still cut after "
+            f"--max-chunks {long['max_chunks']}), or --truncate head_tail to keep their "
+            "start and end; see README, 'Long documents'"
+        )
     return "\n".join(lines)

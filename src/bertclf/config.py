@@ -24,6 +24,7 @@ CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
 POOLINGS = ("mean", "cls")
 HEADS = ("softmax", "sigmoid")
 TRUNCATIONS = ("waterfall", "round_robin", "head_tail")
+LONG_MODES = ("truncate", "chunk")
 OPTIMIZERS = ("adamw", "adam")
 EMBEDDING_UPDATES = ("lazy", "dense")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -157,6 +158,11 @@ class ModelConfig:
             no TF Text op newer than 2.12 (TF Serving 2.19 loads it); `round_robin`
             also keeps the first tokens but emits RoundRobinTrim; `head_tail` keeps the
             first quarter and last three quarters of the window (Sun et al. 2019).
+        long: a text longer than `seq_len`: `truncate` (cut per `truncate`) or `chunk`
+            (windows of `seq_len` tokens, each encoded, logits averaged per text).
+        stride: `chunk`: tokens between window starts (default `seq_len - 2`: none
+            overlap, so every token is read once and the cost grows with the length).
+        max_chunks: `chunk`: windows a text at most (tokens past them are cut).
     """
 
     model: str = option("minilm-l6", "encoder name or directory (see 'bertclf models')")
@@ -181,9 +187,34 @@ class ModelConfig:
         "three quarters of the window; loads on TF Serving 2.19)",
         choices=TRUNCATIONS,
     )
+    long: str = option(
+        "truncate",
+        "a text longer than --seq-len: truncate (per --truncate), or chunk (windows of "
+        "--seq-len tokens, each encoded, their logits averaged: the whole text is read)",
+        choices=LONG_MODES,
+    )
+    stride: int | None = option(
+        None, "--long chunk: tokens between window starts (default: seq-len - 2)", type=int
+    )
+    max_chunks: int = option(8, "--long chunk: windows a text at most (the rest is cut)")
 
     def __post_init__(self) -> None:
         check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
+        check(self.long in LONG_MODES, "--long", self.long, f"choose one of {LONG_MODES}")
+        check(self.max_chunks >= 1, "--max-chunks", self.max_chunks, "use 1 or more")
+        if self.long == "truncate":
+            check(self.stride is None, "--stride", self.stride, "it needs --long chunk")
+        else:
+            room = self.seq_len - 2
+            stride = room if self.stride is None else self.stride
+            check(1 <= stride <= room, "--stride", stride, f"use 1..{room} (--seq-len - 2)")
+            check(
+                self.truncate != "head_tail",
+                "--truncate",
+                self.truncate,
+                "--long chunk reads every token: drop --truncate head_tail",
+            )
+            object.__setattr__(self, "stride", stride)  # config.json records the value used
         check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
         check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
         check(self.head in HEADS, "--head", self.head, f"choose one of {HEADS}")

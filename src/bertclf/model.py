@@ -82,8 +82,21 @@ class BertClassifier(keras.Model):
         return total / count
 
     def call(self, inputs, training=False):
+        if inputs["token_ids"].shape.rank == 3:  # --long chunk: [batch, windows, width]
+            return self._text_logits(inputs, training)
         x = self.dropout(self.pool(inputs, training=training), training=training)
         return self.classifier(x)  # [batch, num_labels] or [batch, 1]
+
+    def _text_logits(self, inputs, training):
+        """Windows [b, C, w] -> logits [b, L]: each used window encoded, their logits
+        averaged per text (so the loss, and the batch, count texts, not windows)."""
+        shape = tf.shape(inputs["token_ids"])
+        flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
+        used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
+        text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
+        windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]
+        x = self.dropout(self.pool(windows, training=training), training=training)
+        return tf.math.unsorted_segment_mean(self.classifier(x), text, shape[0])  # [b, L]
 
     def probabilities(self, logits):
         """Logits -> [batch, num_labels] probabilities, columns in label order."""
@@ -173,7 +186,13 @@ def build_classifier(
             f"({backbone.max_sequence_length} tokens); use that or less"
         )
     preprocessor = TextPreprocessor(
-        tokenizer, config.seq_len, clean=config.clean, truncate=config.truncate
+        tokenizer,
+        config.seq_len,
+        clean=config.clean,
+        truncate=config.truncate,
+        long=config.long,
+        stride=config.stride,
+        max_chunks=config.max_chunks,
     )
     head = "multilabel" if multilabel else config.head
     model = BertClassifier(

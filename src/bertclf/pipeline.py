@@ -110,10 +110,11 @@ def trim_to_bucket(features: dict, max_len: int, bucket: int = BUCKET) -> dict:
     [batch, max_len] -> [batch, width], width = min(ceil(longest / bucket) * bucket, max_len).
     Texts were already truncated to `max_len`, so nothing but padding is removed.
     """
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1))
+    mask = tf.cast(features["padding_mask"], tf.int32)  # [batch, (windows,) max_len]
+    longest = tf.reduce_max(tf.reduce_sum(mask, axis=-1))
     # At least one bucket: an empty batch's "longest" is the int32 minimum.
     width = tf.minimum(tf.maximum((longest + bucket - 1) // bucket * bucket, bucket), max_len)
-    return {k: v[:, :width] for k, v in features.items()}
+    return {k: v[..., :width] for k, v in features.items()}
 
 
 def inference_features(preprocessor: TextPreprocessor, texts: tf.Tensor) -> dict:

@@ -5,7 +5,8 @@ The same `TextPreprocessor` object feeds the training pipeline (inside
 is cleaned, tokenized and packed identically in training and in serving.
 
 Shapes: texts [batch] (tf.string) -> token_ids / segment_ids / padding_mask
-[batch, seq_len] (int32, int32, bool).
+[batch, seq_len] (int32, int32, bool); with `long="chunk"`, [batch, max_chunks,
+seq_len]: each text's windows, the unused ones all padding.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class TextPreprocessor(keras.layers.Layer):
             `TFText>RoundRobinTrim` op): both keep the first
             `sequence_length - 2` tokens of a text. `head_tail` keeps its first
             quarter and last three quarters (`head_tail_sizes`), with core ops only.
+        long: `truncate` (one window a text, cut as `truncate` says) or `chunk`:
+            windows of `sequence_length - 2` tokens starting every `stride` tokens,
+            at most `max_chunks` of them, each packed with [CLS]/[SEP].
+        stride: `chunk`: tokens between window starts (default: no overlap).
+        max_chunks: `chunk`: windows a text at most; later tokens are cut.
 
     Example:
     >>> vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "fox"]
@@ -124,12 +130,18 @@ class TextPreprocessor(keras.layers.Layer):
         sequence_length: int,
         clean: tuple[str, ...] = (),
         truncate: str = "waterfall",
+        long: str = "truncate",
+        stride: int | None = None,
+        max_chunks: int = 8,
         **kwargs,
     ):
         super().__init__(trainable=False, **kwargs)
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
         self.truncate = truncate
+        self.long = long
+        self.stride = stride or sequence_length - 2
+        self.max_chunks = max_chunks
         self.cleaner = TextCleaner(steps=clean, name="cleaner")
         self.packer = keras_hub.layers.MultiSegmentPacker(
             sequence_length=sequence_length,
@@ -159,6 +171,8 @@ class TextPreprocessor(keras.layers.Layer):
         if isinstance(token_ids, list):  # keras-hub hands eager callers Python lists
             rows = token_ids or [[]]
             token_ids = tf.ragged.constant(rows, dtype=tf.int32, ragged_rank=1)[: len(token_ids)]
+        if self.long == "chunk":  # what `max_chunks` windows cover
+            return token_ids[:, : (self.max_chunks - 1) * self.stride + room]
         if self.truncate != "head_tail":
             return token_ids[:, :room]
         head, tail = head_tail_sizes(self.sequence_length)
@@ -167,8 +181,43 @@ class TextPreprocessor(keras.layers.Layer):
         keep = (positions < head) | (positions >= tf.expand_dims(lengths - tail, 1))
         return tf.ragged.boolean_mask(token_ids, keep)
 
+    def windows(self, token_ids):
+        """Cut ragged ids [batch, None] -> (ragged [batch * max_chunks, <= room], used
+        [batch, max_chunks]): window c holds tokens c*stride .. c*stride + room - 1.
+
+        Window 0 is always used (an empty text too); window c > 0 only when the one
+        before it stops short of the text's end, else it is empty.
+        """
+        room, step, count = self.sequence_length - 2, self.stride, self.max_chunks
+        lengths = tf.cast(token_ids.row_lengths(), tf.int32)  # [batch]
+        starts = tf.range(count) * step  # [C]
+        used = (tf.range(count) == 0)[None, :] | (
+            (starts - step + room)[None, :] < lengths[:, None]
+        )  # [batch, C]
+        pad = self.tokenizer.pad_token_id
+        dense = token_ids.to_tensor(pad, shape=[None, (count - 1) * step + room])  # [batch, T]
+        grid = tf.gather(dense, starts[:, None] + tf.range(room)[None, :], axis=1)  # [b, C, room]
+        sizes = tf.where(used, tf.clip_by_value(lengths[:, None] - starts, 0, room), 0)
+        flat = tf.reshape(grid, [-1, room])  # [batch * C, room]
+        return tf.RaggedTensor.from_tensor(flat, lengths=tf.reshape(sizes, [-1])), used
+
     def pack(self, token_ids, sequence_length=None):
-        """Ragged ids -> dense BERT inputs padded to `sequence_length` (default: the layer's)."""
+        """Ragged ids -> dense BERT inputs padded to `sequence_length` (default: the layer's).
+
+        With `long="chunk"`: [batch, max_chunks, sequence_length], unused windows all
+        padding (their mask all False).
+        """
+        if self.long != "chunk":
+            return self._pack_rows(token_ids, sequence_length)
+        windows, used = self.windows(token_ids)
+        rows = self._pack_rows(windows, sequence_length)  # each [batch * C, seq]
+        shape = [tf.shape(used)[0], self.max_chunks, -1]
+        packed = {k: tf.reshape(v, shape) for k, v in rows.items()}
+        mask = packed["padding_mask"] & used[:, :, None]
+        ids = tf.where(mask, packed["token_ids"], self.tokenizer.pad_token_id)
+        return {**packed, "token_ids": ids, "padding_mask": mask}
+
+    def _pack_rows(self, token_ids, sequence_length):
         ids, segments = self.packer(token_ids, sequence_length=sequence_length)
         return {
             "token_ids": ids,
@@ -186,6 +235,9 @@ class TextPreprocessor(keras.layers.Layer):
             "sequence_length": self.sequence_length,
             "clean": list(self.clean),
             "truncate": self.truncate,
+            "long": self.long,
+            "stride": self.stride,
+            "max_chunks": self.max_chunks,
         }
 
     @classmethod
