@@ -1,6 +1,6 @@
 """Benchmark: long documents on BBC: truncation, head+tail and chunk-and-pool (issue: long docs).
 
-Each configuration NAME:SEQ_LEN (NAME: `truncate`, `head_tail` or `chunk`) trains
+Each configuration NAME:SEQ_LEN (NAME: `truncate`, `head_tail`, `chunk` or `chunk_max`) trains
 `bertclf train` in a child process (Keras' 80/20 split, seed 42, 3 epochs, default
 encoder), exports the run, and times the export at batch 1 on a long article (the
 longest of the validation split's first 64). Reports validation accuracy (kept epoch and
@@ -9,7 +9,8 @@ per-epoch seconds, and the export's p50 latency.
 
     bash bench/run_snapshot.sh bench/long_docs.py truncate:256 chunk:128
 
-Results go to bench/out/long_docs.json and are printed as a Markdown table.
+Results go to bench/out/long_docs.json (a configuration run again replaces its row) and
+are printed as a Markdown table.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BBC, OUT, machine, run_training  # noqa: E402
 
-FLAGS = {"truncate": [], "head_tail": ["--truncate", "head_tail"], "chunk": ["--long", "chunk"]}
+FLAGS = {
+    "truncate": [],
+    "head_tail": ["--truncate", "head_tail"],
+    "chunk": ["--long", "chunk"],  # windows' logits averaged (the default --chunk-pool)
+    "chunk_max": ["--long", "chunk", "--chunk-pool", "max"],
+}
 
 LATENCY = """
 import json, statistics, sys, time
@@ -90,11 +96,14 @@ def main() -> None:
         name, _, seq_len = spec.partition(":")
         if name not in FLAGS or not seq_len.isdigit():
             p.error(f"{spec}: use NAME:SEQ_LEN with NAME in {sorted(FLAGS)}")
+    path = OUT / "long_docs.json"
+    old = json.loads(path.read_text())["runs"] if path.exists() else []
     results = {"date": date.today().isoformat(), "machine": machine(), "runs": []}
+    results["runs"] = [r for r in old if r["config"] not in a.configs]
     for spec in a.configs:
         results["runs"].append(run_one(spec, a.epochs, a.data, a.extra))
         print(json.dumps(results["runs"][-1]), flush=True)
-        (OUT / "long_docs.json").write_text(json.dumps(results, indent=2))
+        path.write_text(json.dumps(results, indent=2))
     print("| config | kept val acc (epoch) | per epoch | baseline | wall s | s/epoch | p50 ms |")
     print("|---|---|---|---|---|---|---|")
     for r in results["runs"]:

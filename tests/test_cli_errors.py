@@ -70,6 +70,10 @@ BAD_TRAIN = {
         "--stride 15 is invalid: use 1..14",
     ),
     "stride without chunk": (lambda c: train(c, "--stride", "4"), "it needs --long chunk"),
+    "chunk-pool without chunk": (
+        lambda c: train(c, "--chunk-pool", "max"),
+        "--chunk-pool 'max' is invalid: add --long chunk",
+    ),
     "max-chunks 0": (lambda c: train(c, "--max-chunks", "0"), "--max-chunks 0 is invalid"),
     "chunk and head_tail": (
         lambda c: train(c, "--long", "chunk", "--truncate", "head_tail"),

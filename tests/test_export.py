@@ -472,7 +472,8 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
     assert np.abs(scores[0] - scores[1]).max() > 0
 
 
-def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encoder):
+@pytest.mark.parametrize("pool", ["mean", "max"])
+def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encoder, pool):
     import tensorflow as tf
 
     from bertclf.pipeline import inference_features
@@ -481,7 +482,9 @@ def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encod
     from conftest import write_folder
 
     data = write_folder(tmp_path / "data")
-    model_cfg = ModelConfig(model=tiny_encoder, seq_len=16, long="chunk", max_chunks=6)
+    model_cfg = ModelConfig(
+        model=tiny_encoder, seq_len=16, long="chunk", max_chunks=6, chunk_pool=pool
+    )
     cfg = RunConfig(
         data=DataConfig(str(data)),
         out=str(tmp_path / "chunk"),

@@ -81,3 +81,8 @@ def test_chunked_texts_get_one_logit_row_and_one_loss_each():
     assert loss.shape == (2,)
     want = -np.log(model.probabilities(logits).numpy()[[0, 1], [0, 2]])
     np.testing.assert_allclose(loss, want, rtol=1e-5)
+    # --chunk-pool max: each label's largest window logit; one window: the same as mean.
+    model.chunk_pool = "max"
+    pooled = model(inputs(windows)).numpy()
+    np.testing.assert_allclose(pooled[1], alone.max(axis=0), atol=1e-5)
+    np.testing.assert_allclose(pooled[0], logits[0], atol=1e-5)

@@ -25,6 +25,7 @@ POOLINGS = ("mean", "cls")
 HEADS = ("softmax", "sigmoid")
 TRUNCATIONS = ("waterfall", "round_robin", "head_tail")
 LONG_MODES = ("truncate", "chunk")
+CHUNK_POOLS = ("mean", "max")
 OPTIMIZERS = ("adamw", "adam")
 EMBEDDING_UPDATES = ("lazy", "dense")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -163,6 +164,9 @@ class ModelConfig:
         stride: `chunk`: tokens between window starts (default `seq_len - 2`: none
             overlap, so every token is read once and the cost grows with the length).
         max_chunks: `chunk`: windows a text at most (tokens past them are cut).
+        chunk_pool: `chunk`: how a text's window logits become its logits: `mean`
+            (every window counts and gets gradient) or `max` (per label, its strongest
+            window; for labels that one passage decides).
     """
 
     model: str = option("minilm-l6", "encoder name or directory (see 'bertclf models')")
@@ -197,13 +201,20 @@ class ModelConfig:
         None, "--long chunk: tokens between window starts (default: seq-len - 2)", type=int
     )
     max_chunks: int = option(8, "--long chunk: windows a text at most (the rest is cut)")
+    chunk_pool: str = option(
+        "mean",
+        "--long chunk: a text's logits are the mean of its windows', or per label their max",
+        choices=CHUNK_POOLS,
+    )
 
     def __post_init__(self) -> None:
         check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
         check(self.long in LONG_MODES, "--long", self.long, f"choose one of {LONG_MODES}")
         check(self.max_chunks >= 1, "--max-chunks", self.max_chunks, "use 1 or more")
+        check(self.chunk_pool in CHUNK_POOLS, "--chunk-pool", self.chunk_pool, f"{CHUNK_POOLS}")
         if self.long == "truncate":
             check(self.stride is None, "--stride", self.stride, "it needs --long chunk")
+            check(self.chunk_pool == "mean", "--chunk-pool", self.chunk_pool, "add --long chunk")
         else:
             room = self.seq_len - 2
             stride = room if self.stride is None else self.stride

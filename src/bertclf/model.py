@@ -22,6 +22,8 @@ class BertClassifier(keras.Model):
         dropout: dropout rate before the dense layer.
         head: `softmax` (num_labels logits), `sigmoid` (1 logit; binary only) or
             `multilabel` (num_labels logits, one independent sigmoid each).
+        chunk_pool: windowed input ([batch, windows, width], `--long chunk`): a text's
+            logits are the `mean` of its windows' logits, or each label's `max`.
 
     Whatever the head, `probabilities()` returns one column per label in label
     order, so a binary model can never report its labels inverted. Under
@@ -45,6 +47,7 @@ class BertClassifier(keras.Model):
         pooling: str = "mean",
         dropout: float = 0.1,
         head: str = "softmax",
+        chunk_pool: str = "mean",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -58,6 +61,7 @@ class BertClassifier(keras.Model):
         self.num_labels = num_labels
         self.pooling = pooling
         self.head = head
+        self.chunk_pool = chunk_pool
         self.dropout_rate = dropout
         self.dropout = keras.layers.Dropout(dropout, name="dropout", dtype="float32")
         units = 1 if head == "sigmoid" else num_labels  # multilabel: one logit per label
@@ -89,14 +93,22 @@ class BertClassifier(keras.Model):
 
     def _text_logits(self, inputs, training):
         """Windows [b, C, w] -> logits [b, L]: each used window encoded, their logits
-        averaged per text (so the loss, and the batch, count texts, not windows)."""
+        pooled per text (so the loss, and the batch, count texts, not windows): the
+        mean, or with `chunk_pool="max"` each label's largest."""
         shape = tf.shape(inputs["token_ids"])
         flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
         used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
         text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
         windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]
         x = self.dropout(self.pool(windows, training=training), training=training)
-        return tf.math.unsorted_segment_mean(self.classifier(x), text, shape[0])  # [b, L]
+        logits = self.classifier(x)  # [n, L]
+        # Every text has a used window ([CLS] [SEP] at least), so no segment is empty.
+        pool = (
+            tf.math.unsorted_segment_max
+            if self.chunk_pool == "max"
+            else tf.math.unsorted_segment_mean
+        )
+        return pool(logits, text, shape[0])  # [b, L]
 
     def probabilities(self, logits):
         """Logits -> [batch, num_labels] probabilities, columns in label order."""
@@ -153,6 +165,7 @@ class BertClassifier(keras.Model):
             "pooling": self.pooling,
             "dropout": self.dropout_rate,
             "head": self.head,
+            "chunk_pool": self.chunk_pool,
         }
 
     @classmethod
@@ -196,7 +209,12 @@ def build_classifier(
     )
     head = "multilabel" if multilabel else config.head
     model = BertClassifier(
-        backbone, num_labels, pooling=config.pooling, dropout=config.dropout, head=head
+        backbone,
+        num_labels,
+        pooling=config.pooling,
+        dropout=config.dropout,
+        head=head,
+        chunk_pool=config.chunk_pool,
     )
     model(preprocessor(tf.constant(["build"])))
     return preprocessor, model
