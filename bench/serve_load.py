@@ -3,10 +3,14 @@
     .venv/bin/python bench/serve_load.py [--export bench/out/exports/bbc] [--max-wait-ms 0 2]
 
 In one run: the exported model called in-process (batch 1, median of 60 calls;
-batch 32, median of 10 calls), then for each --max-wait-ms a server on a free
-loopback port, loaded by an asyncio client at concurrency 1, 8 and 32 with a fixed
-number of single-text requests (a 40-word BBC excerpt). Reports p50/p99 latency,
-throughput and errors, and the two target ratios.
+batch 32, median of 10 calls) and through a model process's pipe as the server calls
+it (`ModelWorker`, batch 1), then for each --max-wait-ms a server on a free loopback
+port, loaded by an asyncio client at concurrency 1, 8 and 32 with a fixed number of
+single-text requests (a 40-word BBC excerpt). Reports p50/p99 latency, throughput and
+errors, and the two target ratios; and, to see where the time goes, the p50 of a
+request that reaches no model (GET the model's status), the mean model batch at each
+level (the server's /metrics), and the CPU seconds per request that the load client,
+the server process and its model process spent (/proc, Linux).
 """
 
 from __future__ import annotations
@@ -31,24 +35,56 @@ from common import OUT, bbc_texts, forty_words, machine, pct, timed  # noqa: E40
 REQUESTS = {1: 100, 8: 240, 32: 640}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (/proc/PID/stat fields 14-15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of `pid`, whichever of its threads started them."""
+    tasks = Path(f"/proc/{pid}/task").iterdir()
+    return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+
+
+def batch_totals(url: str) -> tuple[float, float]:
+    """(inputs, model calls) so far, from the server's batch-size histogram."""
+    values = {}
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("bertclf_batch_size_sum", "bertclf_batch_size_count"):
+            values[name] = float(value)
+    return values["bertclf_batch_size_sum"], values["bertclf_batch_size_count"]
+
+
 def in_process(export_dir: str, text: str) -> dict[str, float]:
+    from bertclf import servable
     from bertclf.exported import ExportedModel
+    from bertclf.serving.worker import ModelWorker
 
     model = ExportedModel(export_dir)
     b1 = timed(lambda: model.predict_proba([text]), repeats=60, warmup=5)
+    # The same call through a model process, as the server makes it: pickles over pipes.
+    worker = ModelWorker(servable.find_version_dir(Path(export_dir)))
+    try:
+        piped = timed(lambda: worker.run("serving_default", [text.encode()]), 60, warmup=5)
+    finally:
+        worker.close()
     same32 = timed(lambda: model.predict_proba([text] * 32, batch_size=32), repeats=10)
     bbc32 = bbc_texts(32)
     bbc = timed(lambda: model.predict_proba(bbc32, batch_size=32), repeats=10)
     return {
         "batch1_p50_ms": 1000 * statistics.median(b1),
+        "worker_pipe_batch1_p50_ms": 1000 * statistics.median(piped),
         "batch32_texts_per_s": 32 / statistics.median(same32),
         "batch32_bbc_texts_per_s": 32 / statistics.median(bbc),
     }
 
 
 async def load(
-    url: str, text: str, concurrency: int, total: int, model: str = "bbc"
+    url: str, text: str, concurrency: int, total: int, model: str = "bbc", status: bool = False
 ) -> dict[str, float]:
+    """`total` requests from `concurrency` clients: predict, or (status) GET the model."""
     latencies, errors = [], 0
     body = json.dumps({"instances": [text]})
     remaining = total
@@ -60,20 +96,42 @@ async def load(
             while remaining > 0:
                 remaining -= 1
                 start = time.perf_counter()
-                r = await client.post(f"/v1/models/{model}:predict", content=body)
+                if status:
+                    r = await client.get(f"/v1/models/{model}")
+                else:
+                    r = await client.post(f"/v1/models/{model}:predict", content=body)
                 latencies.append(time.perf_counter() - start)
                 errors += r.status_code != 200
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {
         "requests": total,
         "errors": errors,
         "throughput_rps": total / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * pct(latencies, 99),
+        "client_cpu_ms_per_request": 1000 * cpu / total,
+        "seconds": elapsed,
     }
+
+
+def level(url: str, pid: int, text: str, concurrency: int, total: int, model: str) -> dict:
+    """One load level, with the CPU the server and its model process spent on it."""
+    server, workers = cpu_seconds(pid), sum(cpu_seconds(c) for c in children(pid))
+    inputs, calls = batch_totals(url)
+    result = asyncio.run(load(url, text, concurrency, total, model))
+    server = cpu_seconds(pid) - server
+    workers = sum(cpu_seconds(c) for c in children(pid)) - workers
+    inputs, calls = (a - b for a, b in zip(batch_totals(url), (inputs, calls), strict=True))
+    result["server_cpu_ms_per_request"] = 1000 * server / total
+    result["model_cpu_ms_per_request"] = 1000 * workers / total
+    result["cores_busy"] = (
+        server + workers + result["client_cpu_ms_per_request"] * total / 1000
+    ) / result["seconds"]
+    result["mean_batch"] = inputs / max(calls, 1)
+    return result
 
 
 def start_server(base: str, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
@@ -127,13 +185,15 @@ def main() -> None:
         try:
             model = Path(a.export).name  # the model the server serves from that base
             asyncio.run(load(url, text, 4, 40, model))  # warm-up
-            levels = {c: asyncio.run(load(url, text, c, n, model)) for c, n in REQUESTS.items()}
+            floor = asyncio.run(load(url, text, 1, 200, model, status=True))
+            levels = {c: level(url, proc.pid, text, c, n, model) for c, n in REQUESTS.items()}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
         ref = report["in_process"]
         report["servers"][f"max_wait_ms={wait}"] = {
             "levels": levels,
+            "status_c1_p50_ms": floor["p50_ms"],
             "p50_c1_over_bare_batch1": levels[1]["p50_ms"] / ref["batch1_p50_ms"],
             "throughput_c32_over_bare_batch32": levels[32]["throughput_rps"]
             / ref["batch32_texts_per_s"],

@@ -86,6 +86,25 @@ def test_export_signatures_parity_and_metadata(trained, tmp_path):
     assert outputs[0] and outputs[0] == outputs[1] == outputs[2]
 
 
+def test_tf_serving_warmup_records_replay_on_both_signatures(trained, tmp_path):
+    import tensorflow as tf
+
+    from bertclf import warmup
+
+    result = export_lib.export(trained, tmp_path / "m", verify=False)
+    requests = warmup.read(result.path)  # parsed as TF Serving's PredictionLog protos
+    assert [(r.signature, r.method) for r in requests] == [
+        ("serving_default", "tensorflow/serving/predict"),
+        ("classify", "tensorflow/serving/classify"),
+    ]
+    seq_len = load_run(trained).preprocessor.sequence_length
+    for r in requests:  # a short text and one over the window: both trimmed widths
+        assert r.texts[0] == b"warm up" and len(r.texts[1].split()) == seq_len
+    model = tf.saved_model.load(str(result.path))
+    assert warmup.replay(model, result.path) == 2
+    assert warmup.read(tmp_path) == []  # an export without records: nothing to replay
+
+
 def test_versions_and_names(trained, tmp_path):
     base = tmp_path / "m"
     (base / "tickets" / ".9.pid1.x.tmp").mkdir(parents=True)  # non-numeric: ignored

@@ -63,3 +63,17 @@ def test_app_in_process(base):
         r = client.post("/v1/models/tickets:classify", json={"examples": [{"text": TEXTS[0]}]})
         assert [c for c, _ in r.json()["results"][0]] == ["billing", "bug", "feature"]
         assert client.get("/v1/models/tickets/versions/7").status_code == 404
+
+
+def test_a_version_without_warmup_records_still_loads(base, tmp_path):
+    from bertclf import servable
+    from bertclf.serving.worker import ModelWorker
+
+    old = tmp_path / "old" / "1"  # as exported before exports carried warm-up records
+    shutil.copytree(base / "tickets" / "1", old)
+    (old / servable.WARMUP_REQUESTS).unlink()
+    worker = ModelWorker(old)
+    try:
+        assert worker.run("serving_default", [b"hello"])["scores"].shape == (1, 3)
+    finally:
+        worker.close()

@@ -1,7 +1,8 @@
 """Export a trained run as a TensorFlow Serving SavedModel: raw text in, probabilities out.
 
     BASE/NAME/VERSION/saved_model.pb, variables/, assets/labels.txt,
-                      assets.extra/bertclf.json (op audit, signatures, provenance)
+                      assets.extra/bertclf.json (op audit, signatures, provenance),
+                      assets.extra/tf_serving_warmup_requests (bertclf.warmup)
 
 The graph holds the run's own `TextPreprocessor` (cleaning, WordPiece, packing)
 and classifier, so serving needs no preprocessing outside the model. A version
@@ -27,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bertclf import servable
+from bertclf import servable, warmup
 from bertclf.archives import package_sagemaker, package_zip
 from bertclf.command_config import EXPORT_PRECISIONS
 from bertclf.errors import ExportError
@@ -227,6 +228,7 @@ def sample_texts(run: TrainedRun) -> list[str]:
 def _write_version(run: TrainedRun, tmp: Path) -> None:
     build_archive(run).write_out(str(tmp), verbose=False)
     mark_classify_method(tmp)
+    warmup.write(tmp, warmup.texts_for(run.preprocessor.sequence_length))
 
 
 def _verify(run: TrainedRun, tmp: Path, verify: bool, target: str) -> tuple[dict, float | None]:

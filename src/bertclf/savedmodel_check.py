@@ -12,7 +12,8 @@ dies with PARENT_PID (the exporting process), so a killed export leaves nothing 
 1. Op audit, before TF Text is imported: every op in the graph and its function
    library that core TensorFlow does not register is listed as non-core.
 2. Signatures, in the form `saved_model_cli show --all` prints.
-3. If the request has "texts": load the model, run `serving_default` on them
+3. If the request has "texts": load the model, replay its TF Serving warm-up
+   records (`bertclf.warmup`, as the server will), run `serving_default` on the texts
    and `classify` on the same texts as tf.Examples; return both score arrays.
 """
 
@@ -30,7 +31,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
-from bertclf import servable
+from bertclf import servable, warmup
 
 
 def read_saved_model(export_dir: Path) -> saved_model_pb2.SavedModel:
@@ -70,6 +71,7 @@ def run_model(export_dir: Path, texts: list) -> dict:
     import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
     model = tf.saved_model.load(str(export_dir))
+    replayed = warmup.replay(model, export_dir)
     batch = tf.constant(texts)
     predicted = model.signatures[servable.DEFAULT_SIGNATURE](**{servable.TEXT_INPUT: batch})
     examples = [servable.text_example(t.encode("utf-8")) for t in texts]
@@ -84,6 +86,7 @@ def run_model(export_dir: Path, texts: list) -> dict:
         result["class_ids"] = predicted["class_ids"].numpy().tolist()
     return {
         **result,
+        "warmup_requests": replayed,
         "classify_scores": classified["scores"].numpy().tolist(),
         "classify_classes": [
             [c.decode("utf-8") for c in row] for row in classified["classes"].numpy().tolist()

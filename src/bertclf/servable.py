@@ -1,7 +1,7 @@
 """The TensorFlow Serving disk contract, in one place: names, versions, signatures, metadata.
 
     BASE/NAME/VERSION/saved_model.pb, variables/, assets/labels.txt,
-                      assets.extra/bertclf.json
+                      assets.extra/bertclf.json, assets.extra/tf_serving_warmup_requests
 
 TF Serving serves every numeric VERSION directory under BASE/NAME (the highest by
 default) and ignores anything else there, such as a hidden export still in progress.
@@ -23,6 +23,8 @@ VERSION_RE = re.compile(r"^[0-9]{1,18}$")
 SAVED_MODEL = "saved_model.pb"
 LABELS_ASSET = Path("assets") / "labels.txt"
 METADATA = Path("assets.extra") / "bertclf.json"
+# TF Serving replays this file's requests when it loads a version (bertclf.warmup).
+WARMUP_REQUESTS = Path("assets.extra") / "tf_serving_warmup_requests"
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bertclf import servable
+from bertclf import servable, warmup
 
 
 class WorkerError(Exception):
@@ -120,8 +120,11 @@ def _call(tf, model, sigs, signature: str, texts: list[bytes]) -> dict[str, np.n
 def _serve(path: str, recv: Connection, send: Connection) -> None:
     try:
         tf, model, sigs = _load(path)
-        for name in sigs:  # warm-up: trace and allocate before taking traffic
-            _call(tf, model, sigs, name, [b"warm up"])
+        # Warm-up before taking traffic (trace, allocate): the export's TF Serving
+        # records, or, for an export without them, one text per signature.
+        if not warmup.replay(model, Path(path)):
+            for name in sigs:
+                _call(tf, model, sigs, name, [b"warm up"])
     except Exception as e:  # noqa: BLE001 - any load failure is reported, then we exit
         send.send(("error", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500]}"))
         return
