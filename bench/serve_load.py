@@ -171,17 +171,27 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--export", default=str(OUT / "exports" / "bbc"))
     p.add_argument("--max-wait-ms", type=float, nargs="+", default=[0.0, 2.0])
+    p.add_argument(
+        "--renice-model",
+        type=int,
+        default=None,
+        help="an experiment: give the server's model processes this nice value",
+    )
     a = p.parse_args()
     text = forty_words()
     report = {
         **machine(),
         "text_words": len(text.split()),
+        "renice_model": a.renice_model,
         "in_process": in_process(a.export, text),
         "servers": {},
     }
     for wait in a.max_wait_ms:
         # Serve the model that --export names (its base folder holds one folder per model).
         proc, url = start_server(str(Path(a.export).parent), wait)
+        if a.renice_model is not None:
+            for pid in children(proc.pid):
+                os.setpriority(os.PRIO_PROCESS, pid, a.renice_model)
         try:
             model = Path(a.export).name  # the model the server serves from that base
             asyncio.run(load(url, text, 4, 40, model))  # warm-up

@@ -19,13 +19,8 @@ from typing import Any
 
 from bertclf import policy
 from bertclf.fields import as_float, check, option, parse_names
+from bertclf.model_config import ModelConfig, parse_clean  # noqa: F401  (re-exported)
 
-CLEAN_STEPS = ("email", "lower", "letters", "stopwords")
-POOLINGS = ("mean", "cls")
-HEADS = ("softmax", "sigmoid")
-TRUNCATIONS = ("waterfall", "round_robin", "head_tail")
-LONG_MODES = ("truncate", "chunk")
-CHUNK_POOLS = ("mean", "max")
 OPTIMIZERS = ("adamw", "adam")
 EMBEDDING_UPDATES = ("lazy", "dense")
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -140,101 +135,6 @@ class DataConfig:
         check(self.split in SPLITS, "--split", self.split, f"choose one of {SPLITS}")
         check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
         check(bool(self.label_field), "--label-field", self.label_field, "name the label column")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The encoder, its input pipeline and the classifier head.
-
-    Args:
-        model: encoder name or directory (see `bertclf models`).
-        seq_len: tokens per text, [CLS] and [SEP] included (8..512).
-        pooling: `mean` (masked mean of the last hidden states) or `cls`
-            (BERT's pooled [CLS] output).
-        dropout: dropout rate before the dense layer.
-        head: `softmax` (one logit per label) or `sigmoid` (one logit, two labels).
-        clean: cleaning steps applied inside the model, in this fixed order:
-            email, lower, letters, stopwords.
-        truncate: how a long text is cut. `waterfall` keeps its first tokens and needs
-            no TF Text op newer than 2.12 (TF Serving 2.19 loads it); `round_robin`
-            also keeps the first tokens but emits RoundRobinTrim; `head_tail` keeps the
-            first quarter and last three quarters of the window (Sun et al. 2019).
-        long: a text longer than `seq_len`: `truncate` (cut per `truncate`) or `chunk`
-            (windows of `seq_len` tokens, each encoded, logits averaged per text).
-        stride: `chunk`: tokens between window starts (default `seq_len - 2`: none
-            overlap, so every token is read once and the cost grows with the length).
-        max_chunks: `chunk`: windows a text at most (tokens past them are cut).
-        chunk_pool: `chunk`: how a text's window logits become its logits: `mean`
-            (every window counts and gets gradient) or `max` (per label, its strongest
-            window; for labels that one passage decides).
-    """
-
-    model: str = option("minilm-l6", "encoder name or directory (see 'bertclf models')")
-    seq_len: int = option(128, "tokens per text, [CLS] and [SEP] included (8..512)")
-    pooling: str = option(
-        "mean", "sentence vector: mean of the last hidden states, or [CLS]", choices=POOLINGS
-    )
-    dropout: float = option(0.1, "dropout rate before the dense layer")
-    head: str = option(
-        "softmax", "softmax: one logit per label; sigmoid: one logit, binary only", choices=HEADS
-    )
-    clean: tuple[str, ...] = option(
-        (),
-        f"cleaning inside the model: none, or comma-separated {', '.join(CLEAN_STEPS)}",
-        type=lambda v: parse_clean(v),
-        show="none",
-    )
-    truncate: str = option(
-        "waterfall",
-        "cut of a long text: waterfall (its first tokens; loads on TF Serving 2.19), "
-        "round_robin (the same, needs a newer server), head_tail (first quarter and last "
-        "three quarters of the window; loads on TF Serving 2.19)",
-        choices=TRUNCATIONS,
-    )
-    long: str = option(
-        "truncate",
-        "a text longer than --seq-len: truncate (per --truncate), or chunk (windows of "
-        "--seq-len tokens, each encoded, their logits averaged: the whole text is read)",
-        choices=LONG_MODES,
-    )
-    stride: int | None = option(
-        None, "--long chunk: tokens between window starts (default: seq-len - 2)", type=int
-    )
-    max_chunks: int = option(8, "--long chunk: windows a text at most (the rest is cut)")
-    chunk_pool: str = option(
-        "mean",
-        "--long chunk: a text's logits are the mean of its windows', or per label their max",
-        choices=CHUNK_POOLS,
-    )
-
-    def __post_init__(self) -> None:
-        check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
-        check(self.long in LONG_MODES, "--long", self.long, f"choose one of {LONG_MODES}")
-        check(self.max_chunks >= 1, "--max-chunks", self.max_chunks, "use 1 or more")
-        check(self.chunk_pool in CHUNK_POOLS, "--chunk-pool", self.chunk_pool, f"{CHUNK_POOLS}")
-        if self.long == "truncate":
-            check(self.stride is None, "--stride", self.stride, "it needs --long chunk")
-            check(self.chunk_pool == "mean", "--chunk-pool", self.chunk_pool, "add --long chunk")
-        else:
-            room = self.seq_len - 2
-            stride = room if self.stride is None else self.stride
-            check(1 <= stride <= room, "--stride", stride, f"use 1..{room} (--seq-len - 2)")
-            check(
-                self.truncate != "head_tail",
-                "--truncate",
-                self.truncate,
-                "--long chunk reads every token: drop --truncate head_tail",
-            )
-            object.__setattr__(self, "stride", stride)  # config.json records the value used
-        check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
-        check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
-        check(self.head in HEADS, "--head", self.head, f"choose one of {HEADS}")
-        check(self.truncate in TRUNCATIONS, "--truncate", self.truncate, f"one of {TRUNCATIONS}")
-        for step in self.clean:
-            check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
-        # Canonical order, so 'lower,email' and 'email,lower' are the same model.
-        canonical = tuple(s for s in CLEAN_STEPS if s in self.clean)
-        object.__setattr__(self, "clean", canonical)
 
 
 @dataclass(frozen=True)
@@ -430,14 +330,3 @@ class RunConfig:
             train=TrainConfig(**d.get("train", {})),
             **seed,
         )
-
-
-def parse_clean(value: str) -> tuple[str, ...]:
-    """Parse `--clean` ('none', or a comma-separated list of steps)."""
-    value = value.strip().lower()
-    if value in ("", "none"):
-        return ()
-    steps = tuple(s.strip() for s in value.split(",") if s.strip())
-    for step in steps:
-        check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
-    return steps
