@@ -167,6 +167,41 @@ def start_server(base: str, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
+def paired(export: str, wait: float, text: str, rounds: int) -> dict:
+    """The two target ratios, each from a bare and a server measurement taken back to
+    back, `rounds` times: this machine's speed drifts by tens of percent within minutes,
+    so a reference measured once, minutes before the server, moves the ratio with it."""
+    from bertclf.exported import ExportedModel
+
+    bare = ExportedModel(export)
+    proc, url = start_server(str(Path(export).parent), wait)
+    model, rows, same32 = Path(export).name, [], [text] * 32
+    try:
+        asyncio.run(load(url, text, 4, 40, model))  # warm-up
+        for _ in range(rounds):
+            b1 = statistics.median(timed(lambda: bare.predict_proba([text]), 30, warmup=3))
+            c1 = asyncio.run(load(url, text, 1, 30, model))["p50_ms"] / 1000
+            b32 = timed(lambda: bare.predict_proba(same32, batch_size=32), 3, warmup=1)
+            c32 = level(url, proc.pid, text, 32, 320, model)
+            rows.append(
+                {
+                    "bare_batch1_p50_ms": 1000 * b1,
+                    "c1_p50_ms": 1000 * c1,
+                    "p50_c1_over_bare_batch1": c1 / b1,
+                    "bare_batch32_texts_per_s": 32 / statistics.median(b32),
+                    "c32": c32,
+                    "throughput_c32_over_bare_batch32": c32["throughput_rps"]
+                    * statistics.median(b32)
+                    / 32,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    return {"max_wait_ms": wait, "rounds": rows}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--export", default=str(OUT / "exports" / "bbc"))
@@ -177,8 +212,19 @@ def main() -> None:
         default=None,
         help="an experiment: give the server's model processes this nice value",
     )
+    p.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="R",
+        help="instead: R rounds of bare and server measurements back to back (c=1, c=32)",
+    )
     a = p.parse_args()
     text = forty_words()
+    if a.paired:
+        report = {**machine(), **paired(a.export, a.max_wait_ms[0], text, a.paired)}
+        (OUT / "serve_load_paired.json").write_text(json.dumps(report, indent=2))
+        return
     report = {
         **machine(),
         "text_words": len(text.split()),
