@@ -198,9 +198,13 @@ results = {{}}
 weights = {{}}
 for strategy in ("mirrored", "default"):
     cfg = tiny_config({data!r}, {out!r} + strategy, {encoder!r}, epochs=2, strategy=strategy)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.0))
+    # --long chunk at seq-len 8: most texts are 2-4 windows, pooled per text on each replica.
+    model = dataclasses.replace(cfg.model, dropout=0.0, seq_len=8, long="chunk", max_chunks=4)
+    cfg = dataclasses.replace(cfg, model=model)
     r = train(cfg, progress=False)
-    results[strategy] = {{"replicas": r.replicas, "loss": r.history[-1]["train_loss"]}}
+    long = json.load(open({out!r} + strategy + "/config.json"))["config"]["model"]["long"]
+    loss = r.history[-1]["train_loss"]
+    results[strategy] = {{"replicas": r.replicas, "loss": loss, "long": long}}
     weights[strategy] = load_run({out!r} + strategy).model.get_weights()
 diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights["mirrored"], weights["default"]))
 results["max_weight_diff"] = diff
@@ -223,9 +227,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_data, tiny_encoder
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["mirrored"]["replicas"] == 2 and res["default"]["replicas"] == 1
+    assert res["mirrored"]["long"] == res["default"]["long"] == "chunk"
     # Without dropout, two replicas with summed gradients train the same model as one
     # device, up to float noise; this also holds for the short last batch, which splits
-    # unevenly across the replicas (the loss is divided by the global batch size).
+    # unevenly across the replicas (the loss is divided by the global batch size), and for
+    # windowed texts (a batch splits by texts, each replica pools its own texts' windows).
+    # The plain (one-window) path under mirrored: tests/test_multilabel.py.
     assert res["mirrored"]["loss"] == pytest.approx(res["default"]["loss"], rel=1e-5)
     assert res["max_weight_diff"] < 1e-4
 
