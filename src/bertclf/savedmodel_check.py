@@ -2,7 +2,8 @@
 
 Run as a module in its own process (never imported by the rest of bertclf), so the
 process holds only what a serving host has: `tensorflow`, then `tensorflow_text`
-(and bertclf's dependency-free `servable` constants).
+(and bertclf's dependency-free `servable` constants, and `warmup`, which reads the
+warm-up records with tensorflow-serving-api's protobufs).
 
     python -m bertclf.savedmodel_check EXPORT_DIR PARENT_PID < {"texts": [...]}
 
