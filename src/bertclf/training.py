@@ -287,12 +287,15 @@ def _watch_preemption(trainer: Trainer, strategy, source: Path) -> None:
         ),
     )
     trainer.run_step = lambda batch: handler.run(trainer.train_step, batch)
-    # TensorFlow's handler calls its own deprecated property when it saves (TF 2.21):
-    # three lines of warning about TensorFlow's code, not the user's, at preemption.
-    logging.getLogger("tensorflow").addFilter(
-        lambda record: "PreemptionCheckpointHandler.total_run_calls" not in record.getMessage()
-    )
+    # One function object: addFilter skips it when a later train() adds it again.
+    logging.getLogger("tensorflow").addFilter(_not_handler_deprecation)
     trainer.preemption = handler  # alive as long as the trainer: its threads watch SIGTERM
+
+
+def _not_handler_deprecation(record: logging.LogRecord) -> bool:
+    """TensorFlow's handler calls its own deprecated property when it saves (TF 2.21):
+    three lines of warning about TensorFlow's code, not the user's, at preemption."""
+    return "PreemptionCheckpointHandler.total_run_calls" not in record.getMessage()
 
 
 def _compare_with_baseline(kept: dict[str, float], baseline_f1: float) -> None:
