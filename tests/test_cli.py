@@ -209,5 +209,5 @@ def test_every_flag_has_help_and_shows_its_default():
                 if has_value:
                     assert "(default: %(default)s)" in action.help, (name, action.dest)
     train_help = commands["train"].format_help()
-    for shown in ("at least 3", "(default: 3e-05)", "(default: none)", "(default: minilm-l6)"):
+    for shown in ("at least 3", "(default: 0.0001)", "(default: none)", "(default: minilm-l6)"):
         assert shown in train_help

@@ -21,6 +21,13 @@ def test_budget_gives_small_data_enough_steps_and_large_data_no_more():
     assert policy.budget(5, 204, 16) == (5, "--epochs 5: 65 optimizer steps (13 an epoch)")
 
 
+def test_a_high_rate_warns_only_for_a_large_encoder():
+    assert policy.learning_rate_warning(policy.LEARNING_RATE, 384) is None  # the default encoder
+    assert policy.learning_rate_warning(3e-5, 768) is None  # BERT-base at its usual rate
+    warning = policy.learning_rate_warning(1e-4, 768)
+    assert "--lr 0.0001" in warning and "hidden 768" in warning and "--lr 3e-5" in warning
+
+
 def test_class_weights_auto_past_the_ratio():
     assert policy.class_weights("auto", [0] * 13 + [1] * 10, 2)[0] is None  # 1.3 < 1.5
     weights, _ = policy.class_weights("auto", [0] * 30 + [1] * 10, 2)

@@ -178,7 +178,11 @@ class TrainConfig:
         type=int,
     )
     batch_size: int = option(16, "global batch size (split across replicas)")
-    lr: float = option(3e-5, "peak learning rate")
+    lr: float = option(
+        policy.LEARNING_RATE,
+        "peak learning rate (the default suits compact encoders such as the default "
+        "one; BERT-base size: 3e-5; see README)",
+    )
     optimizer: str = option(
         "adamw", "adamw: decoupled weight decay; adam: none", choices=OPTIMIZERS
     )
@@ -256,7 +260,12 @@ class TrainConfig:
             self.checkpoint_every >= 0, "--checkpoint-every", self.checkpoint_every, "use 0 or more"
         )
         check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
-        check(0.0 < self.lr < 1.0, "--lr", self.lr, "use a small positive rate such as 3e-5")
+        check(
+            0.0 < self.lr < 1.0,
+            "--lr",
+            self.lr,
+            f"use a small positive rate such as {policy.LEARNING_RATE:g}",
+        )
         check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")
         check(

@@ -20,6 +20,14 @@ tuned on the validation split (`bertclf.thresholds`), which is what counters a r
 label at decision time, while that ratio reaches the hundreds for rare labels
 (GoEmotions' "grief": 77 of 43,410 texts, a weight of 563) and would dominate the loss.
 
+Learning rate. The peak rate `LEARNING_RATE` is 1e-4, not BERT-base's usual 2e-5 to
+5e-5 (Devlin et al. 2019): the default encoder is a compact BERT (6 layers, hidden 384),
+and compact BERTs are fine-tuned at higher rates (Turc et al. 2019, "Well-Read Students
+Learn Better", chose each task's rate for their 24 compact models from 3e-4, 1e-4, 5e-5
+and 3e-5). Measured with the default encoder on three datasets (BENCHMARKS.md section
+13): it was 3e-5 before. With a BERT-base-size `--model` (hidden 768 or more) and a rate
+above `LARGE_ENCODER_LR`, the run warns and names Devlin et al.'s range.
+
 The kept epoch. `--select macro_f1` (default) keeps the epoch with the best validation
 macro-F1, a tie broken by the lower validation loss: accuracy on an imbalanced set
 rewards predicting the majority class, and on a small validation set several epochs
@@ -40,6 +48,9 @@ MIN_EPOCHS = 3
 MIN_STEPS = 300
 MAX_EPOCHS = 20
 IMBALANCE_RATIO = 1.5
+LEARNING_RATE = 1e-4
+LARGE_ENCODER_LR = 5e-5  # the top of Devlin et al.'s grid for BERT-base and BERT-large
+LARGE_ENCODER_HIDDEN = 768
 
 
 def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:
@@ -88,6 +99,18 @@ def _positive_weights(choice: str, labels: np.ndarray) -> tuple[list[float] | No
     weights = [float(n / p) if p else 1.0 for n, p in zip(negatives, positives, strict=True)]
     shown = ", ".join(f"{w:.1f}" for w in weights)
     return weights, f"balanced: each label's positives weighted negatives/positives [{shown}]"
+
+
+def learning_rate_warning(lr: float, hidden_dim: int) -> str | None:
+    """A warning when `lr` is high for an encoder of BERT-base size or larger, else None."""
+    if hidden_dim < LARGE_ENCODER_HIDDEN or lr <= LARGE_ENCODER_LR:
+        return None
+    return (
+        f"--lr {lr:g} is above the rates published for encoders of this size (hidden "
+        f"{hidden_dim}: 2e-5 to {LARGE_ENCODER_LR:g}, Devlin et al. 2019); the default "
+        f"{LEARNING_RATE:g} is for compact encoders such as the default one: pass --lr 3e-5 "
+        "if the validation loss jumps or the run predicts one class"
+    )
 
 
 def selection_key(row: dict[str, float], select: str) -> tuple[float, ...]:

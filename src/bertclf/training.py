@@ -218,6 +218,8 @@ def _train_in(
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
+    if warning := policy.learning_rate_warning(config.train.lr, backbone.hidden_dim):
+        logger.warning("%s", warning)
     in_place = resume and out == source
     run_dir = rundir.prepare_run_dir(out, resume=in_place, overwrite=overwrite)
     if not in_place:
