@@ -30,7 +30,6 @@ TOGGLES = ("auto", "on", "off")
 SPLITS = ("auto", "keras", "stratified")
 SELECTS = ("macro_f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
-HEAD_INITS = ("probe", "random")
 TASKS = ("single", "multilabel")
 TEXT_FIELD = "text"
 LABEL_FIELD = "label"
@@ -149,8 +148,6 @@ class TrainConfig:
         class_weight: `balanced` (inverse class frequency), `none`, or `auto`
             (balanced past an imbalance ratio, see `bertclf.policy`).
         patience: stop after this many epochs without a better kept epoch (None: off).
-        head_init: the head's starting weights: `probe` (a logistic regression on the
-            encoder's vectors of the training texts, `bertclf.probe`) or `random`.
         checkpoint_every: also checkpoint every N optimizer steps (0: only at each
             epoch's end); `--resume` continues from the last checkpoint, mid-epoch too.
         thresholds: multilabel decision thresholds: `tune` (per label, best F1 on the
@@ -225,12 +222,6 @@ class TrainConfig:
     patience: int | None = option(
         None, "stop after N epochs without a better kept epoch (default: off)", type=int
     )
-    head_init: str = option(
-        "probe",
-        "the head's starting weights: probe (a logistic regression on the encoder's "
-        "vectors of the training texts, then fine-tuning) or random",
-        choices=HEAD_INITS,
-    )
     checkpoint_every: int = option(
         0, "also checkpoint every N optimizer steps, for --resume mid-epoch (0: epoch ends only)"
     )
@@ -263,7 +254,6 @@ class TrainConfig:
             self.thresholds,
             "use 'tune' or a probability in (0, 1) such as 0.5",
         )
-        check(self.head_init in HEAD_INITS, "--head-init", self.head_init, f"one of {HEAD_INITS}")
         if self.patience is not None:
             check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
         check(

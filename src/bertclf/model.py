@@ -95,7 +95,11 @@ class BertClassifier(keras.Model):
         """Windows [b, C, w] -> logits [b, L]: each used window encoded, their logits
         pooled per text (so the loss, and the batch, count texts, not windows): the
         mean, or with `chunk_pool="max"` each label's largest."""
-        windows, text, texts = _used_windows(inputs)
+        shape = tf.shape(inputs["token_ids"])
+        flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
+        used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
+        text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
+        windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]
         x = self.dropout(self.pool(windows, training=training), training=training)
         logits = self.classifier(x)  # [n, L]
         # Every text has a used window ([CLS] [SEP] at least), so no segment is empty.
@@ -104,18 +108,7 @@ class BertClassifier(keras.Model):
             if self.chunk_pool == "max"
             else tf.math.unsorted_segment_mean
         )
-        return pool(logits, text, texts)  # [b, L]
-
-    def text_vectors(self, inputs):
-        """BERT inputs -> [batch, hidden]: the vector the head reads, one per text.
-
-        Windowed input: the mean of a text's window vectors, through which the mean of
-        its window logits is exactly the head applied once (the head is linear).
-        """
-        if inputs["token_ids"].shape.rank != 3:
-            return self.pool(inputs)
-        windows, text, texts = _used_windows(inputs)
-        return tf.math.unsorted_segment_mean(self.pool(windows), text, texts)
+        return pool(logits, text, shape[0])  # [b, L]
 
     def probabilities(self, logits):
         """Logits -> [batch, num_labels] probabilities, columns in label order."""
@@ -180,15 +173,6 @@ class BertClassifier(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
-
-
-def _used_windows(inputs):
-    """Windows [b, C, w] -> (the used windows [n, w] each, their text's index [n], b)."""
-    shape = tf.shape(inputs["token_ids"])
-    flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
-    used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
-    text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
-    return {k: tf.boolean_mask(v, used) for k, v in flat.items()}, text, shape[0]
 
 
 def build_classifier(

@@ -97,7 +97,6 @@ class Trainer:
         self.run_step = self.train_step
         self.preemption = None  # that handler, when there is one
         self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
-        self.vectors_step = tf.function(self._vectors_step, input_signature=[spec])
         self.writers = {
             part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
             for part in ("train", "validation")
@@ -186,17 +185,6 @@ class Trainer:
         if self.multilabel:  # the replicas' probability rows, in batch order
             return sums, self.strategy.gather(extra, axis=0)
         return sums, self.strategy.reduce(tf.distribute.ReduceOp.SUM, extra, axis=None)
-
-    def _vectors_step(self, batch):
-        vectors, labels = self.strategy.run(
-            lambda features, labels: (self.model.text_vectors(features), labels), args=batch
-        )
-        return self.strategy.gather(vectors, axis=0), self.strategy.gather(labels, axis=0)
-
-    def text_vectors(self, examples) -> tuple[np.ndarray, np.ndarray]:
-        """The head's input vectors [n, hidden] of `examples` (no dropout), and their labels."""
-        parts = [self.vectors_step(b) for b in self._distribute(self._dataset(examples, None))]
-        return tuple(np.concatenate([p[i].numpy() for p in parts]) for i in (0, 1))
 
     def _reset_rng(self, epoch: int) -> None:
         for i, state in enumerate(self.rng_states):

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bertclf import cluster, encoders, hardware, policy, probe, rundir
+from bertclf import cluster, encoders, hardware, policy, rundir
 from bertclf import data as data_lib
 from bertclf.baseline import NAME as BASELINE_NAME
 from bertclf.baseline import fit_baseline
@@ -248,8 +248,6 @@ def _train_in(
     if config.train.strategy == "multiworker":
         _watch_preemption(trainer, strategy, source)
     history = _restore(trainer, source) if resume else []
-    if int(trainer.epoch.numpy()) == int(trainer.step_in_epoch.numpy()) == 0:  # no checkpoint
-        logger.info("%s", probe.init_head(trainer))
     history = trainer.fit(history)
     kept = history[int(trainer.kept.numpy()) - 1]
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
