@@ -53,8 +53,10 @@ setup-tools: .tools/.installed
 demo: setup
 	bash examples/demo.sh
 
+# One worker per core (at most 4), each test file on one worker, so a module's fixtures
+# are built once; the 20 slowest tests are listed, to keep the suite short.
 test: setup setup-beam setup-tools
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=20
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
