@@ -13,7 +13,7 @@ echo "== 1. analyze the data =="
 
 echo "== 2. train (validation split 0.2, held-out test set) =="
 "$BERTCLF" train examples/demo_data --test examples/demo_test --out "$OUT/run" \
-  --epochs 4 --seq-len 64 --batch-size 16 --lr 1e-4 --no-progress
+  --epochs 4 --seq-len 64 --batch-size 16 --no-progress
 
 echo "== 3. evaluate the run on the held-out test set =="
 "$BERTCLF" evaluate "$OUT/run" examples/demo_test
