@@ -63,19 +63,17 @@ def _vocab() -> list[str]:
     return list(dict.fromkeys(tokens))  # unique, order kept
 
 
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory) -> str:
-    """A 1-layer, hidden-16 BERT (no dropout) saved as a keras-hub preset directory."""
+def save_tiny_encoder(d: Path, hidden_dim: int = 16) -> str:
+    """A 1-layer BERT (no dropout) with the test vocabulary, saved as a keras-hub preset."""
     import keras
     import keras_hub
 
     keras.utils.set_random_seed(0)
-    d = tmp_path_factory.mktemp("tiny_bert")
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(_vocab()),
         num_layers=1,
         num_heads=2,
-        hidden_dim=16,
+        hidden_dim=hidden_dim,
         intermediate_dim=32,
         max_sequence_length=64,
         dropout=0.0,
@@ -84,6 +82,12 @@ def tiny_encoder(tmp_path_factory) -> str:
     backbone.save_to_preset(str(d))
     tokenizer.save_to_preset(str(d))
     return str(d)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A 1-layer, hidden-16 BERT (no dropout) saved as a keras-hub preset directory."""
+    return save_tiny_encoder(tmp_path_factory.mktemp("tiny_bert"))
 
 
 def run_cli(*args: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:

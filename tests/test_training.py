@@ -16,7 +16,7 @@ from bertclf.run import load_run
 from bertclf.rundir import read_meta
 from bertclf.training import train
 
-from conftest import write_folder
+from conftest import save_tiny_encoder, write_folder
 
 
 def tiny_config(data, out, encoder, **train_kw):
@@ -94,22 +94,9 @@ def test_learning_rate_warms_up_and_decays(tmp_path, tiny_data, tiny_encoder):
 
 def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, caplog):
     """Hidden size 768 (one layer, to stay quick) at 1e-4: the run logs the warning."""
-    import keras_hub
-
-    from conftest import _vocab
-
-    wide = tmp_path / "wide"
-    keras_hub.models.BertBackbone(
-        vocabulary_size=len(_vocab()),
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=768,
-        intermediate_dim=32,
-        max_sequence_length=64,
-    ).save_to_preset(str(wide))
-    keras_hub.models.BertTokenizer(vocabulary=_vocab(), lowercase=True).save_to_preset(str(wide))
+    wide = save_tiny_encoder(tmp_path / "wide", hidden_dim=768)
     with caplog.at_level(logging.WARNING, logger="bertclf.training"):
-        train(tiny_config(tiny_data, tmp_path / "r", str(wide), epochs=1, lr=1e-4), progress=False)
+        train(tiny_config(tiny_data, tmp_path / "r", wide, epochs=1, lr=1e-4), progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(w.startswith("--lr 0.0001 is above the rates published") for w in warnings)
 
