@@ -160,6 +160,9 @@ class TrainConfig:
         embedding_update: `lazy` (Adam moves only the embedding rows a batch uses,
             as TF Addons' LazyAdam) or `dense` (every row, every step, as PyTorch).
         warmup: fraction of all steps with a linear warm-up; then linear decay to 0.
+        ema: decay of an exponential moving average of the weights, updated every
+            step; validation, the kept weights and the export use the average (0: off,
+            the raw weights). See `bertclf.policy`.
         strategy: `default` (one device), `mirrored` (all local GPUs) or
             `multiworker` (the TF_CONFIG cluster, `bertclf.cluster`).
         tb_histograms: optimizer-moment histograms for the `head`, `all`
@@ -193,6 +196,11 @@ class TrainConfig:
         choices=EMBEDDING_UPDATES,
     )
     warmup: float = option(0.1, "fraction of all steps with a linear warm-up, then linear decay")
+    ema: float = option(
+        policy.EMA_DECAY,
+        "validate, keep and export a moving average of the weights with this decay per "
+        "step (0: the raw weights; see README)",
+    )
     strategy: str = option(
         "default",
         "default: one device; mirrored: all local GPUs; multiworker: the TF_CONFIG cluster",
@@ -259,6 +267,7 @@ class TrainConfig:
         check(
             self.checkpoint_every >= 0, "--checkpoint-every", self.checkpoint_every, "use 0 or more"
         )
+        check(0.0 <= self.ema < 1.0, "--ema", self.ema, "use 0 (off) or a decay in (0, 1)")
         check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
         check(
             0.0 < self.lr < 1.0,

@@ -51,6 +51,7 @@ IMBALANCE_RATIO = 1.5
 LEARNING_RATE = 1e-4
 LARGE_ENCODER_LR = 5e-5  # the top of Devlin et al.'s grid for BERT-base and BERT-large
 LARGE_ENCODER_HIDDEN = 768
+EMA_DECAY = 0.0
 
 
 def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:

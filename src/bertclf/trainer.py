@@ -11,6 +11,7 @@ same dropout masks. `bertclf.training.train()` sets it up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -72,7 +73,11 @@ class Trainer:
         # replayed epoch draws the same masks as the interrupted one did; checkpointed
         # (Keras does not track it) for a resume mid-epoch.
         self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+        # --ema: a moving average of every trainable variable, updated after each step.
+        self.averages = self._make_averages() if config.train.ema else []
+        extra = {"averages": self.averages} if self.averages else {}
         self.checkpoint = tf.train.Checkpoint(
+            **extra,
             rng=self.rng_states,
             model=model,
             optimizer=optimizer,
@@ -101,6 +106,46 @@ class Trainer:
             part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
             for part in ("train", "validation")
         }
+
+    def _make_averages(self) -> list:
+        with self.strategy.scope():  # mirrored like the weights; replicas hold equal values
+            return [
+                tf.Variable(
+                    v.value,
+                    trainable=False,
+                    name=f"average_{i}",
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                )
+                for i, v in enumerate(self.model.trainable_variables)
+            ]
+
+    def _update_averages(self, variables) -> None:
+        """average = d * average + (1 - d) * weight, with d = min(--ema, (1 + t) / (10 + t)).
+
+        The second term is tf.train.ExponentialMovingAverage's `num_updates` rule: over
+        the first steps the average spans fewer steps, so it does not hold on to the
+        pre-trained weights and the random head.
+        """
+        t = tf.cast(self.optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.cfg.train.ema, (1.0 + t) / (10.0 + t))
+        for average, var in zip(self.averages, variables, strict=True):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(var.value, tf.float32))
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within: the model holds the moving averages (--ema); after: its raw weights again."""
+        if not self.averages:
+            yield
+            return
+        variables = self.model.trainable_variables
+        raw = [tf.identity(v.value) for v in variables]
+        for var, average in zip(variables, self.averages, strict=True):
+            var.assign(average.read_value())
+        try:
+            yield
+        finally:
+            for var, value in zip(variables, raw, strict=True):
+                var.assign(value)
 
     def _train_order(self, epoch: int):
         seed = self.cfg.seed + epoch
@@ -140,6 +185,8 @@ class Trainer:
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        if self.averages:
+            self._update_averages(variables)
         return self._sums(features, labels, logits, per_example)
 
     def _replica_eval(self, features, labels):
@@ -277,21 +324,9 @@ class Trainer:
             start = time.perf_counter()
             train_m = self.run_epoch(epoch)
             seconds = time.perf_counter() - start
-            val_m = self.evaluate_split(self.splits.val)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_m["loss"],
-                "train_accuracy": train_m["accuracy"],
-                "val_loss": val_m["loss"],
-                "val_accuracy": val_m["accuracy"],
-                "val_macro_f1": val_m["macro_f1"],
-                "baseline_val_macro_f1": self.baseline_macro_f1,
-                "learning_rate": current_lr(self.optimizer),
-                "seconds": seconds,
-                "examples_per_second": train_m["examples"] / seconds,
-                "real_tokens_per_second": train_m["real_tokens"] / seconds,
-                "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
-            }
+            with self.averaged_weights():  # validate and keep the averages (--ema)
+                row = self._validate(epoch, train_m, seconds)
+                self._keep(row)
             self._end_epoch(row, history)
             if stopper.update(row["kept"]):
                 logger.info(
@@ -303,7 +338,26 @@ class Trainer:
                 break
         return history
 
-    def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
+    def _validate(self, epoch: int, train_m: dict, seconds: float) -> dict[str, float]:
+        """The epoch's history row: training figures and the validation split's metrics."""
+        val_m = self.evaluate_split(self.splits.val)
+        return {
+            "epoch": epoch + 1,
+            "train_loss": train_m["loss"],
+            "train_accuracy": train_m["accuracy"],
+            "val_loss": val_m["loss"],
+            "val_accuracy": val_m["accuracy"],
+            "val_macro_f1": val_m["macro_f1"],
+            "baseline_val_macro_f1": self.baseline_macro_f1,
+            "learning_rate": current_lr(self.optimizer),
+            "seconds": seconds,
+            "examples_per_second": train_m["examples"] / seconds,
+            "real_tokens_per_second": train_m["real_tokens"] / seconds,
+            "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
+        }
+
+    def _keep(self, row: dict[str, float]) -> None:
+        """Save the model's weights as the kept ones when the selection key improves."""
         key = policy.selection_key(row, self.cfg.train.select)
         key = (*key, 0.0)[:2]  # the variable holds two numbers
         kept = bool(key > tuple(float(v) for v in self.best.numpy()))
@@ -323,6 +377,8 @@ class Trainer:
             self.best.assign(key)
             self.kept.assign(row["epoch"])
         row["kept"] = kept
+
+    def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
         self._summaries(row)
         history.append(row)
         write_json(self.run_dir / rundir.HISTORY, history)
@@ -339,7 +395,7 @@ class Trainer:
             row["val_loss"],
             row["val_accuracy"],
             row["val_macro_f1"],
-            " (kept)" if kept else "",
+            " (kept)" if row["kept"] else "",
             row["examples_per_second"],
         )
 
