@@ -25,7 +25,14 @@ def test_a_high_rate_warns_only_for_a_large_encoder():
     assert policy.learning_rate_warning(policy.LEARNING_RATE, 384) is None  # the default encoder
     assert policy.learning_rate_warning(3e-5, 768) is None  # BERT-base at its usual rate
     warning = policy.learning_rate_warning(1e-4, 768)
-    assert "--lr 0.0001" in warning and "hidden 768" in warning and "--lr 3e-5" in warning
+    assert "--lr 1e-4" in warning and "hidden 768" in warning and "--lr 3e-5" in warning
+    # Rates as papers write them, not as Python's :g does ("0.0001", "3e-05").
+    assert [policy.rate(r) for r in (1e-4, 3e-5, 2.5e-5, 0.001)] == [
+        "1e-4",
+        "3e-5",
+        "2.5e-5",
+        "1e-3",
+    ]
 
 
 def test_class_weights_auto_past_the_ratio():

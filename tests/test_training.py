@@ -98,7 +98,7 @@ def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, capl
     with caplog.at_level(logging.WARNING, logger="bertclf.training"):
         train(tiny_config(tiny_data, tmp_path / "r", wide, epochs=1, lr=1e-4), progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(w.startswith("--lr 0.0001 is above the rates published") for w in warnings)
+    assert any(w.startswith("--lr 1e-4 is above the rates published") for w in warnings)
 
 
 def test_existing_run_is_never_overwritten_silently(tmp_path, tiny_data, tiny_encoder):

@@ -184,7 +184,7 @@ class TrainConfig:
     lr: float = option(
         policy.LEARNING_RATE,
         "peak learning rate (the default suits compact encoders such as the default "
-        "one; BERT-base size: 3e-5; see README)",
+        f"one; BERT-base size: {policy.rate(policy.LARGE_ENCODER_SUGGESTED_LR)}; see README)",
     )
     optimizer: str = option(
         "adamw", "adamw: decoupled weight decay; adam: none", choices=OPTIMIZERS
@@ -273,7 +273,7 @@ class TrainConfig:
             0.0 < self.lr < 1.0,
             "--lr",
             self.lr,
-            f"use a small positive rate such as {policy.LEARNING_RATE:g}",
+            f"use a small positive rate such as {policy.rate(policy.LEARNING_RATE)}",
         )
         check(self.optimizer in OPTIMIZERS, "--optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         check(0.0 <= self.weight_decay < 1.0, "--weight-decay", self.weight_decay, "use [0, 1)")

@@ -51,6 +51,7 @@ IMBALANCE_RATIO = 1.5
 LEARNING_RATE = 1e-4
 LARGE_ENCODER_LR = 5e-5  # the top of Devlin et al.'s grid for BERT-base and BERT-large
 LARGE_ENCODER_HIDDEN = 768
+LARGE_ENCODER_SUGGESTED_LR = 3e-5  # the middle of Devlin et al.'s grid
 EMA_DECAY = 0.0
 
 
@@ -102,15 +103,26 @@ def _positive_weights(choice: str, labels: np.ndarray) -> tuple[list[float] | No
     return weights, f"balanced: each label's positives weighted negatives/positives [{shown}]"
 
 
+def rate(lr: float) -> str:
+    """A learning rate as papers write it: 1e-4, 3e-5 (not 0.0001, 3e-05).
+
+    >>> rate(1e-4), rate(3e-5), rate(2.5e-5)
+    ('1e-4', '3e-5', '2.5e-5')
+    """
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def learning_rate_warning(lr: float, hidden_dim: int) -> str | None:
     """A warning when `lr` is high for an encoder of BERT-base size or larger, else None."""
     if hidden_dim < LARGE_ENCODER_HIDDEN or lr <= LARGE_ENCODER_LR:
         return None
     return (
-        f"--lr {lr:g} is above the rates published for encoders of this size (hidden "
-        f"{hidden_dim}: 2e-5 to {LARGE_ENCODER_LR:g}, Devlin et al. 2019); the default "
-        f"{LEARNING_RATE:g} is for compact encoders such as the default one: pass --lr 3e-5 "
-        "if the validation loss jumps or the run predicts one class"
+        f"--lr {rate(lr)} is above the rates published for encoders of this size (hidden "
+        f"{hidden_dim}: 2e-5 to {rate(LARGE_ENCODER_LR)}, Devlin et al. 2019); the default "
+        f"{rate(LEARNING_RATE)} is for compact encoders such as the default one: pass --lr "
+        f"{rate(LARGE_ENCODER_SUGGESTED_LR)} if the validation loss jumps or the run predicts "
+        "one class"
     )
 
 
