@@ -101,6 +101,36 @@ def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, capl
     assert any(w.startswith("--lr 1e-4 is above the rates published") for w in warnings)
 
 
+def test_the_kept_weights_are_the_validated_moving_average(tmp_path, tiny_data, tiny_encoder):
+    from bertclf.data import load_splits
+    from bertclf.evaluation import evaluate_examples
+    from bertclf.trainer import average_decay
+
+    # The rule, by hand: (1 + t) / (10 + t) over the first steps, then the --ema cap.
+    got = [float(average_decay(t, 0.9)) for t in (0, 1, 71, 500)]
+    np.testing.assert_allclose(got, [0.1, 2 / 11, 72 / 81, 0.9], rtol=1e-6)
+    out = tmp_path / "run"
+    # One epoch: it is the kept one, and the checkpoint holds the same step's averages.
+    cfg = tiny_config(tiny_data, out, tiny_encoder, epochs=1, ema=0.9)
+    result = train(cfg, progress=False)
+    assert json.loads((out / "config.json").read_text())["config"]["train"]["ema"] == 0.9
+    kept = result.history[0]
+    # What was validated is what was kept: the kept weights give the row's figures again.
+    run = load_run(out)
+    m = evaluate_examples(run, load_splits(cfg.data, cfg.seed).val)
+    assert m["macro_f1"] == pytest.approx(kept["val_macro_f1"], abs=1e-6)
+    assert m["accuracy"] == pytest.approx(kept["val_accuracy"], abs=1e-6)
+    # The kept weights are the averages; the checkpoint also holds the raw weights
+    # (for --resume), which differ from them after a few steps.
+    state = _final_state(out)
+    kept_weights = [v.numpy() for v in run.model.trainable_variables]
+    for i, value in enumerate(kept_weights):
+        np.testing.assert_array_equal(value, state[f"averages/{i}/.ATTRIBUTES/VARIABLE_VALUE"])
+    head = kept_weights[-2]  # the dense head's kernel [hidden, 3]
+    raw = [v for k, v in state.items() if k.startswith("model/") and v.shape == head.shape]
+    assert raw and not any(np.array_equal(v, head) for v in raw)
+
+
 def test_existing_run_is_never_overwritten_silently(tmp_path, tiny_data, tiny_encoder):
     out = tmp_path / "run"
     out.mkdir()

@@ -35,6 +35,20 @@ from bertclf.preprocessing import TextPreprocessor
 logger = logging.getLogger(__name__)
 
 
+def average_decay(step, decay: float):
+    """The moving average's decay after `step` optimizer steps: min(decay, (1 + t) / (10 + t)).
+
+    The second term is tf.train.ExponentialMovingAverage's `num_updates` rule: early on
+    the average spans about the last t / 9 steps, so it does not hold on to the
+    pre-trained weights and the random head; `decay` caps it at 1 / (1 - decay) steps.
+
+    >>> [round(float(average_decay(t, 0.99)), 3) for t in (0, 8, 90, 10_000)]
+    [0.1, 0.5, 0.91, 0.99]
+    """
+    t = tf.cast(step, tf.float32)
+    return tf.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
 class Trainer:
     """Owns the model, optimizer, compiled steps and run-directory outputs."""
 
@@ -120,14 +134,8 @@ class Trainer:
             ]
 
     def _update_averages(self, variables) -> None:
-        """average = d * average + (1 - d) * weight, with d = min(--ema, (1 + t) / (10 + t)).
-
-        The second term is tf.train.ExponentialMovingAverage's `num_updates` rule: over
-        the first steps the average spans fewer steps, so it does not hold on to the
-        pre-trained weights and the random head.
-        """
-        t = tf.cast(self.optimizer.iterations, tf.float32)
-        decay = tf.minimum(self.cfg.train.ema, (1.0 + t) / (10.0 + t))
+        """average = d * average + (1 - d) * weight, for every trainable variable."""
+        decay = average_decay(self.optimizer.iterations, self.cfg.train.ema)
         for average, var in zip(self.averages, variables, strict=True):
             average.assign(decay * average + (1.0 - decay) * tf.cast(var.value, tf.float32))
 
