@@ -193,8 +193,6 @@ class Trainer:
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
-        if self.averages:
-            self._update_averages(variables)
         return self._sums(features, labels, logits, per_example)
 
     def _replica_eval(self, features, labels):
@@ -232,6 +230,8 @@ class Trainer:
 
     def _train_step(self, batch):
         sums = self.strategy.run(self._replica_train, args=batch)
+        if self.averages:  # in cross-replica context: one update, mirrored to every replica
+            self._update_averages(self.model.trainable_variables)
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
 
     def _eval_step(self, batch):
