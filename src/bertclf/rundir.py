@@ -4,9 +4,9 @@ RUN/
   config.json        resolved RunConfig, label names, encoder source, backbone config
   labels.txt         one label per line, in model output order (export's labels asset)
   vocab.txt          the tokenizer's WordPiece vocabulary
-  best.weights.h5    weights of the kept epoch (see --select)
+  best.weights.h5    weights of the kept epoch (see --select): their moving average (--ema)
   thresholds.json    multi-label runs: the kept epoch's decision threshold per label
-  checkpoints/       last finished epoch: model + optimizer state (for --resume)
+  checkpoints/       last finished epoch: model, optimizer state, the averages (for --resume)
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
   baseline.json      the linear baseline's metrics on the same split
