@@ -102,9 +102,9 @@ def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, capl
 
 
 def test_the_kept_weights_are_the_validated_moving_average(tmp_path, tiny_data, tiny_encoder):
+    from bertclf.averaging import average_decay
     from bertclf.data import load_splits
     from bertclf.evaluation import evaluate_examples
-    from bertclf.trainer import average_decay
 
     # The rule, by hand: (1 + t) / (10 + t) over the first steps, then the --ema cap.
     got = [float(average_decay(t, 0.9)) for t in (0, 1, 71, 500)]
