@@ -1,0 +1,91 @@
+"""Benchmark: the defaults on a few hundred texts, the size of the small-data issue's held-out set.
+
+    python bench/tiny_data.py [civility|bbc] [--size 337] [--splits 1 2 3] [--extra ARGS...]
+
+The small-data issue's held-out set has 337 short civil/uncivil sentences, split 75/25
+three times; civility-gh (852 + 283 sentences) is 3.4x larger. This draws `--size`
+sentences from civility-gh's train/ and test/ together (or articles from BBC; stratified,
+seeded by the split number), splits them 75/25 (stratified) into class folders under
+bench/out/, and runs `bertclf train TRAIN --test TEST --seed N` with no other flag (or
+`--extra`) on each. Reported per split: test macro-F1 and accuracy of the kept epoch,
+the baseline fitted inside the run on the same 80%, and the reference baseline (TF-IDF +
+LinearSVC fitted on the whole 75%, as the issue quotes it). Results: one JSON line per
+run, and bench/out/tiny_data.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bertclf.baseline import make_baseline, score  # noqa: E402
+from bertclf.data import read_labelled  # noqa: E402
+from common import OUT, machine  # noqa: E402
+from small_data import DATA, run  # noqa: E402
+
+SOURCES = {"civility": ["civility-gh/train", "civility-gh/test"], "bbc": ["bbc"]}
+
+
+def write_split(source: str, size: int, split: int) -> Path:
+    """Class folders `train/` and `test/` holding a seeded, stratified draw of `size` texts."""
+    from sklearn.model_selection import train_test_split
+
+    first, *rest = SOURCES[source]
+    train = read_labelled(DATA / first)
+    texts, labels = list(train.texts), list(train.labels)
+    for folder in rest:
+        more = read_labelled(DATA / folder, label_names=train.label_names)
+        texts, labels = texts + more.texts, labels + list(more.labels)
+    texts, _, labels, _ = train_test_split(
+        texts, labels, train_size=size, stratify=labels, random_state=split
+    )
+    parts = train_test_split(texts, labels, test_size=0.25, stratify=labels, random_state=split)
+    root = OUT / f"tiny-data-{source}-{size}-{split}"
+    shutil.rmtree(root, ignore_errors=True)
+    for name, (xs, ys) in {"train": parts[0::2], "test": parts[1::2]}.items():
+        for i, (text, label) in enumerate(zip(xs, ys, strict=True)):
+            folder = root / name / train.label_names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i:04d}.txt").write_text(text)
+    return root
+
+
+def reference_baseline(root: Path) -> dict:
+    train = read_labelled(root / "train")
+    test = read_labelled(root / "test", label_names=train.label_names)
+    metrics = score(make_baseline().fit(train.texts, train.labels), test)
+    return {"reference_baseline_test_macro_f1": metrics["macro_f1"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("source", nargs="?", choices=SOURCES, default="civility")
+    ap.add_argument("--size", type=int, default=337)
+    ap.add_argument("--splits", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more train flags")
+    args = ap.parse_args()
+    tag = "".join(args.extra).replace("-", "")
+    for split in args.splits:
+        root = write_split(args.source, args.size, split)
+        out = OUT / f"tiny-run-{args.source}-{args.size}-{split}{'-' + tag if tag else ''}"
+        cmd = [str(root / "train"), "--test", str(root / "test"), "--seed", str(split)]
+        result, _ = run([*cmd, *args.extra], out)
+        line = {
+            "source": args.source,
+            "size": args.size,
+            "split": split,
+            "extra": args.extra,
+            **result,
+        }
+        line |= reference_baseline(root) | machine()
+        print(json.dumps(line), flush=True)
+        with open(OUT / "tiny_data.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
