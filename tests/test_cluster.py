@@ -67,13 +67,16 @@ def test_bad_cluster_arguments_fail_before_any_work(tiny_data, tmp_path):
         assert not out.exists()
 
 
-def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder, tmp_path):
+# --long chunk at seq-len 8: most texts are 2-4 windows, pooled per text on each worker.
+@pytest.mark.parametrize(
+    "shape", [["--seq-len", "32"], ["--seq-len", "8", "--long", "chunk", "--max-chunks", "4"]]
+)
+def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder, tmp_path, shape):
     common = [
         str(tiny_data),
         "--model",
         tiny_encoder,
-        "--seq-len",
-        "32",
+        *shape,
         "--epochs",
         "2",
         "--batch-size",
@@ -110,6 +113,7 @@ def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder,
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
     config = json.loads((tmp_path / "two" / "config.json").read_text())["config"]
     assert config["train"]["strategy"] == "multiworker"
+    assert config["model"]["long"] == ("chunk" if "chunk" in shape else "truncate")
     # Only the chief wrote a run; the other worker's scratch copy is gone.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "one", "tmp", "two"]
     assert [p for p in scratch.iterdir() if p.name.startswith("bertclf-worker")] == []
