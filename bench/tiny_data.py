@@ -74,13 +74,8 @@ def main() -> None:
         out = OUT / f"tiny-run-{args.source}-{args.size}-{split}{'-' + tag if tag else ''}"
         cmd = [str(root / "train"), "--test", str(root / "test"), "--seed", str(split)]
         result, _ = run([*cmd, *args.extra], out)
-        line = {
-            "source": args.source,
-            "size": args.size,
-            "split": split,
-            "extra": args.extra,
-            **result,
-        }
+        line = {"source": args.source, "size": args.size, "draw": split, "extra": args.extra}
+        line |= result
         line |= reference_baseline(root) | machine()
         print(json.dumps(line), flush=True)
         with open(OUT / "tiny_data.jsonl", "a") as f:
