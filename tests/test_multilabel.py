@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +218,23 @@ def test_training_stores_thresholds_and_multilabel_metrics(ml_run):
     assert result.baseline["test"]["multilabel"] is True
     html = (run / "report.html").read_text()
     assert "per label" in html and "Hamming loss" in html
+
+
+def test_thresholds_name_their_weights_and_a_mismatch_is_one_line(ml_run, tmp_path):
+    run = ml_run[0] / "run"
+    stored = json.loads((run / "thresholds.json").read_text())
+    digest = hashlib.sha256((run / "best.weights.h5").read_bytes()).hexdigest()
+    assert stored["weights_sha256"] == digest
+    # What a run stopped between the two renames of a kept epoch leaves: the new
+    # thresholds beside the previous epoch's weights.
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "thresholds.json").write_text(json.dumps({**stored, "weights_sha256": "0" * 64}))
+    proc = run_cli("predict", str(copy), "refund invoice crash error", "--json")
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert f"{copy / 'thresholds.json'}: tuned for other weights than best.weights.h5" in line
+    assert f"keeping epoch {stored['epoch']}" in line and "--resume" in line
 
 
 def test_export_parity_and_rest_shapes(ml_run, tmp_path):

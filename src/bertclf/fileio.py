@@ -10,6 +10,7 @@ temporary path is renamed into place it gets the modes any file the user writes 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -112,6 +113,12 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON to `target` atomically."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -5,7 +5,8 @@ RUN/
   labels.txt         one label per line, in model output order (export's labels asset)
   vocab.txt          the tokenizer's WordPiece vocabulary
   best.weights.h5    weights of the kept epoch (see --select): their moving average (--ema)
-  thresholds.json    multi-label runs: the kept epoch's decision threshold per label
+  thresholds.json    multi-label runs: the kept epoch's decision threshold per label, and
+                     the SHA-256 of the weights they were tuned for
   checkpoints/       last finished epoch: model, optimizer state, the averages (for --resume)
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
@@ -25,7 +26,7 @@ from typing import Any
 
 from bertclf.config import RunConfig
 from bertclf.errors import RunError
-from bertclf.fileio import read_json, write_json, write_text
+from bertclf.fileio import file_sha256, read_json, write_json, write_text
 from bertclf.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -168,4 +169,20 @@ def check_trained(path: str | Path) -> dict[str, Any]:
             f"{weights}: unreadable ({type(e).__name__}); the file is truncated or "
             "damaged: train again with --overwrite, or --resume to redo the last epoch"
         ) from None
+    if (path / THRESHOLDS).is_file():
+        _check_thresholds_match(path / THRESHOLDS, weights)
     return meta
+
+
+def _check_thresholds_match(thresholds: Path, weights: Path) -> None:
+    """Kept weights and their thresholds are two files, so two renames: a run stopped
+    between them holds thresholds tuned for other weights. (Runs made before the
+    thresholds named their weights are taken as they are.)"""
+    stored = read_json(thresholds)
+    expected = stored.get("weights_sha256") if isinstance(stored, dict) else None
+    if expected is not None and expected != file_sha256(weights):
+        raise RunError(
+            f"{thresholds}: tuned for other weights than {weights.name} (training stopped "
+            f"while keeping epoch {stored.get('epoch')}); resume the run with --resume to "
+            "redo that epoch"
+        )

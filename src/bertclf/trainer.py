@@ -28,7 +28,7 @@ from bertclf import thresholds as thresholds_lib
 from bertclf.averaging import WeightAverage
 from bertclf.config import RunConfig
 from bertclf.evaluation import multilabel_metrics
-from bertclf.fileio import atomic_path, write_json
+from bertclf.fileio import atomic_path, file_sha256, write_json
 from bertclf.optimization import current_lr, moments
 from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
 from bertclf.preprocessing import TextPreprocessor
@@ -321,6 +321,20 @@ class Trainer:
             "padded_tokens_per_second": train_m["padded_tokens"] / seconds,
         }
 
+    def _write_thresholds(self, epoch: int, weights_sha256: str) -> None:
+        """The kept epoch's thresholds, naming the weights they were tuned for (checked
+        on loading: `rundir.check_trained`)."""
+        write_json(
+            self.run_dir / rundir.THRESHOLDS,
+            {
+                "labels": self.splits.label_names,
+                "thresholds": [float(t) for t in self.val_thresholds],
+                "rule": self.cfg.train.thresholds,
+                "epoch": epoch,
+                "weights_sha256": weights_sha256,
+            },
+        )
+
     def _keep(self, row: dict[str, float]) -> None:
         """Save the model's weights as the kept ones when the selection key improves."""
         key = policy.selection_key(row, self.cfg.train.select)
@@ -329,16 +343,8 @@ class Trainer:
         if kept:  # the kept weights change only when the selection key is strictly better
             with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
                 self.model.save_weights(str(tmp))
-            if self.multilabel:  # the thresholds that go with these weights
-                write_json(
-                    self.run_dir / rundir.THRESHOLDS,
-                    {
-                        "labels": self.splits.label_names,
-                        "thresholds": [float(t) for t in self.val_thresholds],
-                        "rule": self.cfg.train.thresholds,
-                        "epoch": row["epoch"],
-                    },
-                )
+                if self.multilabel:  # published first, naming the weights they go with
+                    self._write_thresholds(row["epoch"], file_sha256(tmp))
             self.best.assign(key)
             self.kept.assign(row["epoch"])
         row["kept"] = kept
