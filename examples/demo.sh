@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BERTCLF=".venv/bin/bertclf"
 OUT="${DEMO_OUT:-demo-out}"
+# Results (stdout) and logs (stderr) in the order they happen, also when both go to one file.
+export PYTHONUNBUFFERED=1
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
