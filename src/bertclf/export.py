@@ -259,9 +259,10 @@ def _warn_precision(run: TrainedRun) -> None:
     if compute != "float32":
         # The export computes as training did (same layers, same policy): parity.
         logger.warning(
-            "%s trained with --precision %s, so this export computes in %s; serving "
-            "hosts without native support (AVX512_BF16/AMX CPUs, Ampere+ GPUs) run it "
-            "slower than float32: export with --precision fp32 for those",
+            "%s trained with --precision %s, so this export computes in %s: faster on "
+            "batches where the host has native support (AVX512_BF16/AMX CPUs, Ampere+ "
+            "GPUs), slower elsewhere and, on AVX512_BF16 CPUs, on one text at a time: "
+            "export with --precision fp32 for those hosts or for one-text requests",
             run.path,
             run.meta["config"]["train"]["precision"],
             compute,
