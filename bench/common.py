@@ -25,6 +25,15 @@ def bbc_texts(n: int | None = None) -> list[str]:
     return [p.read_bytes().decode("utf-8", errors="replace") for p in paths]
 
 
+def write_class_folders(root: Path, texts: list[str], labels: list, names: list[str]) -> Path:
+    """`root/<label name>/NNNN.txt`, one file per text: the layout `bertclf train` reads."""
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:04d}.txt").write_text(text)
+    return root
+
+
 def forty_words() -> str:
     words = bbc_texts(1)[0].split()
     return " ".join(words[:40])

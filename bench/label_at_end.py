@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bertclf.data import read_labelled  # noqa: E402
-from common import OUT, bbc_texts, machine  # noqa: E402
+from common import OUT, bbc_texts, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 
 FLAGS = {
@@ -51,11 +51,9 @@ def write_data(filler_words: int, seed: int) -> Path:
     for part in ("train", "test"):
         examples = read_labelled(DATA / "civility-gh" / part, label_names=names)
         names = examples.label_names
-        for i, (text, label) in enumerate(zip(examples.texts, examples.labels, strict=True)):
-            opening = " ".join(rng.choice(fillers).split()[:filler_words])
-            folder = root / part / names[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:04d}.txt").write_text(f"{opening}\n\n{text}")
+        openings = [" ".join(rng.choice(fillers).split()[:filler_words]) for _ in examples.texts]
+        texts = [f"{o}\n\n{t}" for o, t in zip(openings, examples.texts, strict=True)]
+        write_class_folders(root / part, texts, examples.labels, names)
     return root
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from bertclf.baseline import make_baseline, score  # noqa: E402
 from bertclf.data import read_labelled  # noqa: E402
-from common import OUT, machine  # noqa: E402
+from common import OUT, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 
 SOURCES = {"civility": ["civility-gh/train", "civility-gh/test"], "bbc": ["bbc"]}
@@ -47,10 +47,7 @@ def write_split(source: str, size: int, split: int) -> Path:
     root = OUT / f"tiny-data-{source}-{size}-{split}"
     shutil.rmtree(root, ignore_errors=True)
     for name, (xs, ys) in {"train": parts[0::2], "test": parts[1::2]}.items():
-        for i, (text, label) in enumerate(zip(xs, ys, strict=True)):
-            folder = root / name / train.label_names[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{i:04d}.txt").write_text(text)
+        write_class_folders(root / name, xs, ys, train.label_names)
     return root
 
 
