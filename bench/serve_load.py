@@ -6,7 +6,10 @@ In one run: the exported model called in-process (batch 1, median of 60 calls;
 batch 32, median of 10 calls) and through a model process's pipe as the server calls
 it (`ModelWorker`, batch 1), then for each --max-wait-ms a server on a free loopback
 port, loaded by an asyncio client at concurrency 1, 8 and 32 with a fixed number of
-single-text requests (a 40-word BBC excerpt). Reports p50/p99 latency, throughput and
+single-text requests (a 40-word BBC excerpt). The client (--clients, the first named) is
+raw keep-alive sockets by default: httpx's AsyncClient spends about 2 ms of CPU a request
+on the same 2 cores as the server, which is the client's cost, not the server's; --paired
+measures with both. Reports p50/p99 latency, throughput and
 errors, and the two target ratios; and, to see where the time goes, the p50 of a
 request that reaches no model (GET the model's status), the mean model batch at each
 level (the server's /metrics), and the CPU seconds per request that the load client,
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -81,32 +85,93 @@ def in_process(export_dir: str, text: str) -> dict[str, float]:
     }
 
 
+class RawClient:
+    """One keep-alive HTTP/1.1 connection that sends a pre-encoded request and reads the
+    reply by its Content-Length: a load client that costs the shared 2 cores about a
+    tenth of httpx's CPU per request, so that less of what is measured is the client."""
+
+    def __init__(self, url: str):
+        self.host, self.port = url.removeprefix("http://").split(":")
+        self.reader = self.writer = None
+
+    async def request(self, raw: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, int(self.port))
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+        if length is None:  # not a reply this client can frame: count it as an error
+            raise RuntimeError(f"no Content-Length in {head[:200]!r}")
+        await self.reader.readexactly(int(length[1]))
+        return int(head[9:12])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+def raw_request(url: str, model: str, body: str, status: bool) -> bytes:
+    host = url.removeprefix("http://")
+    if status:
+        return f"GET /v1/models/{model} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    data = body.encode()
+    head = (
+        f"POST /v1/models/{model}:predict HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
 async def load(
-    url: str, text: str, concurrency: int, total: int, model: str = "bbc", status: bool = False
+    url: str,
+    text: str,
+    concurrency: int,
+    total: int,
+    model: str = "bbc",
+    status: bool = False,
+    client: str = "httpx",
 ) -> dict[str, float]:
-    """`total` requests from `concurrency` clients: predict, or (status) GET the model."""
+    """`total` requests from `concurrency` connections: predict, or (status) GET the model.
+
+    client: "httpx" (httpx's AsyncClient) or "raw" (RawClient: the same requests, bytes
+    prepared once)."""
     latencies, errors = [], 0
     body = json.dumps({"instances": [text]})
     remaining = total
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+    if client == "raw":
+        raw = raw_request(url, model, body, status)
+        conns = [RawClient(url) for _ in range(concurrency)]
+        send = [lambda c=c: c.request(raw) for c in conns]
+    else:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        http = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
 
-        async def worker():
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                start = time.perf_counter()
-                if status:
-                    r = await client.get(f"/v1/models/{model}")
-                else:
-                    r = await client.post(f"/v1/models/{model}:predict", content=body)
-                latencies.append(time.perf_counter() - start)
-                errors += r.status_code != 200
+        async def one() -> int:
+            if status:
+                return (await http.get(f"/v1/models/{model}")).status_code
+            return (await http.post(f"/v1/models/{model}:predict", content=body)).status_code
 
-        start, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        send = [one] * concurrency
+
+    async def worker(call):
+        nonlocal remaining, errors
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            code = await call()
+            latencies.append(time.perf_counter() - start)
+            errors += code != 200
+
+    start, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(call) for call in send))
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if client == "raw":
+        await asyncio.gather(*(c.close() for c in conns))
+    else:
+        await http.aclose()
     return {
+        "client": client,
         "requests": total,
         "errors": errors,
         "throughput_rps": total / elapsed,
@@ -117,11 +182,13 @@ async def load(
     }
 
 
-def level(url: str, pid: int, text: str, concurrency: int, total: int, model: str) -> dict:
+def level(
+    url: str, pid: int, text: str, concurrency: int, total: int, model: str, client: str
+) -> dict:
     """One load level, with the CPU the server and its model process spent on it."""
     server, workers = cpu_seconds(pid), sum(cpu_seconds(c) for c in children(pid))
     inputs, calls = batch_totals(url)
-    result = asyncio.run(load(url, text, concurrency, total, model))
+    result = asyncio.run(load(url, text, concurrency, total, model, client=client))
     server = cpu_seconds(pid) - server
     workers = sum(cpu_seconds(c) for c in children(pid)) - workers
     inputs, calls = (a - b for a, b in zip(batch_totals(url), (inputs, calls), strict=True))
@@ -167,39 +234,43 @@ def start_server(base: str, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("server did not start")
 
 
-def paired(export: str, wait: float, text: str, rounds: int) -> dict:
+def paired(export: str, wait: float, text: str, rounds: int, clients: list[str]) -> dict:
     """The two target ratios, each from a bare and a server measurement taken back to
     back, `rounds` times: this machine's speed drifts by tens of percent within minutes,
-    so a reference measured once, minutes before the server, moves the ratio with it."""
+    so a reference measured once, minutes before the server, moves the ratio with it.
+    With several load clients, each round measures the server with each of them, their
+    order reversed every other round."""
     from bertclf.exported import ExportedModel
 
     bare = ExportedModel(export)
     proc, url = start_server(str(Path(export).parent), wait)
     model, rows, same32 = Path(export).name, [], [text] * 32
     try:
-        asyncio.run(load(url, text, 4, 40, model))  # warm-up
-        for _ in range(rounds):
+        for client in clients:  # warm-up
+            asyncio.run(load(url, text, 4, 40, model, client=client))
+        for r in range(rounds):
+            order = clients if r % 2 == 0 else clients[::-1]
             b1 = statistics.median(timed(lambda: bare.predict_proba([text]), 30, warmup=3))
-            c1 = asyncio.run(load(url, text, 1, 30, model))["p50_ms"] / 1000
-            b32 = timed(lambda: bare.predict_proba(same32, batch_size=32), 3, warmup=1)
-            c32 = level(url, proc.pid, text, 32, 320, model)
-            rows.append(
-                {
-                    "bare_batch1_p50_ms": 1000 * b1,
-                    "c1_p50_ms": 1000 * c1,
-                    "p50_c1_over_bare_batch1": c1 / b1,
-                    "bare_batch32_texts_per_s": 32 / statistics.median(b32),
-                    "c32": c32,
-                    "throughput_c32_over_bare_batch32": c32["throughput_rps"]
-                    * statistics.median(b32)
-                    / 32,
-                }
+            c1 = {c: asyncio.run(load(url, text, 1, 30, model, client=c)) for c in order}
+            b32 = statistics.median(
+                timed(lambda: bare.predict_proba(same32, batch_size=32), 3, warmup=1)
             )
-            print(json.dumps(rows[-1]), flush=True)
+            c32 = {c: level(url, proc.pid, text, 32, 320, model, c) for c in order}
+            row = {"bare_batch1_p50_ms": 1000 * b1, "bare_batch32_texts_per_s": 32 / b32}
+            for c in clients:
+                row[c] = {
+                    "c1_p50_ms": c1[c]["p50_ms"],
+                    "c1_client_cpu_ms_per_request": c1[c]["client_cpu_ms_per_request"],
+                    "p50_c1_over_bare_batch1": c1[c]["p50_ms"] / 1000 / b1,
+                    "c32": c32[c],
+                    "throughput_c32_over_bare_batch32": c32[c]["throughput_rps"] * b32 / 32,
+                }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
-    return {"max_wait_ms": wait, "rounds": rows}
+    return {"max_wait_ms": wait, "clients": clients, "rounds": rows}
 
 
 def main() -> None:
@@ -219,16 +290,24 @@ def main() -> None:
         metavar="R",
         help="instead: R rounds of bare and server measurements back to back (c=1, c=32)",
     )
+    p.add_argument(
+        "--clients",
+        nargs="+",
+        choices=["httpx", "raw"],
+        default=["raw", "httpx"],
+        help="load clients: httpx's AsyncClient, or raw keep-alive sockets (RawClient)",
+    )
     a = p.parse_args()
     text = forty_words()
     if a.paired:
-        report = {**machine(), **paired(a.export, a.max_wait_ms[0], text, a.paired)}
+        report = {**machine(), **paired(a.export, a.max_wait_ms[0], text, a.paired, a.clients)}
         (OUT / "serve_load_paired.json").write_text(json.dumps(report, indent=2))
         return
     report = {
         **machine(),
         "text_words": len(text.split()),
         "renice_model": a.renice_model,
+        "client": a.clients[0],
         "in_process": in_process(a.export, text),
         "servers": {},
     }
@@ -240,9 +319,12 @@ def main() -> None:
                 os.setpriority(os.PRIO_PROCESS, pid, a.renice_model)
         try:
             model = Path(a.export).name  # the model the server serves from that base
-            asyncio.run(load(url, text, 4, 40, model))  # warm-up
-            floor = asyncio.run(load(url, text, 1, 200, model, status=True))
-            levels = {c: level(url, proc.pid, text, c, n, model) for c, n in REQUESTS.items()}
+            client = a.clients[0]  # unpaired runs use the first client named
+            asyncio.run(load(url, text, 4, 40, model, client=client))  # warm-up
+            floor = asyncio.run(load(url, text, 1, 200, model, status=True, client=client))
+            levels = {
+                c: level(url, proc.pid, text, c, n, model, client) for c, n in REQUESTS.items()
+            }
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
