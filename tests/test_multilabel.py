@@ -230,6 +230,16 @@ def test_thresholds_name_their_weights_and_a_mismatch_is_one_line(ml_run, tmp_pa
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     (copy / "thresholds.json").write_text(json.dumps({**stored, "weights_sha256": "0" * 64}))
+    # The digest is computed once per version of the weights file, and again after a rename.
+    from bertclf import rundir
+
+    before = rundir._digest.cache_info().misses
+    rundir.check_trained(run), rundir.check_trained(run)
+    assert rundir._digest.cache_info().misses == before + 1
+    shutil.copy2(run / "best.weights.h5", tmp_path / "w2.h5")
+    (tmp_path / "w2.h5").replace(run / "best.weights.h5")  # a new file: a new inode
+    rundir.check_trained(run)
+    assert rundir._digest.cache_info().misses == before + 2
     proc = run_cli("predict", str(copy), "refund invoice crash error", "--json")
     assert proc.returncode == 2
     line = one_error_line(proc)

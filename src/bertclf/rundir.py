@@ -18,6 +18,7 @@ Nothing here imports TensorFlow, so the CLI can check a run directory at once.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -174,13 +175,26 @@ def check_trained(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def _weights_digest(weights: Path) -> str:
+    """The SHA-256 of a weights file, computed once per version of the file: a command
+    checks a run before it loads it, and both check the thresholds. A kept epoch is
+    published by a rename, which gives the path a new inode and so a new digest."""
+    st = weights.stat()
+    return _digest(str(weights.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
 def _check_thresholds_match(thresholds: Path, weights: Path) -> None:
     """Kept weights and their thresholds are two files, so two renames: a run stopped
     between them holds thresholds tuned for other weights. (Runs made before the
     thresholds named their weights are taken as they are.)"""
     stored = read_json(thresholds)
     expected = stored.get("weights_sha256") if isinstance(stored, dict) else None
-    if expected is not None and expected != file_sha256(weights):
+    if expected is not None and expected != _weights_digest(weights):
         raise RunError(
             f"{thresholds}: tuned for other weights than {weights.name} (training stopped "
             f"while keeping epoch {stored.get('epoch')}); resume the run with --resume to "
