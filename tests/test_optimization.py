@@ -12,6 +12,7 @@ from bertclf.optimization import (
     FusedAdam,
     FusedAdamW,
     WarmupLinearDecay,
+    layer_scales,
     make_optimizer,
     moments,
 )
@@ -165,3 +166,49 @@ def test_make_optimizer_embedding_update_setting():
     assert not make_optimizer(TrainConfig(embedding_update="dense"), 10).lazy_rows
     scaled = make_optimizer(TrainConfig(precision="fp16"), 10, loss_scaling=True)
     assert scaled.inner_optimizer.lazy_rows
+
+
+def _layered_model():
+    """Named as keras-hub names a BERT's parts: embeddings, two layers, a head."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input([5], dtype="int32")
+    x = keras.layers.Embedding(50, 8, name="token_embedding")(inputs)
+    for i in range(2):
+        x = keras.layers.Dense(8, activation="tanh", name=f"transformer_layer_{i}")(x)
+    x = keras.layers.Dense(3, name="classifier")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, x)
+
+
+def _one_step(layer_decay: float) -> tuple[list[np.ndarray], list]:
+    model = _layered_model()
+    before = [v.numpy() for v in model.trainable_variables]
+    optimizer = make_optimizer(TrainConfig(lr=0.05, weight_decay=0.1, warmup=0.0), 10)
+    optimizer.build(model.trainable_variables)
+    optimizer.set_layer_decay(model.trainable_variables, layer_decay)
+    x = tf.constant(np.random.RandomState(1).randint(0, 50, (4, 5)), tf.int32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(model(x)))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    deltas = [v.numpy() - b for v, b in zip(model.trainable_variables, before, strict=True)]
+    return deltas, model.trainable_variables
+
+
+def test_layer_decay_scales_each_layers_step_and_weight_decay():
+    # Adam's first step and AdamW's decay are both proportional to the rate, so with
+    # layer-wise decay every variable moves by its layer's factor times the plain step.
+    plain, _ = _one_step(1.0)
+    decayed, variables = _one_step(0.5)
+    scales = layer_scales(variables, 0.5)
+    expected = {
+        "token_embedding/embeddings": 0.125,
+        "transformer_layer_0/kernel": 0.25,
+        "transformer_layer_0/bias": 0.25,
+        "transformer_layer_1/kernel": 0.5,
+        "classifier/kernel": 1.0,
+    }
+    for v, scale in zip(variables, scales, strict=True):
+        assert expected.get(v.path, scale) == scale, v.path
+    for d, p, scale in zip(decayed, plain, scales, strict=True):
+        assert np.abs(p).max() > 0
+        np.testing.assert_allclose(d, scale * p, rtol=1e-4, atol=1e-7)

@@ -160,6 +160,9 @@ class TrainConfig:
         embedding_update: `lazy` (Adam moves only the embedding rows a batch uses,
             as TF Addons' LazyAdam) or `dense` (every row, every step, as PyTorch).
         warmup: fraction of all steps with a linear warm-up; then linear decay to 0.
+        layer_decay: layer-wise learning-rate decay: transformer layer i of L trains
+            at lr * layer_decay**(L - i), the embeddings at lr * layer_decay**(L + 1),
+            the head at lr (1: off). See `bertclf.optimization.layer_scales`.
         ema: decay of an exponential moving average of the weights, updated every
             step; validation, the kept weights and the export use the average (0: off,
             the raw weights). See `bertclf.policy`.
@@ -196,6 +199,11 @@ class TrainConfig:
         choices=EMBEDDING_UPDATES,
     )
     warmup: float = option(0.1, "fraction of all steps with a linear warm-up, then linear decay")
+    layer_decay: float = option(
+        1.0,
+        "layer-wise learning-rate decay D: layer i of L trains at lr*D^(L-i), the "
+        "embeddings at lr*D^(L+1), the head at lr (1: off)",
+    )
     ema: float = option(
         policy.EMA_DECAY,
         "validate, keep and export a moving average of the weights with this decay per "
@@ -284,6 +292,12 @@ class TrainConfig:
             f"one of {EMBEDDING_UPDATES}",
         )
         check(0.0 <= self.warmup < 1.0, "--warmup", self.warmup, "use a fraction in [0, 1)")
+        check(
+            0.0 < self.layer_decay <= 1.0,
+            "--layer-decay",
+            self.layer_decay,
+            "use a factor in (0, 1] such as 0.9 (1: off)",
+        )
         check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
         check(
             self.tb_histograms in TB_HISTOGRAMS,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import keras
 import tensorflow as tf
 
@@ -72,10 +74,22 @@ class FusedAdamUpdate:
     vocabulary rows, so this skips most of the densest work of a short-text step.
     Dense Adam, which PyTorch's AdamW does, also keeps moving the rows a batch did
     not use (their momentum decays) and decays them; `lazy_rows = False` restores it.
+
+    With `set_layer_decay`, each variable's learning rate (and so its weight decay, which
+    AdamW scales by the rate) is the schedule's times its layer's factor.
     """
 
     lazy_rows = False
     _lazy: dict = {}  # var key -> decay?, for this step's row-sparse variables
+    _scales: dict = {}  # var key -> learning-rate factor (layer-wise decay); absent: 1
+
+    def set_layer_decay(self, variables, decay: float) -> None:
+        """Scale each variable's rate by `layer_scales(variables, decay)`."""
+        self._scales = {
+            self._var_key(v): scale
+            for v, scale in zip(variables, layer_scales(variables, decay), strict=True)
+            if scale != 1.0
+        }
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         # Decided here, where the Keras variables (and their names) and the gradient
@@ -97,7 +111,7 @@ class FusedAdamUpdate:
         def apply(distribution, decayed):
             rate = self.learning_rate * self.weight_decay  # the schedule, once per step
             for variable in decayed:
-                r = tf.cast(rate, variable.dtype)
+                r = tf.cast(rate * self._scales.get(self._var_key(variable), 1.0), variable.dtype)
                 distribution.extended.update(
                     variable.value, lambda var, r=r: var.assign_sub(var * r), group=False
                 )
@@ -107,6 +121,7 @@ class FusedAdamUpdate:
         )
 
     def update_step(self, gradient, variable, learning_rate):
+        learning_rate = learning_rate * self._scales.get(self._var_key(variable), 1.0)
         if isinstance(gradient, tf.IndexedSlices):  # embedding rows
             decay = self._lazy.get(self._var_key(variable))
             if decay is not None:
@@ -157,6 +172,36 @@ class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
 
 class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
     """`keras.optimizers.Adam` with the fused update (see `FusedAdamUpdate`)."""
+
+
+_LAYER = re.compile(r"(?:^|/)transformer_layer_(\d+)/")
+
+
+def layer_scales(variables, decay: float) -> list[float]:
+    """Layer-wise learning-rate decay (Sun et al. 2019, "How to Fine-Tune BERT for Text
+    Classification?"): the head keeps the peak rate, transformer layer i of L gets
+    decay**(L - i), the embeddings decay**(L + 1). Layers are read from keras-hub's
+    variable paths ("transformer_layer_3/...", "token_embedding/...").
+
+    Example:
+    >>> class V:
+    ...     def __init__(self, path): self.path = path
+    >>> paths = ["token_embedding/embeddings", "transformer_layer_0/x/kernel",
+    ...          "transformer_layer_1/x/kernel", "classifier/kernel"]
+    >>> [round(s, 4) for s in layer_scales([V(p) for p in paths], 0.5)]
+    [0.125, 0.25, 0.5, 1.0]
+    """
+    depth = [_LAYER.search(v.path) for v in variables]
+    layers = 1 + max((int(m[1]) for m in depth if m), default=-1)
+    scales = []
+    for v, m in zip(variables, depth, strict=True):
+        if m:
+            scales.append(decay ** (layers - int(m[1])))
+        elif "embedding" in v.path.split("/")[0]:  # token, position, segment; their norm
+            scales.append(decay ** (layers + 1))
+        else:  # the head (and any pooler): the peak rate
+            scales.append(1.0)
+    return scales
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int, loss_scaling: bool = False):

@@ -28,7 +28,7 @@ from bertclf.config import RunConfig
 from bertclf.errors import ConfigError, RunError
 from bertclf.fileio import read_json, write_json
 from bertclf.model import build_classifier
-from bertclf.optimization import make_optimizer
+from bertclf.optimization import inner, make_optimizer
 from bertclf.report import write_run_report
 from bertclf.trainer import Trainer
 
@@ -144,6 +144,8 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
             loss_scaling=config.train.precision == "fp16",
         )
         optimizer.build(model.trainable_variables)
+        if config.train.layer_decay != 1.0:
+            inner(optimizer).set_layer_decay(model.trainable_variables, config.train.layer_decay)
     return backbone, tokenizer, preprocessor, model, optimizer
 
 
