@@ -62,6 +62,27 @@ class Trainer:
         self.val_thresholds = None  # multilabel: decided at each validation
         jit = config.train.jit == "on"
         self.bucket = bucket_width(jit)
+        self.steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
+        self._track_state(model, optimizer, strategy, run_dir)
+        self._datasets: dict[int, EpochDataset] = {}
+        # Tokenizes the training texts (once); their lengths group similar texts.
+        self.train_lengths = self._epoch_dataset(splits.train).lengths
+        # Every batch has the same spec ([None] batch, [None] width), so each step
+        # is traced once, not per batch or per width (XLA compiles once per width).
+        spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
+        self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
+        # What runs one step: the step itself, or (multiworker) the preemption handler
+        # around it, which checkpoints every worker at the same step on a SIGTERM.
+        self.run_step = self.train_step
+        self.preemption = None  # that handler, when there is one
+        self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
+        self.writers = {
+            part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
+            for part in ("train", "validation")
+        }
+
+    def _track_state(self, model, optimizer, strategy, run_dir: Path) -> None:
+        """The loop's own state, the moving average and the checkpoint that holds them."""
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # The kept epoch's selection key (policy.selection_key; bigger is better) and number.
         self.best = tf.Variable([-math.inf] * 2, dtype=tf.float64, trainable=False, name="best")
@@ -69,15 +90,14 @@ class Trainer:
         # Mid-epoch state: steps done in the current epoch and their summed metrics [5].
         self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch_sums = tf.Variable(tf.zeros([5]), trainable=False, name="epoch_sums")
-        self.steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
         # Dropout's random state. Reset from (seed, epoch) at each epoch start, so a
         # replayed epoch draws the same masks as the interrupted one did; checkpointed
         # (Keras does not track it) for a resume mid-epoch.
         self.rng_states = [v for v in model.variables if v.path.endswith("seed_generator_state")]
         # --ema: a moving average of every trainable variable, updated after each step.
         self.average = (
-            WeightAverage(model, optimizer, strategy, config.train.ema)
-            if config.train.ema
+            WeightAverage(model, optimizer, strategy, self.cfg.train.ema)
+            if self.cfg.train.ema
             else None
         )
         extra = {"averages": self.average.variables} if self.average else {}
@@ -95,22 +115,6 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(run_dir / rundir.CHECKPOINTS), max_to_keep=1
         )
-        self._datasets: dict[int, EpochDataset] = {}
-        # Tokenizes the training texts (once); their lengths group similar texts.
-        self.train_lengths = self._epoch_dataset(splits.train).lengths
-        # Every batch has the same spec ([None] batch, [None] width), so each step
-        # is traced once, not per batch or per width (XLA compiles once per width).
-        spec = self._distribute(self._dataset(self.splits.val, None)).element_spec
-        self.train_step = tf.function(self._train_step, input_signature=[spec], jit_compile=jit)
-        # What runs one step: the step itself, or (multiworker) the preemption handler
-        # around it, which checkpoints every worker at the same step on a SIGTERM.
-        self.run_step = self.train_step
-        self.preemption = None  # that handler, when there is one
-        self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
-        self.writers = {
-            part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
-            for part in ("train", "validation")
-        }
 
     def _train_order(self, epoch: int):
         seed = self.cfg.seed + epoch
