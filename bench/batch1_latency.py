@@ -1,7 +1,7 @@
 """Benchmark: batch-1 latency by text length, and batch 32, of exports and ONNX Runtime.
 
     .venv/bin/python bench/batch1_latency.py NAME=EXPORT_DIR [NAME=EXPORT_DIR ...]
-        [--onnx] [--rounds 7]
+        [--onnx] [--rounds 7] [--env NAME:VAR=VALUE ...]
 
 Each EXPORT_DIR is a version directory (BASE/NAME/VERSION), called through its
 `serving_default` signature in-process; `--onnx` adds ONNX Runtime on the same
@@ -10,14 +10,17 @@ architecture (bench/latency_child.py says how it is built; it needs bench/.venv-
 take turns, round by round, so that they share the machine's state: per round each
 answers 30 batch-1 calls on a short (10 words), a medium (40 words) and a long (200
 words) BBC excerpt, and 3 batch-32 calls on BBC articles, timed from Python strings to
-probabilities. Reports the median of all calls of each kind and each engine's ratio to
-the first. Results: JSON on stdout and bench/out/batch1_latency.json.
+probabilities. `--env` sets an environment variable for one engine's process only (the
+same export under two runtime settings, e.g. `TF_ENABLE_ONEDNN_OPTS=0`). Reports the
+median of all calls of each kind and each engine's ratio to the first. Results: JSON on
+stdout and bench/out/batch1_latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,9 +43,12 @@ def texts_file() -> Path:
     return path
 
 
-def start(python: Path, engine: str, path: str, texts: Path) -> subprocess.Popen:
+def start(
+    python: Path, engine: str, path: str, texts: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     proc = subprocess.Popen(
         [str(python), str(CHILD), engine, path, str(texts)],
+        env={**os.environ, **(env or {})},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -58,7 +64,19 @@ def main() -> None:
     p.add_argument("exports", nargs="*", help="NAME=EXPORT_DIR (a version directory)")
     p.add_argument("--onnx", action="store_true", help="add ONNX Runtime (bench/.venv-onnx)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE",
+        help="an environment variable for engine NAME's process only (repeatable)",
+    )
     a = p.parse_args()
+    envs: dict[str, dict[str, str]] = {}
+    for item in a.env:
+        name, _, assignment = item.partition(":")
+        var, _, value = assignment.partition("=")
+        envs.setdefault(name, {})[var] = value
 
     from bertclf.encoders import offline_model_dir
 
@@ -66,7 +84,7 @@ def main() -> None:
     engines = {}
     for spec in a.exports:
         name, path = spec.split("=", 1)
-        engines[name] = start(Path(sys.executable), "savedmodel", path, texts)
+        engines[name] = start(Path(sys.executable), "savedmodel", path, texts, envs.get(name))
     if a.onnx:
         engines["onnxruntime"] = start(ONNX_PYTHON, "onnx", str(offline_model_dir()), texts)
     times: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
@@ -87,6 +105,7 @@ def main() -> None:
     report = {
         **machine(),
         "rounds": a.rounds,
+        "env": envs,
         "words": WORDS,
         "median_ms": medians,
         f"ratio_to_{first}": {
