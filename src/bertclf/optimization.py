@@ -111,7 +111,8 @@ class FusedAdamUpdate:
         def apply(distribution, decayed):
             rate = self.learning_rate * self.weight_decay  # the schedule, once per step
             for variable in decayed:
-                r = tf.cast(rate * self._scales.get(self._var_key(variable), 1.0), variable.dtype)
+                scale = self._scales.get(self._var_key(variable), 1.0)
+                r = tf.cast(rate if scale == 1.0 else rate * scale, variable.dtype)
                 distribution.extended.update(
                     variable.value, lambda var, r=r: var.assign_sub(var * r), group=False
                 )
@@ -121,7 +122,9 @@ class FusedAdamUpdate:
         )
 
     def update_step(self, gradient, variable, learning_rate):
-        learning_rate = learning_rate * self._scales.get(self._var_key(variable), 1.0)
+        scale = self._scales.get(self._var_key(variable))
+        if scale is not None:  # --layer-decay: this variable's layer trains slower
+            learning_rate = learning_rate * scale
         if isinstance(gradient, tf.IndexedSlices):  # embedding rows
             decay = self._lazy.get(self._var_key(variable))
             if decay is not None:
