@@ -101,6 +101,7 @@ def test_bad_policy_values_are_one_line(tmp_path):
         ("--split", "random", "invalid choice: 'random'"),
         ("--patience", "0", "--patience 0 is invalid"),
         ("--ema", "1", "--ema 1.0 is invalid"),
+        ("--layer-decay", "0", "--layer-decay 0.0 is invalid"),
     ):
         proc = run_script("train", str(tmp_path), "--out", str(tmp_path / "r"), flag, value)
         assert needle in one_error_line(proc)
