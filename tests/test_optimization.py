@@ -184,7 +184,8 @@ def _one_step(layer_decay: float) -> tuple[list[np.ndarray], list]:
     before = [v.numpy() for v in model.trainable_variables]
     optimizer = make_optimizer(TrainConfig(lr=0.05, weight_decay=0.1, warmup=0.0), 10)
     optimizer.build(model.trainable_variables)
-    optimizer.set_layer_decay(model.trainable_variables, layer_decay)
+    scaled = optimizer.set_layer_decay(model.trainable_variables, layer_decay)
+    assert scaled == (0 if layer_decay == 1.0 else 5)  # the embedding, 2 layers x (kernel, bias)
     x = tf.constant(np.random.RandomState(1).randint(0, 50, (4, 5)), tf.int32)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.square(model(x)))

@@ -83,13 +83,15 @@ class FusedAdamUpdate:
     _lazy: dict = {}  # var key -> decay?, for this step's row-sparse variables
     _scales: dict = {}  # var key -> learning-rate factor (layer-wise decay); absent: 1
 
-    def set_layer_decay(self, variables, decay: float) -> None:
-        """Scale each variable's rate by `layer_scales(variables, decay)`."""
+    def set_layer_decay(self, variables, decay: float) -> int:
+        """Scale each variable's rate by `layer_scales(variables, decay)`; returns how
+        many variables got a factor other than 1 (0: no layer was recognised)."""
         self._scales = {
             self._var_key(v): scale
             for v, scale in zip(variables, layer_scales(variables, decay), strict=True)
             if scale != 1.0
         }
+        return len(self._scales)
 
     def _backend_apply_gradients(self, grads, trainable_variables):
         # Decided here, where the Keras variables (and their names) and the gradient

@@ -144,8 +144,15 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
             loss_scaling=config.train.precision == "fp16",
         )
         optimizer.build(model.trainable_variables)
-        if config.train.layer_decay != 1.0:
-            inner(optimizer).set_layer_decay(model.trainable_variables, config.train.layer_decay)
+        decay = config.train.layer_decay
+        if decay != 1.0 and not inner(optimizer).set_layer_decay(model.trainable_variables, decay):
+            logger.warning(
+                "--layer-decay %s changes nothing: no variable of %s is named as keras-hub "
+                "names a BERT's layers (transformer_layer_N/, *embedding/); every variable "
+                "trains at --lr",
+                decay,
+                spec.name,
+            )
     return backbone, tokenizer, preprocessor, model, optimizer
 
 
