@@ -276,6 +276,9 @@ class TrainConfig:
             self.checkpoint_every >= 0, "--checkpoint-every", self.checkpoint_every, "use 0 or more"
         )
         check(0.0 <= self.ema < 1.0, "--ema", self.ema, "use 0 (off) or a decay in (0, 1)")
+        self._check_optimization()
+
+    def _check_optimization(self) -> None:
         check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
         check(
             0.0 < self.lr < 1.0,

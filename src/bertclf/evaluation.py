@@ -109,18 +109,22 @@ def multilabel_metrics(
         "micro_f1": average("micro"),
         "samples_f1": average("samples") if len(labels) else 0.0,
         "hamming_loss": float(skm.hamming_loss(labels, predicted)) if len(labels) else 0.0,
-        "per_class": {
-            name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-                "threshold": float(thresholds[i]),
-                "confusion": confusion[i].tolist() if confusion is not None else None,
-            }
-            for i, name in enumerate(label_names)
-        },
+        "per_class": _per_label(label_names, precision, recall, f1, support, thresholds, confusion),
         "labels": list(label_names),
+    }
+
+
+def _per_label(names, precision, recall, f1, support, thresholds, confusion) -> dict:
+    return {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            "threshold": float(thresholds[i]),
+            "confusion": confusion[i].tolist() if confusion is not None else None,
+        }
+        for i, name in enumerate(names)
     }
 
 

@@ -300,18 +300,41 @@ def export(
     PosixPath('exports/demo/1')
     """
     start = time.perf_counter()
-    if target not in TARGETS:
-        raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
+    _check_choices(target, precision)
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
-    if precision not in EXPORT_PRECISIONS:
-        raise ExportError(
-            f"--precision {precision!r} is unknown; choose one of {list(EXPORT_PRECISIONS)}"
-        )
     run = load_run(run_dir, precision)
     _warn_precision(run)
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)
+    final, version, result, diff = _publish_version(run, model_dir, name, version, verify, target)
+    packages = []
+    if zip_archive:
+        packages.append(package_zip(base, name))
+    if sagemaker:
+        packages.append(package_sagemaker(base, name, version))
+    size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
+    elapsed = time.perf_counter() - start
+    return ExportResult(
+        final, version, elapsed, size, result["non_core_ops"], result["signatures"], diff, packages
+    )
+
+
+def _check_choices(target: str, precision: str) -> None:
+    if target not in TARGETS:
+        raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(
+            f"--precision {precision!r} is unknown; choose one of {list(EXPORT_PRECISIONS)}"
+        )
+
+
+def _publish_version(run, model_dir: Path, name: str, version, verify: bool, target: str):
+    """Write, verify and stamp a version in a temporary folder, then publish it by rename.
+
+    Returns (final path, version number, the verification's result, its largest
+    probability difference). Nothing is left behind if any step fails.
+    """
     tmp = Path(
         tempfile.mkdtemp(
             prefix=f".{version or next_version(model_dir)}.pid{os.getpid()}.",
@@ -330,22 +353,7 @@ def export(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    packages = []
-    if zip_archive:
-        packages.append(package_zip(base, name))
-    if sagemaker:
-        packages.append(package_sagemaker(base, name, version))
-    size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
-    return ExportResult(
-        final,
-        version,
-        time.perf_counter() - start,
-        size,
-        result["non_core_ops"],
-        result["signatures"],
-        diff,
-        packages,
-    )
+    return final, version, result, diff
 
 
 def portable_config(config: dict[str, Any]) -> dict[str, Any]:

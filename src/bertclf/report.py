@@ -217,19 +217,7 @@ def write_run_report(
         parts.append(("test", test_set))
     elif splits.test is not None:
         parts.append(("test", splits.test))
-    metrics, mistakes = {}, []
-    for split, examples in parts:
-        metrics[split], wrong = _score(run, examples, split)
-        mistakes += wrong
-        if "confusion_matrix" not in metrics[split]:  # multi-label: per-label counts instead
-            continue
-        images[f"Confusion matrix, {split}"] = plot_confusion(
-            metrics[split]["confusion_matrix"],
-            run.label_names,
-            f"{split} (rows: true, columns: predicted)",
-            run.path / f"confusion_{split}.png",
-        )
-    mistakes.sort(key=lambda m: -m["probability"])
+    metrics, mistakes = _score_parts(run, parts, images)
     write_text(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
@@ -244,6 +232,24 @@ def write_run_report(
     page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20], baseline)
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
+
+
+def _score_parts(run, parts, images: dict[str, Path]):
+    """Metrics per split and the mistakes, most confident first; adds confusion plots."""
+    metrics, mistakes = {}, []
+    for split, examples in parts:
+        metrics[split], wrong = _score(run, examples, split)
+        mistakes += wrong
+        if "confusion_matrix" not in metrics[split]:  # multi-label: per-label counts instead
+            continue
+        images[f"Confusion matrix, {split}"] = plot_confusion(
+            metrics[split]["confusion_matrix"],
+            run.label_names,
+            f"{split} (rows: true, columns: predicted)",
+            run.path / f"confusion_{split}.png",
+        )
+    mistakes.sort(key=lambda m: -m["probability"])
+    return metrics, mistakes
 
 
 def _img(path: Path, alt: str) -> str:
@@ -330,44 +336,7 @@ def render_html(
 ) -> str:
     """One self-contained page: images are embedded as data: URIs."""
     kept = next((r["epoch"] for r in reversed(history) if r.get("kept")), "?")
-    hist = _table(
-        [
-            "epoch",
-            "kept",
-            "train loss",
-            "train acc",
-            "val loss",
-            "val acc",
-            "val macro-F1",
-            "lr",
-            "ex/s",
-        ],
-        [
-            [
-                r["epoch"],
-                "kept" if r.get("kept") else "",
-                r["train_loss"],
-                r["train_accuracy"],
-                r["val_loss"],
-                r["val_accuracy"],
-                r.get("val_macro_f1", "-"),
-                f"{r['learning_rate']:.2e}",
-                f"{r['examples_per_second']:.1f}",
-            ]
-            for r in history
-        ],
-    )
-    wrong = (
-        _table(
-            ["split", "true", "predicted", "probability", "text"],
-            [
-                [m["split"], m["true"], m["predicted"], m["probability"], m["text"][:160]]
-                for m in mistakes
-            ],
-        )
-        if mistakes
-        else "<p>No mistakes.</p>"
-    )
+    hist, wrong = _history_html(history), _mistakes_html(mistakes)
     figures = "".join(_img(path, alt) for alt, path in images.items())
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -380,3 +349,32 @@ def render_html(
         f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
         f"</body></html>\n"
     )
+
+
+def _history_html(history: list[dict[str, float]]) -> str:
+    head = ["epoch", "kept", "train loss", "train acc", "val loss", "val acc", "val macro-F1"]
+    rows = [
+        [
+            r["epoch"],
+            "kept" if r.get("kept") else "",
+            r["train_loss"],
+            r["train_accuracy"],
+            r["val_loss"],
+            r["val_accuracy"],
+            r.get("val_macro_f1", "-"),
+            f"{r['learning_rate']:.2e}",
+            f"{r['examples_per_second']:.1f}",
+        ]
+        for r in history
+    ]
+    return _table([*head, "lr", "ex/s"], rows)
+
+
+def _mistakes_html(mistakes: list[dict[str, Any]]) -> str:
+    if not mistakes:
+        return "<p>No mistakes.</p>"
+    head = ["split", "true", "predicted", "probability", "text"]
+    rows = [
+        [m["split"], m["true"], m["predicted"], m["probability"], m["text"][:160]] for m in mistakes
+    ]
+    return _table(head, rows)

@@ -206,24 +206,8 @@ def _train_in(
 ) -> TrainResult:
     """Train into `out`; with `resume`, continue the run in `source` (`out` but on a
     non-chief worker, whose `out` is a fresh scratch copy)."""
-    rundir.check_run_dir(source, resume=resume, overwrite=overwrite)  # refuse before any work
-    if resume:
-        check_checkpoint(source)
-    spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
-    encoders.check_seq_len(config.model.model, config.model.seq_len)
-    splits = data_lib.load_splits(config.data, config.seed)
-    config, class_weights, notes = resolve_for_data(config, splits)
-    if resume:
-        check_resume(config, source)
-    for line in [*data_lib.describe(splits), *notes]:
-        logger.info("%s", line)
-    baseline = fit_baseline(splits, config.train.thresholds)
-    logger.info(
-        "baseline, %s: validation macro-F1 %.4f, accuracy %.4f",
-        BASELINE_NAME,
-        baseline.validation["macro_f1"],
-        baseline.validation["accuracy"],
-    )
+    spec, splits, config, class_weights = _read_and_check(config, source, resume, overwrite)
+    baseline = _fit_baseline_logged(splits, config)
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
     backbone, tokenizer, preprocessor, model, optimizer = build(config, splits, strategy, spec)
@@ -258,6 +242,41 @@ def _train_in(
         _watch_preemption(trainer, strategy, source)
     history = _restore(trainer, source) if resume else []
     history = trainer.fit(history)
+    return _finish(trainer, history, splits, baseline, run_dir, strategy.num_replicas_in_sync)
+
+
+def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bool):
+    """Refuse bad arguments before any work, read and split the data, resolve the policy.
+
+    Returns (encoder spec, splits, the config resolved for the data, class weights).
+    """
+    rundir.check_run_dir(source, resume=resume, overwrite=overwrite)
+    if resume:
+        check_checkpoint(source)
+    spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
+    encoders.check_seq_len(config.model.model, config.model.seq_len)
+    splits = data_lib.load_splits(config.data, config.seed)
+    config, class_weights, notes = resolve_for_data(config, splits)
+    if resume:
+        check_resume(config, source)
+    for line in [*data_lib.describe(splits), *notes]:
+        logger.info("%s", line)
+    return spec, splits, config, class_weights
+
+
+def _fit_baseline_logged(splits, config: RunConfig):
+    baseline = fit_baseline(splits, config.train.thresholds)
+    logger.info(
+        "baseline, %s: validation macro-F1 %.4f, accuracy %.4f",
+        BASELINE_NAME,
+        baseline.validation["macro_f1"],
+        baseline.validation["accuracy"],
+    )
+    return baseline
+
+
+def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas: int):
+    """Compare the kept epoch with the baseline, write the report, gather the result."""
     kept = history[int(trainer.kept.numpy()) - 1]
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
     # The kept weights, into the model in memory: the report scores the splits in hand.
@@ -272,7 +291,7 @@ def _train_in(
         history,
         kept["val_accuracy"],
         report.metrics.get("test"),
-        replicas=strategy.num_replicas_in_sync,
+        replicas=replicas,
         traces=traces,
         kept_epoch=kept["epoch"],
         baseline=baseline.to_dict(),
