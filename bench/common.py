@@ -85,3 +85,13 @@ def run_training(cmd: list[str], out: Path) -> tuple[list[dict], dict, float]:
     history = json.loads((out / "history.json").read_text())
     config = json.loads((out / "config.json").read_text())["config"]
     return history, config, wall
+
+
+def finished_run(run: Path):
+    """A finished run's own split (its config and seed) and its predictor: (splits, predictor)."""
+    from bertclf.config import RunConfig
+    from bertclf.data import load_splits
+    from bertclf.predictor import load_predictor
+
+    config = RunConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
+    return load_splits(config.data, config.seed), load_predictor(run)

@@ -33,9 +33,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 
 from bertclf import baseline
-from bertclf.config import RunConfig
-from bertclf.data import load_splits
-from bertclf.predictor import load_predictor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import finished_run  # noqa: E402
 
 COLUMNS = ("fine-tuned", "LinearSVC", "logistic", "mean with SVC", "mean with logistic")
 
@@ -47,11 +47,9 @@ def _figures(labels: np.ndarray, probs: np.ndarray) -> tuple[float, float]:
 
 def check_run(run: Path, c: float) -> list[dict]:
     """One row per scored split of `run`: accuracy and macro-F1 of each model."""
-    config = RunConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
-    splits = load_splits(config.data, config.seed)
+    splits, predictor = finished_run(run)
     if splits.train.multilabel:
         raise SystemExit(f"{run}: a multi-label run; this check is for single-label runs")
-    predictor = load_predictor(run)
     train_labels = np.asarray(splits.train.labels)
     svc = baseline.make_baseline().fit(splits.train.texts, train_labels)
     logistic = make_pipeline(
