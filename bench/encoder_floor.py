@@ -10,10 +10,11 @@ Three things, in one process, round by round (medians of 60 calls each):
 - a lean encoder of the same size written directly in TensorFlow ops (one fused QKV
   matmul per layer, 2-D matmuls, no Keras), at the same widths: what TensorFlow's
   graph runtime costs when the model code has no overhead of its own.
-`--profile` adds a TensorFlow profiler trace of 20 empty-string calls of the export,
-summed by op type (time per call). ONNX Runtime's figures for the same architecture
-come from bench/batch1_latency.py. Results: JSON on stdout and
-bench/out/encoder_floor.json.
+`--xla` adds both encoders compiled by XLA (`jit_compile=True`; compiled once per
+width in the warm-up calls). `--profile` adds a TensorFlow profiler trace of 20
+empty-string calls of the export, summed by op type (time per call). ONNX Runtime's
+figures for the same architecture come from bench/batch1_latency.py. Results: JSON on
+stdout and bench/out/encoder_floor.json.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ HIDDEN, HEADS, LAYERS, FFN, VOCAB = 384, 12, 6, 1536, 30522
 WIDTHS = (4, 16, 48, 128)
 
 
-def lean_encoder(tf):
+def lean_encoder(tf, jit: bool = False):
     """A BERT encoder in plain TensorFlow ops, random weights, batch x width token ids."""
     g = tf.random.Generator.from_seed(0)
 
@@ -53,7 +54,7 @@ def lean_encoder(tf):
 
     spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool)]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, jit_compile=jit)
     def encode(ids, mask):
         b, t = tf.shape(ids)[0], tf.shape(ids)[1]
         x = tf.reshape(tf.gather(emb, ids) + pos[tf.newaxis, :t] + seg[0], [b * t, HIDDEN])
@@ -72,7 +73,7 @@ def lean_encoder(tf):
     return encode
 
 
-def keras_hub_encoder(tf):
+def keras_hub_encoder(tf, jit: bool = False):
     import keras_hub
 
     backbone = keras_hub.models.BertBackbone(
@@ -84,7 +85,7 @@ def keras_hub_encoder(tf):
     )
     spec = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool)]
 
-    @tf.function(input_signature=spec)
+    @tf.function(input_signature=spec, jit_compile=jit)
     def encode(ids, mask):
         x = {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask}
         return backbone(x)["sequence_output"]
@@ -119,6 +120,7 @@ def main() -> None:
     p.add_argument("export", help="an export's version directory (BASE/NAME/VERSION)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--xla", action="store_true", help="also both encoders XLA-compiled")
     a = p.parse_args()
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
@@ -127,6 +129,11 @@ def main() -> None:
     words = forty_words().split()
     texts = {"empty": "", "10 words": " ".join(words[:10]), "40 words": " ".join(words)}
     encoders = {"keras_hub": keras_hub_encoder(tf), "lean": lean_encoder(tf)}
+    if a.xla:  # one compile per width, in the warm-up calls
+        encoders |= {
+            "keras_hub_xla": keras_hub_encoder(tf, True),
+            "lean_xla": lean_encoder(tf, True),
+        }
     times: dict[str, list[float]] = collections.defaultdict(list)
     for _ in range(a.rounds):
         for name, text in texts.items():
