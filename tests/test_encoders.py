@@ -74,3 +74,64 @@ def test_known_models_lists_offline_availability():
     assert rows["minilm-l6"]["offline"] == "yes"
     assert rows["small_bert/bert_en_uncased_L-4_H-512_A-8"]["offline"] == "no"
     assert "bert_tiny_en_uncased" in rows
+
+
+def test_reinitialize_top_layers_draws_only_the_top_layers_afresh():
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        200, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=128
+    )
+    # Pretrained-looking weights: every variable away from its initial value.
+    for v in backbone.weights:
+        v.assign(np.full(v.shape, 0.5, "float32"))
+    before = {v.path: np.array(v.numpy()) for v in backbone.weights}
+    assert encoders.reinitialize_top_layers(backbone, 1, seed=3) == 16
+    top = "transformer_layer_1/"
+    for v in backbone.weights:
+        value = v.numpy()
+        if not v.path.startswith(top):  # embeddings, layer 0: untouched
+            np.testing.assert_array_equal(value, before[v.path])
+        elif v.path.endswith("kernel"):  # truncated normal, stddev 0.02 (cut at 2 stddev)
+            assert np.abs(value).max() <= 0.04 + 1e-6
+            assert 0.010 < value.std() < 0.02, (v.path, value.std())
+        else:
+            assert (value == (1.0 if v.path.endswith("gamma") else 0.0)).all(), v.path
+    # Seeded: the same seed draws the same weights.
+    kernels = [v.numpy() for v in backbone.weights if v.path.startswith(top)]
+    encoders.reinitialize_top_layers(backbone, 1, seed=3)
+    again = [v.numpy() for v in backbone.weights if v.path.startswith(top)]
+    for a, b in zip(kernels, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    query, key = (
+        backbone.get_layer("transformer_layer_1")._self_attention_layer._query_dense,
+        backbone.get_layer("transformer_layer_1")._self_attention_layer._key_dense,
+    )
+    assert not np.array_equal(query.kernel.numpy(), key.kernel.numpy())  # one draw each
+    assert encoders.reinitialize_top_layers(backbone, 0, seed=3) == 0
+    with pytest.raises(EncoderError, match="--reinit-layers 3 is over the 2 transformer layers"):
+        encoders.reinitialize_top_layers(backbone, 3, seed=3)
+
+
+def test_reinit_layers_over_the_encoders_depth_is_one_line(tmp_path, tiny_data, tiny_encoder):
+    from conftest import one_error_line, run_script
+
+    out = tmp_path / "run"
+    for value, needle in (
+        ("2", "--reinit-layers 2 is over the 1 transformer layers"),
+        ("-1", "--reinit-layers -1 is invalid"),
+    ):
+        proc = run_script(
+            "train",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--model",
+            tiny_encoder,
+            "--seq-len",
+            "32",
+            "--reinit-layers",
+            value,
+        )
+        assert needle in one_error_line(proc)
+        assert not out.exists()

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import f1_score
 
-from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, policy  # noqa: I001
+from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, encoders, load_run, policy  # noqa: I001
 from bertclf.errors import ConfigError
 from bertclf.training import train
 
@@ -121,7 +121,9 @@ def test_early_stopping_and_the_baseline_beside_a_run(tmp_path, tiny_data, tiny_
         out=str(tmp_path / "run"),
         model=ModelConfig(model=tiny_encoder, seq_len=32),
         # A learning rate too small to change a prediction: epoch 1 is kept, nothing beats it.
-        train=TrainConfig(epochs=6, batch_size=8, lr=1e-12, patience=2, precision="fp32"),
+        train=TrainConfig(
+            epochs=6, batch_size=8, lr=1e-12, patience=2, precision="fp32", reinit_layers=1
+        ),
     )
     result = train(cfg, progress=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]  # stopped 2 epochs after 1
@@ -129,6 +131,16 @@ def test_early_stopping_and_the_baseline_beside_a_run(tmp_path, tiny_data, tiny_
     run = tmp_path / "run"
     saved = json.loads((run / "config.json").read_text())["config"]
     assert saved["train"]["epochs"] == 6 and saved["train"]["class_weight"] == "none"
+    assert saved["train"]["reinit_layers"] == 1
+    # --reinit-layers 1 drew the tiny encoder's one layer afresh and left the embeddings.
+    trained = load_run(run).model.backbone
+    pretrained, _ = encoders.load(encoders.resolve(tiny_encoder))
+    for mine, theirs in zip(trained.weights, pretrained.weights, strict=True):
+        assert mine.path == theirs.path
+        if mine.path.startswith("transformer_layer_0/") and mine.path.endswith("kernel"):
+            assert np.abs(mine.numpy() - theirs.numpy()).max() > 1e-3, mine.path
+        elif not mine.path.startswith("transformer_layer_0/"):
+            np.testing.assert_allclose(mine.numpy(), theirs.numpy(), atol=1e-6)
     assert saved["data"]["split"] == "stratified"  # resolved from auto on tiny data
     # The baseline inside the run equals `bertclf baseline` on the same split.
     proc = run_script("baseline", str(tiny_data), "--test", str(tiny_data), "--json")

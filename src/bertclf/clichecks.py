@@ -69,7 +69,7 @@ def check_train(a) -> RunConfig:
     if a.train is not None:
         check_data(config.data)
         encoders.precheck(config.model.model)
-        encoders.check_seq_len(config.model.model, config.model.seq_len)
+        encoders.check_fits(config.model.model, config.model.seq_len, config.train.reinit_layers)
     return config
 
 

@@ -163,6 +163,8 @@ class TrainConfig:
         layer_decay: layer-wise learning-rate decay: transformer layer i of L trains
             at lr * layer_decay**(L - i), the embeddings at lr * layer_decay**(L + 1),
             the head at lr (1: off). See `bertclf.optimization.layer_scales`.
+        reinit_layers: draw the encoder's top N transformer layers afresh before
+            fine-tuning (`bertclf.encoders.reinitialize_top_layers`; 0: all pretrained).
         ema: decay of an exponential moving average of the weights, updated every
             step; validation, the kept weights and the export use the average (0: off,
             the raw weights). See `bertclf.policy`.
@@ -203,6 +205,11 @@ class TrainConfig:
         1.0,
         "layer-wise learning-rate decay D: layer i of L trains at lr*D^(L-i), the "
         "embeddings at lr*D^(L+1), the head at lr (1: off)",
+    )
+    reinit_layers: int = option(
+        0,
+        "draw the encoder's top N transformer layers afresh before fine-tuning "
+        "(0: keep every pretrained layer; see README)",
     )
     ema: float = option(
         policy.EMA_DECAY,
@@ -301,6 +308,7 @@ class TrainConfig:
             self.layer_decay,
             "use a factor in (0, 1] such as 0.9 (1: off)",
         )
+        check(self.reinit_layers >= 0, "--reinit-layers", self.reinit_layers, "use 0 or more")
         check(self.strategy in STRATEGIES, "--strategy", self.strategy, f"one of {STRATEGIES}")
         check(
             self.tb_histograms in TB_HISTOGRAMS,

@@ -110,17 +110,22 @@ def precheck(name: str) -> None:
         )
 
 
-def max_sequence_length(directory: Path) -> int | None:
-    """The longest input a local checkpoint's position embeddings allow (from config.json)."""
+def _checkpoint_setting(directory: Path, keras_key: str, hf_key: str) -> int | None:
+    """One architecture setting from a local checkpoint's config.json (no TensorFlow)."""
     kind = _check_local_checkpoint(directory)
     config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     if kind == "keras":
-        return config.get("config", {}).get("max_sequence_length")
-    return config.get("max_position_embeddings")
+        return config.get("config", {}).get(keras_key)
+    return config.get(hf_key)
 
 
-def check_seq_len(name: str, seq_len: int) -> None:
-    """--seq-len must fit the encoder's position embeddings (local checkpoints: no TF)."""
+def max_sequence_length(directory: Path) -> int | None:
+    """The longest input a local checkpoint's position embeddings allow (from config.json)."""
+    return _checkpoint_setting(directory, "max_sequence_length", "max_position_embeddings")
+
+
+def check_fits(name: str, seq_len: int, reinit_layers: int = 0) -> None:
+    """--seq-len and --reinit-layers must fit a local encoder (checked without TF)."""
     path = offline_model_dir() if name in _OFFLINE_ALIASES else Path(name).expanduser()
     if not path.is_dir():
         return  # a hub name: checked once the encoder is loaded
@@ -130,6 +135,61 @@ def check_seq_len(name: str, seq_len: int) -> None:
             f"--seq-len {seq_len} is over what --model {name!r} reads ({limit} tokens, its "
             f"position embeddings); use --seq-len {limit} or less"
         )
+    check_reinit_layers(
+        name, reinit_layers, _checkpoint_setting(path, "num_layers", "num_hidden_layers")
+    )
+
+
+def check_reinit_layers(name: str, reinit_layers: int, num_layers: int | None) -> None:
+    if num_layers is not None and reinit_layers > num_layers:
+        raise EncoderError(
+            f"--reinit-layers {reinit_layers} is over the {num_layers} transformer layers of "
+            f"--model {name!r}; use {num_layers} or less"
+        )
+
+
+def reinitialize_top_layers(backbone, count: int, seed: int) -> int:
+    """Draw the top `count` transformer layers' weights afresh, as BERT initialises them.
+
+    Kernels from a normal distribution truncated at two standard deviations (0.02, the
+    BERT initializer keras-hub uses), biases and LayerNorm offsets 0, LayerNorm scales
+    1 (Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning": the top layers are
+    specialised to the pre-training task, and drawing them afresh helps on small data).
+
+    Args:
+        backbone: a keras-hub `BertBackbone` (its `transformer_layers`, bottom first).
+        count: how many layers, from the top; 0 changes nothing.
+        seed: seeds the draws, so a run is reproducible.
+
+    Returns:
+        the number of variables drawn afresh.
+
+    Example:
+    >>> import keras_hub
+    >>> backbone = keras_hub.models.BertBackbone(100, 2, 2, 8, 16)
+    >>> reinitialize_top_layers(backbone, 1, seed=0)
+    16
+    """
+    import keras
+
+    layers = getattr(backbone, "transformer_layers", None)
+    if layers is None:
+        raise EncoderError(f"--reinit-layers: {type(backbone).__name__} has no transformer_layers")
+    check_reinit_layers(backbone.name, count, len(layers))
+    draws = keras.random.SeedGenerator(seed)  # a new draw per kernel: Q, K and V differ
+    changed = 0
+    for layer in layers[len(layers) - count :]:
+        for variable in layer.weights:
+            leaf = variable.path.rsplit("/", 1)[-1]
+            if leaf == "kernel":
+                value = keras.random.truncated_normal(
+                    variable.shape, stddev=0.02, dtype=variable.dtype, seed=draws
+                )
+            else:  # bias, beta: 0; gamma: 1
+                value = keras.ops.full(variable.shape, float(leaf == "gamma"), variable.dtype)
+            variable.assign(value)
+            changed += 1
+    return changed
 
 
 def resolve(name: str) -> EncoderSpec:

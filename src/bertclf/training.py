@@ -131,6 +131,8 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
+        if config.train.reinit_layers:
+            encoders.reinitialize_top_layers(backbone, config.train.reinit_layers, config.seed)
         preprocessor, model = build_classifier(
             backbone,
             tokenizer,
@@ -254,7 +256,7 @@ def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bo
     if resume:
         check_checkpoint(source)
     spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
-    encoders.check_seq_len(config.model.model, config.model.seq_len)
+    encoders.check_fits(config.model.model, config.model.seq_len, config.train.reinit_layers)
     splits = data_lib.load_splits(config.data, config.seed)
     config, class_weights, notes = resolve_for_data(config, splits)
     if resume:
