@@ -131,8 +131,15 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
     steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
     with strategy.scope():
         backbone, tokenizer = encoders.load(spec)
-        if config.train.reinit_layers:
-            encoders.reinitialize_top_layers(backbone, config.train.reinit_layers, config.seed)
+        if count := config.train.reinit_layers:
+            encoders.reinitialize_top_layers(backbone, count, config.seed)
+            logger.info(
+                "--reinit-layers %d: the top %d of the encoder's %d transformer layers start "
+                "from a fresh draw, not from pre-training",
+                count,
+                count,
+                len(backbone.transformer_layers),
+            )
         preprocessor, model = build_classifier(
             backbone,
             tokenizer,
