@@ -1,6 +1,7 @@
 """`bertclf serve`: a real server on a loopback port, against real exports."""
 
 import concurrent.futures as cf
+import http.client
 import json
 import os
 import signal
@@ -286,18 +287,32 @@ def test_hot_load_new_version_without_failures(runs, base, server):
 
     thread = threading.Thread(target=client_loop)
     thread.start()
+    # A request whose body is still arriving when the version changes: it must be
+    # answered by the version served once its body is complete, not refused (503).
+    slow = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = json.dumps({"instances": TEXTS[:1]}).encode()
     try:
         time.sleep(1.0)
+        slow.putrequest("POST", "/v1/models/tickets:predict")
+        slow.putheader("Content-Length", str(len(body)))
+        slow.endheaders()
+        slow.send(body[:5])
         export(runs[1], base, name="tickets", verify=False)  # version 2, renamed into place
         server.wait_for("tickets", 2, timeout=60)
+        slow.send(body[5:])
+        answer = slow.getresponse()
+        slow_result = (answer.status, json.loads(answer.read()))
         time.sleep(1.0)
     finally:
+        slow.close()
         stop.set()
         thread.join()
     failed = [r for r in results if r[0] != 200]
     assert results and not failed, failed[:3]
     old = ExportedModel(base / "tickets" / "1").predict_proba(TEXTS[:1])[0]
     new = ExportedModel(base / "tickets" / "2").predict_proba(TEXTS[:1])[0]
+    assert slow_result[0] == 200, slow_result
+    np.testing.assert_allclose(slow_result[1]["predictions"][0]["scores"], new, atol=1e-6)
     assert not np.allclose(old, new, atol=1e-4)
     scores = [np.array(body["predictions"][0]["scores"]) for _, body in results]
     assert np.allclose(scores[0], old, atol=1e-6) and np.allclose(scores[-1], new, atol=1e-6)

@@ -156,12 +156,16 @@ class Handlers:
             raise MethodNotAllowed(f"{request.method} is not supported here; use {want}", want)
         if suffix is None:
             return SafeJSONResponse(protocol.model_status(self.repo.status(name, version)))
-        loaded = self.repo.get(name, version)  # fixed now: the request stays on this version
+        loaded = self.repo.get(name, version)  # an unknown model is a 404 before any body
         if suffix == "/metadata":
             return SafeJSONResponse(
                 protocol.model_metadata(name, loaded.version, loaded.signatures)
             )
         doc = protocol.parse_json(await read_body(request, self.limits.max_body))
+        # Resolved again after the await: a new version may have been swapped in while the
+        # body arrived, and the old one's batcher now refuses work. From here to submit()
+        # nothing awaits, so the version used is the one being served.
+        loaded = self.repo.get(name, version)
         if suffix == ":predict":
             req = protocol.parse_predict(doc, loaded.signatures, self.limits.max_instances)
             out = await loaded.batcher.submit(req.signature_name, req.inputs)
