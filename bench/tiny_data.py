@@ -11,6 +11,11 @@ bench/out/, and runs `bertclf train TRAIN --test TEST --seed N` with no other fl
 the baseline fitted inside the run on the same 80%, and the reference baseline (TF-IDF +
 LinearSVC fitted on the whole 75%, as the issue quotes it). Results: one JSON line per
 run, and bench/out/tiny_data.jsonl.
+
+`ekman` is a second imbalanced single-label task of short texts: the GoEmotions comments
+(train, dev and test together) that carry exactly one label, that label being one of
+Ekman's six basic emotions (anger, disgust, fear, joy, sadness, surprise: 5,410 texts,
+largest/smallest class 2.3, as civility-gh's).
 """
 
 from __future__ import annotations
@@ -27,19 +32,42 @@ from bertclf.data import read_labelled  # noqa: E402
 from common import OUT, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 
-SOURCES = {"civility": ["civility-gh/train", "civility-gh/test"], "bbc": ["bbc"]}
+SOURCES = {
+    "civility": ["civility-gh/train", "civility-gh/test"],
+    "bbc": ["bbc"],
+    "ekman": ["goemotions"],
+}
+EKMAN = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
 
 
-def write_split(source: str, size: int, split: int) -> Path:
-    """Class folders `train/` and `test/` holding a seeded, stratified draw of `size` texts."""
-    from sklearn.model_selection import train_test_split
-
+def read_source(source: str) -> tuple[list[str], list[int], list[str]]:
+    """(texts, label ids, label names) of a whole source."""
+    if source == "ekman":
+        root = DATA / "goemotions"
+        names = (root / "emotions.txt").read_text().split()
+        texts, labels = [], []
+        for part in ("train", "dev", "test"):
+            for line in (root / f"{part}.tsv").read_text(encoding="utf-8").splitlines():
+                text, ids, _ = line.split("\t")
+                name = names[int(ids)] if "," not in ids else None
+                if name in EKMAN:
+                    texts.append(text)
+                    labels.append(EKMAN.index(name))
+        return texts, labels, EKMAN
     first, *rest = SOURCES[source]
     train = read_labelled(DATA / first)
     texts, labels = list(train.texts), list(train.labels)
     for folder in rest:
         more = read_labelled(DATA / folder, label_names=train.label_names)
         texts, labels = texts + more.texts, labels + list(more.labels)
+    return texts, labels, train.label_names
+
+
+def write_split(source: str, size: int, split: int) -> Path:
+    """Class folders `train/` and `test/` holding a seeded, stratified draw of `size` texts."""
+    from sklearn.model_selection import train_test_split
+
+    texts, labels, names = read_source(source)
     texts, _, labels, _ = train_test_split(
         texts, labels, train_size=size, stratify=labels, random_state=split
     )
@@ -47,7 +75,7 @@ def write_split(source: str, size: int, split: int) -> Path:
     root = OUT / f"tiny-data-{source}-{size}-{split}"
     shutil.rmtree(root, ignore_errors=True)
     for name, (xs, ys) in {"train": parts[0::2], "test": parts[1::2]}.items():
-        write_class_folders(root / name, xs, ys, train.label_names)
+        write_class_folders(root / name, xs, ys, names)
     return root
 
 
