@@ -5,14 +5,17 @@ whatever TF_CPP_MIN_LOG_LEVEL says), so these run `bertclf` in a fresh process.
 """
 
 import json
+import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import one_error_line, run_script, write_folder
+from conftest import BERTCLF, one_error_line, run_script, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +189,40 @@ def test_resume_with_a_damaged_checkpoint_is_one_line(trained_run, tmp_path):
     (run / "config.json").write_text(json.dumps(meta))
     line = one_error_line(run_script("train", "--out", str(run), "--resume", "--no-progress"))
     assert "cannot be restored" in line and "--overwrite" in line
+
+
+def _under_file_size_limit(argv: list[str], limit: int) -> subprocess.CompletedProcess:
+    """`bertclf ARGV` in a fresh process that may write no file past `limit` bytes: the
+    kernel refuses such a write (EFBIG) as it refuses one on a full disk (ENOSPC)."""
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # refused writes fail, not kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [str(BERTCLF), *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        preexec_fn=limit_files,
+    )
+
+
+def test_a_write_the_disk_refuses_is_one_line(trained_run, cases, tmp_path):
+    models = tmp_path / "models"
+    proc = _under_file_size_limit(
+        ["export", str(trained_run), "--to", str(models), "--precision", "fp32"], 64 * 1024
+    )
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("bertclf: error: File too large: free space"), lines
+    assert not list(models.rglob("saved_model.pb"))  # nothing published
+    run = tmp_path / "run"
+    argv = [*train(cases)[:3], str(run), *train(cases)[4:], "--epochs", "1", "--no-progress", "--quiet"]
+    proc = _under_file_size_limit(argv, 64 * 1024)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
+    assert f"training stopped while writing under {run}" in lines[0]
+    assert "--resume" in lines[0]

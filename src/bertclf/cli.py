@@ -34,7 +34,7 @@ from bertclf.command_config import (  # noqa: E402
     ServeConfig,
 )
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
-from bertclf.errors import BertclfError, ConfigError, DataError  # noqa: E402
+from bertclf.errors import BertclfError, ConfigError, DataError, refusal_advice, write_refused  # noqa: E402
 from bertclf.version import __version__  # noqa: E402
 
 logger = logging.getLogger("bertclf")
@@ -391,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("bertclf: interrupted", file=sys.stderr)
             return 130
+        except Exception as e:  # a write the disk refused: one line, not a traceback
+            if (reason := write_refused(e)) is None:
+                raise
+            run = args.out if args.func is cmd_train else None
+            print(f"bertclf: error: {reason}: {refusal_advice(run)}", file=sys.stderr)
+            return 1
     finally:
         if noise is not None:
             noise.close()

@@ -10,10 +10,12 @@ temporary path is renamed into place it gets the modes any file the user writes 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -77,6 +79,21 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def ensure_room(path: str | os.PathLike, nbytes: int) -> None:
+    """Raise the OSError a write of `nbytes` to `path` would meet (ENOSPC: the disk is
+    too full; EFBIG: over the process' file-size limit) before writing anything.
+
+    HDF5, behind Keras' `.weights.h5`, can crash the process on a refused write instead
+    of raising, so a writer of it asks first.
+    """
+    path = Path(path)
+    if shutil.disk_usage(path.parent).free < nbytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and limit < nbytes:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
 
 
 def pid_alive(pid: int) -> bool:

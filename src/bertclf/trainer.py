@@ -28,7 +28,7 @@ from bertclf import thresholds as thresholds_lib
 from bertclf.averaging import WeightAverage
 from bertclf.config import RunConfig
 from bertclf.evaluation import multilabel_metrics
-from bertclf.fileio import atomic_path, file_sha256, write_json
+from bertclf.fileio import atomic_path, ensure_room, file_sha256, write_json
 from bertclf.optimization import current_lr, moments
 from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
 from bertclf.preprocessing import TextPreprocessor
@@ -346,6 +346,7 @@ class Trainer:
         kept = bool(key > tuple(float(v) for v in self.best.numpy()))
         if kept:  # the kept weights change only when the selection key is strictly better
             with atomic_path(self.run_dir / rundir.BEST_WEIGHTS, suffix=".weights.h5") as tmp:
+                ensure_room(tmp, sum(v.numpy().nbytes for v in self.model.weights) + 2**20)
                 self.model.save_weights(str(tmp))
                 if self.multilabel:  # published first, naming the weights they go with
                     self._write_thresholds(row["epoch"], file_sha256(tmp))
