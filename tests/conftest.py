@@ -115,8 +115,12 @@ def read_json(path) -> object:
 BERTCLF = Path(sys.executable).with_name("bertclf")  # the console script pip installed
 
 
-def run_script(*args: str, timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
-    """Run the real `bertclf` console script, as a user does (fresh process, real fd 2)."""
+def run_script(
+    *args: str, timeout: float = 600, cwd=None, preexec_fn=None
+) -> subprocess.CompletedProcess:
+    """Run the real `bertclf` console script, as a user does (fresh process, real fd 2).
+
+    `preexec_fn` runs in the child before it starts (for example, to set a limit)."""
     return subprocess.run(
         [str(BERTCLF), *args],
         capture_output=True,
@@ -124,6 +128,7 @@ def run_script(*args: str, timeout: float = 600, cwd=None) -> subprocess.Complet
         timeout=timeout,
         cwd=cwd,
         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        preexec_fn=preexec_fn,
     )
 
 

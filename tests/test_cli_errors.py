@@ -5,7 +5,6 @@ whatever TF_CPP_MIN_LOG_LEVEL says), so these run `bertclf` in a fresh process.
 """
 
 import json
-import os
 import resource
 import shutil
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BERTCLF, one_error_line, run_script, write_folder
+from conftest import one_error_line, run_script, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +198,7 @@ def _under_file_size_limit(argv: list[str], limit: int) -> subprocess.CompletedP
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # refused writes fail, not kill
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run(
-        [str(BERTCLF), *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        preexec_fn=limit_files,
-    )
+    return run_script(*argv, preexec_fn=limit_files)
 
 
 def test_a_write_the_disk_refuses_is_one_line(trained_run, cases, tmp_path):
@@ -220,7 +211,15 @@ def test_a_write_the_disk_refuses_is_one_line(trained_run, cases, tmp_path):
     assert lines[0].startswith("bertclf: error: File too large: free space"), lines
     assert not list(models.rglob("saved_model.pb"))  # nothing published
     run = tmp_path / "run"
-    argv = [*train(cases)[:3], str(run), *train(cases)[4:], "--epochs", "1", "--no-progress", "--quiet"]
+    argv = [
+        *train(cases)[:3],
+        str(run),
+        *train(cases)[4:],
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--quiet",
+    ]
     proc = _under_file_size_limit(argv, 64 * 1024)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
