@@ -5,7 +5,9 @@ protobuf than the core install. The core venv's `bertclf score` says how to inst
 """
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,9 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     out.mkdir()
     stale = out / "scores-00003-of-00007.jsonl"  # an earlier run, with another shard count
     stale.write_text("old\n")
+    # Its time is ahead of this clock, as a file from another machine's clock can be: which
+    # shards are old must not be judged by file times.
+    os.utime(stale, (time.time() + 3600, time.time() + 3600))
     notes = out / "scores-notes.txt"  # not a shard: never touched
     notes.write_text("mine\n")
     args = ["--input", str(setup / "in" / "*.jsonl"), "--output", str(out / "scores")]
@@ -130,11 +135,22 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     failed = beam_cli("score", model, *args, "--text-field", "body", "--overwrite")
     assert "a.jsonl:1: no 'body' field; set --text-field" in one_error_line(failed)
     assert stale.read_text() == "old\n" and notes.read_text() == "mine\n"
+    # A run that fails inside the pipeline (a later row has no text) leaves it too, and
+    # nothing of its own.
+    bad = setup / "bad"
+    bad.mkdir()
+    rows = [{"id": "ok", "text": "the match ended in a draw"}] * 3 + [{"id": "no text"}]
+    (bad / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    broken = beam_cli("score", model, "--input", str(bad / "*.jsonl"), *args[2:], "--overwrite")
+    assert broken.returncode == 2, broken.stderr[-3000:]
+    assert "c.jsonl:4: no 'text' field; set --text-field" in one_error_line(broken)
+    assert sorted(out.iterdir()) == [stale, notes] and stale.read_text() == "old\n"
     proc = beam_cli("score", model, *args, "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = sorted(out.glob("scores-*-of-*.jsonl"))
     assert new and stale not in new and notes.is_file()
     assert len(_records(new)) == 210
+    assert sorted(out.iterdir()) == sorted([*new, notes])  # nothing staged is left behind
 
 
 def test_without_beam_score_says_how_to_install_it(setup):

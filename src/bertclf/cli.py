@@ -344,11 +344,10 @@ def cmd_score(a) -> int:
     config = cliargs.from_args(ScoreConfig, a)
     from bertclf.scoring import export_info, require_beam
 
-    if not a.verbose:  # Beam's notes on optional GCP clients and the like (some on root)
+    if not a.verbose:  # Beam's notes (optional GCP clients and the like, some on root) and
+        # its copy of a failed step's traceback: the error itself ends as one line (main).
         for handler in logging.getLogger().handlers:
-            handler.addFilter(
-                lambda r: r.levelno >= logging.ERROR or "apache_beam" not in r.pathname
-            )
+            handler.addFilter(lambda r: "apache_beam" not in r.pathname)
     require_beam()  # one line on how to install it, before anything else
     export_info(config.model)
     from bertclf.scoring import score

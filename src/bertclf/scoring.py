@@ -19,10 +19,12 @@ install, so it lives in its own environment (`make setup-beam` makes one for the
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import logging
-import time
+import shutil
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -78,21 +80,54 @@ def check_paths(config: ScoreConfig) -> list[str]:
     return inputs
 
 
-def shards(prefix: str) -> dict[str, float]:
-    """The output shards of a run of `score` with this prefix: path -> time written."""
+def shards(prefix: str) -> list[str]:
+    """The output shards of a run of `score` with this prefix (PREFIX-SSSSS-of-NNNNN*)."""
     from apache_beam.io.filesystems import FileSystems
 
-    found = FileSystems.match([prefix + "-*-of-*"])[0].metadata_list
-    return {m.path: m.last_updated_in_seconds for m in found}
+    return sorted(m.path for m in FileSystems.match([prefix + "-*-of-*"])[0].metadata_list)
 
 
-def delete_stale(prefix: str, since: float) -> None:
-    """--overwrite, after a successful run: delete the shards it did not (re)write."""
+def publish(staged: str, prefix: str) -> list[str]:
+    """After a successful run: PREFIX's shards become the staged ones; returns their paths.
+
+    The run wrote under a staging prefix beside the output, so the old shards stayed
+    whole until here. Which shards are old is known by name, not by file time (clocks
+    and file systems disagree on times). Old shards with another shard count are deleted
+    first; then each new shard is renamed over its final name.
+    """
     from apache_beam.io.filesystems import FileSystems
 
-    stale = sorted(path for path, written in shards(prefix).items() if written < since)
+    marker = staged[len(prefix) :]  # ".partial-HEX", unique to this run
+    new = shards(staged)
+    final = ["".join(path.rsplit(marker, 1)) for path in new]
+    stale = sorted(set(shards(prefix)) - set(final))
     if stale:  # an earlier run's shards with another shard count
         FileSystems.delete(stale)
+    FileSystems.rename(new, final)
+    return final
+
+
+def discard(staged: str) -> None:
+    """A failed run: delete what it staged and Beam's temporary folder for it.
+
+    Beam leaves `beam-temp-BASENAME-UUID/` beside the output when a pipeline fails; the
+    staged basename is unique to this run, so nothing of another run matches. Beam's
+    match lists files only, so a local folder is removed here. Best effort: the run's
+    own error is what the user must see.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    folder, base = FileSystems.split(staged)
+    temp = FileSystems.join(folder, f"beam-temp-{base}-*")
+    for pattern in (staged + "-*-of-*", temp + "/*"):
+        try:
+            if found := [m.path for m in FileSystems.match([pattern])[0].metadata_list]:
+                FileSystems.delete(found)
+        except Exception as error:  # noqa: BLE001 - never hide the run's own error
+            logger.warning("could not delete the partial output %s: %s", pattern, error)
+    if "://" not in temp:  # a local folder; an object store has no empty folders
+        for path in glob.glob(glob.escape(temp[:-1]) + "*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def rows_of_file(readable, text_field: str, id_field: str) -> Iterator[Row]:
@@ -108,8 +143,8 @@ def _rows(path: str, raw, text_field: str, id_field: str) -> Iterator[Row]:
 
 
 def check_first_rows(inputs: list[str], config: ScoreConfig) -> None:
-    """Parse each input's first row before the pipeline: a missing field is one line
-    here, not a worker's traceback (Beam logs those) after the run has started."""
+    """Parse each input's first row before the pipeline: a missing field is caught here,
+    before any worker starts, instead of minutes into the run (later rows: in `Rows`)."""
     from apache_beam.io.filesystems import FileSystems
 
     for path in inputs:
@@ -167,21 +202,34 @@ def csv_line(record: dict[str, Any], columns: list[str]) -> str:
 def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
     """Run the pipeline; returns the inputs and the output pattern.
 
+    The shards are written under a staging prefix and replace PREFIX's only once the
+    whole run has succeeded (`publish`): a failed run leaves the old output as it was.
+
     Example:
     >>> score(ScoreConfig("exports/demo", "texts/*.txt", "out/scores"))  # doctest: +SKIP
     {'inputs': [...], 'output': 'out/scores-*-of-*.jsonl'}
     """
     require_beam()
+    version_dir, labels, thresholds = export_info(config.model)
+    inputs = check_paths(config)
+    check_first_rows(inputs, config)
+    staged = f"{config.output}.partial-{uuid.uuid4().hex[:12]}"  # beside the output
+    try:
+        run_pipeline(config, beam_args, str(version_dir), labels, thresholds, staged)
+    except BaseException:
+        discard(staged)
+        raise
+    publish(staged, config.output)
+    return {"inputs": inputs, "output": f"{config.output}-*-of-*.{config.format}"}
+
+
+def run_pipeline(config, beam_args, version_dir, labels, thresholds, prefix: str) -> None:
+    """Read, score and write PREFIX-SSSSS-of-NNNNN.FORMAT with Beam's runner."""
     import apache_beam as beam
     from apache_beam.io import fileio
     from apache_beam.ml.inference.base import RunInference
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    version_dir, labels, thresholds = export_info(config.model)
-    inputs = check_paths(config)
-    check_first_rows(inputs, config)
-    started = time.time() - 1  # file times may be whole seconds
-    suffix = "." + config.format
     columns = [config.id_field, "text"]
     columns += ["labels"] if thresholds is not None else ["label", "probability"]
     columns += [f"p_{name}" for name in labels]
@@ -194,12 +242,10 @@ def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
             | "Match" >> fileio.MatchFiles(config.input)
             | "Read" >> fileio.ReadMatches()
             | "Rows" >> beam.FlatMap(rows_of_file, config.text_field, config.id_field)
-            | "Score" >> RunInference(make_model_handler(str(version_dir), config.batch_size))
+            | "Score" >> RunInference(make_model_handler(version_dir, config.batch_size))
             | "Record" >> beam.Map(to_record, labels, thresholds, config.id_field)
         )
         lines = records | "Format" >> beam.Map(fmt or (lambda r: csv_line(r, columns)))
         lines | "Write" >> beam.io.WriteToText(  # noqa: B018 - a sink
-            config.output, file_name_suffix=suffix, header=header
+            prefix, file_name_suffix="." + config.format, header=header
         )
-    delete_stale(config.output, started)  # only now: a failed run leaves the old output
-    return {"inputs": inputs, "output": f"{config.output}-*-of-*{suffix}"}
