@@ -145,6 +145,10 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     assert broken.returncode == 2, broken.stderr[-3000:]
     assert "c.jsonl:4: no 'text' field; set --text-field" in one_error_line(broken)
     assert sorted(out.iterdir()) == [stale, notes] and stale.read_text() == "old\n"
+    broken = beam_cli(
+        "score", model, "--input", str(bad / "*.jsonl"), "--output", str(setup / "new" / "d" / "s")
+    )
+    assert broken.returncode == 2 and not (setup / "new").exists()  # folders it made: gone
     proc = beam_cli("score", model, *args, "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = sorted(out.glob("scores-*-of-*.jsonl"))

@@ -18,11 +18,13 @@ install, so it lives in its own environment (`make setup-beam` makes one for the
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,8 +109,21 @@ def publish(staged: str, prefix: str) -> list[str]:
     return final
 
 
-def discard(staged: str) -> None:
-    """A failed run: delete what it staged and Beam's temporary folder for it.
+def first_missing_folder(prefix: str) -> Path | None:
+    """The outermost folder of a local output prefix that does not exist yet, if any."""
+    if "://" in prefix:
+        return None
+    missing = None
+    for folder in Path(prefix).absolute().parents:
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
+
+
+def discard(staged: str, created: Path | None = None) -> None:
+    """A failed run: delete what it staged, Beam's temporary folder for it, and the
+    output folders the run created (if nothing else was written into them).
 
     Beam leaves `beam-temp-BASENAME-UUID/` beside the output when a pipeline fails; the
     staged basename is unique to this run, so nothing of another run matches. Beam's
@@ -128,6 +143,10 @@ def discard(staged: str) -> None:
     if "://" not in temp:  # a local folder; an object store has no empty folders
         for path in glob.glob(glob.escape(temp[:-1]) + "*"):
             shutil.rmtree(path, ignore_errors=True)
+    if created is not None:  # deepest first; a folder that is not empty stays
+        for folder, _, _ in sorted(os.walk(created), key=lambda w: -len(w[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
 
 
 def rows_of_file(readable, text_field: str, id_field: str) -> Iterator[Row]:
@@ -214,10 +233,11 @@ def score(config: ScoreConfig, beam_args: Sequence[str] = ()) -> dict[str, Any]:
     inputs = check_paths(config)
     check_first_rows(inputs, config)
     staged = f"{config.output}.partial-{uuid.uuid4().hex[:12]}"  # beside the output
+    created = first_missing_folder(config.output)
     try:
         run_pipeline(config, beam_args, str(version_dir), labels, thresholds, staged)
     except BaseException:
-        discard(staged)
+        discard(staged, created)
         raise
     publish(staged, config.output)
     return {"inputs": inputs, "output": f"{config.output}-*-of-*.{config.format}"}
