@@ -227,8 +227,10 @@ def test_methods_health_metrics_openapi(server):
     assert server.client.get("/healthz").json() == {"status": "ok", "models": {"tickets": 1}}
     doc = server.client.get("/openapi.json").json()
     assert "/v1/models/{model}:predict" in doc["paths"]
-    text = server.client.get("/metrics").text
+    assert post(server, "/v1/models/tickets:predict", {"instances": ["hi"]}).status_code == 200
+    text = server.client.get("/metrics").text  # counts this test's own requests at least
     assert 'bertclf_requests_total{code="200",route="predict"}' in text
+    assert 'bertclf_requests_total{code="405",route="predict"}' in text
     assert "bertclf_request_latency_seconds_bucket" in text and "bertclf_queue_depth" in text
 
 
