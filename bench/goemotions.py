@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine  # noqa: E402
+from common import OUT, ROOT, machine, run_training  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "goemotions"
 BERTCLF = Path(sys.executable).with_name("bertclf")
@@ -56,19 +55,10 @@ def main() -> None:
     tag = "".join(x.lstrip("-") for x in a.extra)
     out = OUT / f"goemotions-{a.mode}-{a.seed}{tag}"
     args = [*data, *test, *labels, "--seed", str(a.seed), *a.extra]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [str(BERTCLF), "train", *args, "--out", str(out), "--overwrite", "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"train failed:\n{proc.stderr[-3000:]}")
+    cmd = [str(BERTCLF), "train", *args, "--out", str(out), "--overwrite", "--no-progress"]
+    history, config, wall = run_training(cmd, out)
     test_m = json.loads((out / "test_metrics.json").read_text())
     base = test_m["baseline"]
-    history = json.loads((out / "history.json").read_text())
-    config = json.loads((out / "config.json").read_text())["config"]
     result = {
         "mode": a.mode,
         "seed": a.seed,

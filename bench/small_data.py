@@ -16,32 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine  # noqa: E402
+from common import OUT, ROOT, machine, run_training  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BERTCLF = Path(sys.executable).with_name("bertclf")
 
 
 def run(args: list[str], out: Path) -> tuple[dict, float]:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [str(BERTCLF), "train", *args, "--out", str(out), "--overwrite", "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"train failed:\n{proc.stderr[-3000:]}")
-    history = json.loads((out / "history.json").read_text())
+    cmd = [str(BERTCLF), "train", *args, "--out", str(out), "--overwrite", "--no-progress"]
+    history, config, wall = run_training(cmd, out)
     kept = next(r for r in reversed(history) if r["kept"])
     baseline = json.loads((out / "baseline.json").read_text())
-    config = json.loads((out / "config.json").read_text())["config"]
     result = {
         "epochs": len(history),
         "kept_epoch": kept["epoch"],

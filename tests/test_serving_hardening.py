@@ -5,7 +5,6 @@ on a loopback port serving real exports (issue: serving hardening).
 """
 
 import concurrent.futures as cf
-import json
 import shutil
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 from bertclf import servable
 from bertclf.export import export
-from test_serving import TEXTS, Server
+from test_serving import TEXTS, Server, post
 
 from conftest import one_error_line, run_script
 
@@ -36,10 +35,6 @@ def server(base):
     s.wait_for("tickets", 1)
     yield s
     s.stop()
-
-
-def post(server, path, body):
-    return server.client.post(path, content=body if isinstance(body, bytes) else json.dumps(body))
 
 
 def test_a_bad_client_never_fails_or_reads_good_clients(server):
