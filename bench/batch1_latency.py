@@ -59,6 +59,21 @@ def start(
     sys.exit(f"{engine} {path}: the child exited ({proc.wait()}) before it was ready")
 
 
+def alternate(engines: dict, rounds: int) -> dict[str, dict[str, list[float]]]:
+    """`rounds` rounds, each engine's process timing every text kind in turn: seconds."""
+    times: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
+    for _ in range(rounds):
+        for name, proc in engines.items():
+            proc.stdin.write("round\n")
+            proc.stdin.flush()
+            for kind, values in json.loads(proc.stdout.readline()).items():
+                times[name].setdefault(kind, []).extend(values)
+    for proc in engines.values():
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    return times
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("exports", nargs="*", help="NAME=EXPORT_DIR (a version directory)")
@@ -87,16 +102,7 @@ def main() -> None:
         engines[name] = start(Path(sys.executable), "savedmodel", path, texts, envs.get(name))
     if a.onnx:
         engines["onnxruntime"] = start(ONNX_PYTHON, "onnx", str(offline_model_dir()), texts)
-    times: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
-    for _ in range(a.rounds):
-        for name, proc in engines.items():
-            proc.stdin.write("round\n")
-            proc.stdin.flush()
-            for kind, values in json.loads(proc.stdout.readline()).items():
-                times[name].setdefault(kind, []).extend(values)
-    for proc in engines.values():
-        proc.stdin.close()
-        proc.wait(timeout=60)
+    times = alternate(engines, a.rounds)
     medians = {
         name: {kind: 1000 * statistics.median(v) for kind, v in per.items()}
         for name, per in times.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +18,13 @@ from pathlib import Path
 ROOT = Path(os.environ.get("BERTCLF_REPO", Path(__file__).resolve().parents[1]))
 BBC = ROOT.parent / "shared" / "data" / "bbc"
 OUT = ROOT / "bench" / "out"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def bbc_texts(n: int | None = None) -> list[str]:

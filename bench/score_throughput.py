@@ -54,34 +54,12 @@ def main() -> None:
     )
     times: dict[str, list[float]] = {"predict": [], "score": []}
     for r in range(a.rounds):
+        predict = ["predict", a.export, "--input", str(source)]
         times["predict"].append(
-            timed(
-                [
-                    str(BERTCLF),
-                    "predict",
-                    a.export,
-                    "--input",
-                    str(source),
-                    "--output",
-                    str(work / f"predict{r}.jsonl"),
-                ]
-            )
+            timed([str(BERTCLF), *predict, "--output", str(work / f"predict{r}.jsonl")])
         )
-        times["score"].append(
-            timed(
-                [
-                    str(BEAM_PYTHON),
-                    "-m",
-                    "bertclf",
-                    "score",
-                    a.export,
-                    "--input",
-                    str(source),
-                    "--output",
-                    str(work / f"score{r}"),
-                ]
-            )
-        )
+        score = ["score", a.export, "--input", str(source), "--output", str(work / f"score{r}")]
+        times["score"].append(timed([str(BEAM_PYTHON), "-m", "bertclf", *score]))
         print(json.dumps({"round": r, **{k: round(v[-1], 1) for k, v in times.items()}}))
     medians = {k: statistics.median(v) for k, v in times.items()}
     result = {

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, bbc_texts, forty_words, machine, pct, timed  # noqa: E402
+from common import OUT, bbc_texts, forty_words, free_port, machine, pct, timed  # noqa: E402
 
 REQUESTS = {1: 100, 8: 240, 32: 640}
 
@@ -202,9 +201,7 @@ def level(
 
 
 def start_server(base: str, max_wait_ms: float) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -273,7 +270,25 @@ def paired(export: str, wait: float, text: str, rounds: int, clients: list[str])
     return {"max_wait_ms": wait, "clients": clients, "rounds": rows}
 
 
-def main() -> None:
+def unpaired(export: str, wait: float, text: str, client: str, renice: int | None) -> dict:
+    """One server at `--max-wait-ms` wait: every load level, and its ratios to `ref`."""
+    # Serve the model that --export names (its base folder holds one folder per model).
+    proc, url = start_server(str(Path(export).parent), wait)
+    if renice is not None:
+        for pid in children(proc.pid):
+            os.setpriority(os.PRIO_PROCESS, pid, renice)
+    try:
+        model = Path(export).name  # the model the server serves from that base
+        asyncio.run(load(url, text, 4, 40, model, client=client))  # warm-up
+        floor = asyncio.run(load(url, text, 1, 200, model, status=True, client=client))
+        levels = {c: level(url, proc.pid, text, c, n, model, client) for c, n in REQUESTS.items()}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    return {"levels": levels, "status_c1_p50_ms": floor["p50_ms"]}
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--export", default=str(OUT / "exports" / "bbc"))
     p.add_argument("--max-wait-ms", type=float, nargs="+", default=[0.0, 2.0])
@@ -297,46 +312,29 @@ def main() -> None:
         default=["raw", "httpx"],
         help="load clients: httpx's AsyncClient, or raw keep-alive sockets (RawClient)",
     )
-    a = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    a = parse_args()
     text = forty_words()
     if a.paired:
         report = {**machine(), **paired(a.export, a.max_wait_ms[0], text, a.paired, a.clients)}
         (OUT / "serve_load_paired.json").write_text(json.dumps(report, indent=2))
         return
-    report = {
-        **machine(),
-        "text_words": len(text.split()),
-        "renice_model": a.renice_model,
-        "client": a.clients[0],
-        "in_process": in_process(a.export, text),
-        "servers": {},
-    }
+    client = a.clients[0]  # unpaired runs use the first client named
+    ref = in_process(a.export, text)
+    report = {**machine(), "text_words": len(text.split()), "renice_model": a.renice_model}
+    report |= {"client": client, "in_process": ref, "servers": {}}
     for wait in a.max_wait_ms:
-        # Serve the model that --export names (its base folder holds one folder per model).
-        proc, url = start_server(str(Path(a.export).parent), wait)
-        if a.renice_model is not None:
-            for pid in children(proc.pid):
-                os.setpriority(os.PRIO_PROCESS, pid, a.renice_model)
-        try:
-            model = Path(a.export).name  # the model the server serves from that base
-            client = a.clients[0]  # unpaired runs use the first client named
-            asyncio.run(load(url, text, 4, 40, model, client=client))  # warm-up
-            floor = asyncio.run(load(url, text, 1, 200, model, status=True, client=client))
-            levels = {
-                c: level(url, proc.pid, text, c, n, model, client) for c, n in REQUESTS.items()
-            }
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-        ref = report["in_process"]
-        report["servers"][f"max_wait_ms={wait}"] = {
-            "levels": levels,
-            "status_c1_p50_ms": floor["p50_ms"],
-            "p50_c1_over_bare_batch1": levels[1]["p50_ms"] / ref["batch1_p50_ms"],
-            "throughput_c32_over_bare_batch32": levels[32]["throughput_rps"]
-            / ref["batch32_texts_per_s"],
-        }
-        print(json.dumps(report["servers"][f"max_wait_ms={wait}"]), flush=True)
+        server = unpaired(a.export, wait, text, client, a.renice_model)
+        levels = server["levels"]
+        server["p50_c1_over_bare_batch1"] = levels[1]["p50_ms"] / ref["batch1_p50_ms"]
+        server["throughput_c32_over_bare_batch32"] = (
+            levels[32]["throughput_rps"] / ref["batch32_texts_per_s"]
+        )
+        report["servers"][f"max_wait_ms={wait}"] = server
+        print(json.dumps(server), flush=True)
     (OUT / "serve_load.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
