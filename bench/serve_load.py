@@ -271,7 +271,7 @@ def paired(export: str, wait: float, text: str, rounds: int, clients: list[str])
 
 
 def unpaired(export: str, wait: float, text: str, client: str, renice: int | None) -> dict:
-    """One server at `--max-wait-ms` wait: every load level, and its ratios to `ref`."""
+    """One server at `--max-wait-ms` wait: every load level, and its status-call floor."""
     # Serve the model that --export names (its base folder holds one folder per model).
     proc, url = start_server(str(Path(export).parent), wait)
     if renice is not None:
