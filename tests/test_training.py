@@ -20,8 +20,16 @@ from conftest import save_tiny_encoder, write_folder
 
 
 def tiny_config(data, out, encoder, **train_kw):
-    # fp32 unless a test asks otherwise: resume and mirrored compare weights closely.
-    train_kw = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "precision": "fp32", **train_kw}
+    # fp32 unless a test asks otherwise: resume and mirrored compare weights closely. No
+    # contrastive stage (tests/test_contrastive.py has its own runs).
+    train_kw = {
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "precision": "fp32",
+        "contrastive": 0,
+        **train_kw,
+    }
     return RunConfig(
         data=DataConfig(str(data)),
         out=str(out),

@@ -165,6 +165,9 @@ class TrainConfig:
             the head at lr (1: off). See `bertclf.optimization.layer_scales`.
         reinit_layers: draw the encoder's top N transformer layers afresh before
             fine-tuning (`bertclf.encoders.reinitialize_top_layers`; 0: all pretrained).
+        contrastive: SetFit's contrastive stage before fine-tuning, with this many pair
+            draws per training text (`bertclf.contrastive`; 0: off; None: the rule in
+            `bertclf.policy`).
         ema: decay of an exponential moving average of the weights, updated every
             step; validation, the kept weights and the export use the average (0: off,
             the raw weights). See `bertclf.policy`.
@@ -210,6 +213,14 @@ class TrainConfig:
         0,
         "draw the encoder's top N transformer layers afresh before fine-tuning "
         "(0: keep every pretrained layer; see README)",
+    )
+    contrastive: int | None = option(
+        None,
+        "SetFit's contrastive stage before fine-tuning: N same-class and N other-class "
+        f"partners per training text (0: off; default: {policy.CONTRASTIVE_ITERATIONS} "
+        f"for a single-label run of at most {policy.CONTRASTIVE_MAX_TEXTS} training texts; "
+        "see README)",
+        type=int,
     )
     ema: float = option(
         policy.EMA_DECAY,
@@ -282,6 +293,8 @@ class TrainConfig:
         check(
             self.checkpoint_every >= 0, "--checkpoint-every", self.checkpoint_every, "use 0 or more"
         )
+        if self.contrastive is not None:
+            check(self.contrastive >= 0, "--contrastive", self.contrastive, "use 0 (off) or more")
         check(0.0 <= self.ema < 1.0, "--ema", self.ema, "use 0 (off) or a decay in (0, 1)")
         self._check_optimization()
 
@@ -355,6 +368,33 @@ class RunConfig:
             self.train.thresholds,
             "it applies to --task multilabel only; drop it",
         )
+        self._check_contrastive()
+
+    def contrastive_unsupported(self) -> str | None:
+        """The setting that rules out the contrastive stage ("--task multilabel"), or None."""
+        conflicts = self._contrastive_conflicts()
+        return " ".join(map(str, conflicts[0])) if conflicts else None
+
+    def _contrastive_conflicts(self) -> list[tuple[str, Any]]:
+        return [
+            (flag, value)
+            for ok, flag, value in (
+                (self.data.task == "single", "--task", self.data.task),
+                (self.train.strategy == "default", "--strategy", self.train.strategy),
+                (self.model.long == "truncate", "--long", self.model.long),
+            )
+            if not ok
+        ]
+
+    def _check_contrastive(self) -> None:
+        conflicts = self._contrastive_conflicts()
+        if self.train.contrastive and conflicts:
+            check(
+                False,
+                *conflicts[0],
+                "--contrastive runs on one device, single-label, without --long chunk: "
+                "drop one of the two",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -66,6 +66,8 @@ LARGE_ENCODER_LR = 5e-5  # the top of Devlin et al.'s grid for BERT-base and BER
 LARGE_ENCODER_HIDDEN = 768
 LARGE_ENCODER_SUGGESTED_LR = 3e-5  # the middle of Devlin et al.'s grid
 EMA_DECAY = 0.99
+CONTRASTIVE_ITERATIONS = 20  # SetFit's default num_iterations
+CONTRASTIVE_MAX_TEXTS = 500
 
 
 def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:
@@ -78,6 +80,23 @@ def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str
         f"{chosen} epochs = {chosen * steps} optimizer steps ({examples} texts, {steps} steps "
         f"an epoch; rule: at least {MIN_EPOCHS} epochs and {MIN_STEPS} steps, at most "
         f"{MAX_EPOCHS} epochs; --epochs overrides it)"
+    )
+
+
+def contrastive(choice: int | None, examples: int, unsupported: str | None) -> tuple[int, str]:
+    """(pair draws per text for the contrastive stage, 0 = off; a sentence saying why).
+
+    `unsupported` names the setting that rules the stage out (multi-label, ...), or None.
+    """
+    if choice is not None:
+        return choice, f"--contrastive {choice}" + ("" if choice else " (off)")
+    if unsupported:
+        return 0, f"off ({unsupported})"
+    if examples > CONTRASTIVE_MAX_TEXTS:
+        return 0, f"off ({examples} training texts > {CONTRASTIVE_MAX_TEXTS}; --contrastive N)"
+    return CONTRASTIVE_ITERATIONS, (
+        f"{CONTRASTIVE_ITERATIONS} pair draws per text ({examples} training texts <= "
+        f"{CONTRASTIVE_MAX_TEXTS}: SetFit's stage before fine-tuning; --contrastive 0 skips it)"
     )
 
 

@@ -11,6 +11,7 @@ RUN/
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
   baseline.json      the linear baseline's metrics on the same split
+  contrastive.json   --contrastive runs: the stage's pairs, steps, seconds and pair loss
   logs/train, logs/validation   TensorBoard event files
 
 Nothing here imports TensorFlow, so the CLI can check a run directory at once.
@@ -41,6 +42,7 @@ CHECKPOINTS = "checkpoints"
 HISTORY = "history.json"
 SAMPLES = "samples.json"
 BASELINE = "baseline.json"
+CONTRASTIVE = "contrastive.json"
 SAMPLE_SIZE = 64  # validation texts kept for export's parity check
 LOGS = "logs"
 

@@ -25,6 +25,7 @@ from bertclf import data as data_lib
 from bertclf.baseline import NAME as BASELINE_NAME
 from bertclf.baseline import fit_baseline
 from bertclf.config import RunConfig
+from bertclf.contrastive import contrastive_stage
 from bertclf.errors import ConfigError, RunError
 from bertclf.fileio import read_json, write_json
 from bertclf.model import build_classifier
@@ -73,13 +74,17 @@ def resolve_config(config: RunConfig) -> RunConfig:
 
 
 def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunConfig, list, list]:
-    """The data-dependent settings (`bertclf.policy`): epochs, class weights, the split.
+    """The data-dependent settings (`bertclf.policy`): epochs, class weights, the
+    contrastive stage, the split.
 
     Returns the resolved config (what config.json records), the class weights (or None)
     and the sentences that say what was chosen and why (logged when training starts).
     """
     t = config.train
     epochs, why_epochs = policy.budget(t.epochs, len(splits.train), t.batch_size)
+    pairs, why_pairs = policy.contrastive(
+        t.contrastive, len(splits.train), config.contrastive_unsupported()
+    )
     weights, why_weights = policy.class_weights(
         t.class_weight, splits.train.labels, len(splits.label_names), splits.train.multilabel
     )
@@ -89,11 +94,17 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
         data=dataclasses.replace(
             config.data, split=config.data.split if config.data.val else splits.split
         ),
-        train=dataclasses.replace(t, epochs=epochs, class_weight="balanced" if weights else "none"),
+        train=dataclasses.replace(
+            t,
+            epochs=epochs,
+            class_weight="balanced" if weights else "none",
+            contrastive=pairs,
+        ),
     )
     notes = [
         f"training budget: {why_epochs}",
         f"class weights: {why_weights}",
+        f"contrastive stage: {why_pairs}",
         f"kept epoch: best validation {t.select}, ties to the lower validation loss"
         + (f"; early stopping after {t.patience} epochs without one" if t.patience else ""),
     ]
@@ -235,6 +246,8 @@ def _train_in(
             splits.val.texts,
         )
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
+    if config.train.contrastive and not (resume and _latest_checkpoint(source)):
+        contrastive_stage(config, splits.train, model, preprocessor, run_dir, progress)
     trainer = Trainer(
         config,
         splits,
@@ -271,6 +284,10 @@ def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bo
     for line in [*data_lib.describe(splits), *notes]:
         logger.info("%s", line)
     return spec, splits, config, class_weights
+
+
+def _latest_checkpoint(run_dir: Path) -> str | None:
+    return tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
 
 
 def _fit_baseline_logged(splits, config: RunConfig):
@@ -374,7 +391,7 @@ def check_checkpoint(run_dir: Path) -> None:
 
 def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
     """Load the last checkpoint of `run_dir`; history rows after its epoch are dropped."""
-    latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
+    latest = _latest_checkpoint(run_dir)
     if latest is None:
         logger.info("--resume: no checkpoint yet; starting from epoch 1")
         return []

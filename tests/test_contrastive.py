@@ -1,0 +1,100 @@
+"""--contrastive: SetFit's pairs, the stage pulling a class together, runs and resume."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bertclf import encoders
+from bertclf.config import ModelConfig, TrainConfig
+from bertclf.contrastive import PAIR_BATCH, ContrastiveStage, draw_pairs
+from bertclf.data import read_labelled
+from bertclf.errors import ConfigError
+from bertclf.model import build_classifier
+from bertclf.training import train
+from test_training import tiny_config
+
+from conftest import one_error_line, run_script
+
+
+def test_pairs_have_one_partner_of_each_kind_per_text_and_iteration():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    pairs = draw_pairs(labels, iterations=3, seed=0)
+    assert pairs.shape == (2 * 3 * len(labels), 3)
+    i, j, target = pairs[:, 0].astype(int), pairs[:, 1].astype(int), pairs[:, 2]
+    assert np.array_equal(labels[i] == labels[j], target == 1.0)
+    for text in range(len(labels)):  # 3 same-class and 3 other-class partners each
+        mine = target[i == text]
+        assert (mine == 1.0).sum() == 3 and (mine == 0.0).sum() == 3
+    assert np.array_equal(pairs, draw_pairs(labels, 3, seed=0))  # seeded
+    assert not np.array_equal(pairs, draw_pairs(labels, 3, seed=1))
+
+
+def _class_margin(model, preprocessor, texts, labels) -> float:
+    """Mean cosine of same-class pairs minus that of other-class pairs."""
+    v = tf.math.l2_normalize(model.pool(preprocessor(tf.constant(texts))), axis=-1).numpy()
+    cos, same = v @ v.T, np.equal.outer(labels, labels)
+    off = ~np.eye(len(labels), dtype=bool)
+    return float(cos[same & off].mean() - cos[~same].mean())
+
+
+def test_the_stage_pulls_classes_apart_and_trains_only_the_encoder(
+    tiny_data, tiny_encoder, monkeypatch
+):
+    keras.utils.set_random_seed(0)
+    examples = read_labelled(tiny_data)
+    texts, labels = examples.texts, np.asarray(examples.labels)
+    backbone, tokenizer = encoders.load(encoders.resolve(tiny_encoder))
+    preprocessor, model = build_classifier(backbone, tokenizer, ModelConfig(seq_len=32), 3)
+    head = [v.numpy().copy() for v in model.head_variables()]
+    before = _class_margin(model, preprocessor, texts, labels)
+    stage = ContrastiveStage(model, preprocessor, TrainConfig(precision="fp32"), bucket=4)
+    # A rate far above SetFit's, so that the tiny random encoder moves in a few steps.
+    monkeypatch.setattr("bertclf.contrastive.PAIR_LR", 1e-3)
+    stats = stage.run(texts, labels, iterations=4, seed=0, progress=False)
+    assert stats["pairs"] == 2 * 4 * len(texts)
+    assert stats["steps"] == -(-stats["pairs"] // PAIR_BATCH)
+    assert stats["last_loss"] < stats["first_loss"]
+    assert _class_margin(model, preprocessor, texts, labels) > before + 0.05
+    for var, value in zip(model.head_variables(), head, strict=True):
+        np.testing.assert_array_equal(var.numpy(), value)  # the head is the loop's to train
+
+
+def test_a_contrastive_run_records_the_stage_and_resumes_past_it(tmp_path, tiny_data, tiny_encoder):
+    out = tmp_path / "run"
+    config = tiny_config(tiny_data, out, tiny_encoder, epochs=1, contrastive=2)
+    train(config, progress=False)
+    stage = json.loads((out / "contrastive.json").read_text())
+    assert stage["iterations"] == 2 and stage["pairs"] == 2 * 2 * 30  # 36 texts, 6 to validation
+    saved = json.loads((out / "config.json").read_text())["config"]["train"]
+    assert saved["contrastive"] == 2
+    weights = (out / "best.weights.h5").read_bytes()
+    # --resume of a finished run: the checkpoint holds the stage's result; no second stage.
+    (out / "contrastive.json").unlink()
+    train(config, resume=True, progress=False)
+    assert not (out / "contrastive.json").exists()
+    assert (out / "best.weights.h5").read_bytes() == weights
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--contrastive", "-1"], "--contrastive -1"),
+        (["--contrastive", "2", "--task", "multilabel", "--label-sep", ","], "--task"),
+        (["--contrastive", "2", "--strategy", "mirrored"], "--strategy"),
+        (["--contrastive", "2", "--long", "chunk"], "--long"),
+    ],
+)
+def test_bad_contrastive_settings_get_one_line(tmp_path, tiny_data, flags, named):
+    out = tmp_path / "run"
+    proc = run_script("train", str(tiny_data), "--out", str(out), *flags)
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and named in line and "--contrastive" in line, line
+    assert not out.exists()
+
+
+def test_contrastive_settings_are_checked_in_the_config():
+    with pytest.raises(ConfigError, match="--contrastive"):
+        TrainConfig(contrastive=-2)
