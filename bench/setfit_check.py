@@ -1,4 +1,4 @@
-"""Benchmark: SetFit-style contrastive fine-tuning against the defaults, on a run's split.
+"""Benchmark: SetFit's recipe (contrastive stage + logistic head) on a finished run's split.
 
     python bench/setfit_check.py RUN [RUN ...] [--iterations 5] [--lr 2e-5] [--json OUT]
 
@@ -8,7 +8,9 @@ al. 2022, "Efficient Few-Shot Learning Without Prompts") fine-tunes such an enco
 pairs of training texts (cosine -> 1 for two texts of one class, -> 0 for two of
 different classes) and then fits a logistic regression on the vectors; on small labelled
 sets it beats standard fine-tuning. This checks it on finished runs before anyone builds
-it into `bertclf train`: for each run it rebuilds the run's own split
+it into `bertclf train` (built since as `--contrastive`, with the fine-tuning loop
+after the stage instead of this script's logistic head): for each run it rebuilds the
+run's own split
 (`bertclf.data.load_splits` with the run's config and seed), loads the encoder afresh,
 and scores the validation split and the test set with
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf import encoders
-from bertclf.config import ModelConfig, TrainConfig
+from bertclf import encoders, policy
+from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.contrastive import PAIR_BATCH, ContrastiveStage, draw_pairs
-from bertclf.data import read_labelled
+from bertclf.data import load_splits, read_labelled
 from bertclf.errors import ConfigError
 from bertclf.model import build_classifier
-from bertclf.training import train
+from bertclf.training import resolve_for_data, train
 from test_training import tiny_config
 
 from conftest import one_error_line, run_script
@@ -98,3 +98,29 @@ def test_bad_contrastive_settings_get_one_line(tmp_path, tiny_data, flags, named
 def test_contrastive_settings_are_checked_in_the_config():
     with pytest.raises(ConfigError, match="--contrastive"):
         TrainConfig(contrastive=-2)
+
+
+def test_the_stage_is_on_by_default_for_few_short_single_label_texts_only():
+    limit, words = policy.CONTRASTIVE_MAX_TEXTS, policy.CONTRASTIVE_MAX_WORDS
+    short, long = "a few words", " ".join(["word"] * (words + 1))
+    assert policy.contrastive(None, [short] * limit, None)[0] == policy.CONTRASTIVE_ITERATIONS
+    assert policy.contrastive(None, [short] * (limit + 1), None)[0] == 0
+    iterations, why = policy.contrastive(None, [long] * 3 + [short] * 2, None)
+    assert iterations == 0 and f"median text {words + 1} words" in why
+    iterations, why = policy.contrastive(None, [short] * 10, "--task multilabel")
+    assert iterations == 0 and "--task multilabel" in why
+    assert policy.contrastive(5, [long] * 10**3, None)[0] == 5  # an explicit value wins
+    assert policy.contrastive(0, [short], None)[0] == 0
+
+
+def test_the_resolved_stage_is_what_config_json_records(tmp_path, tiny_data):
+    def resolved(data=tiny_data, **data_kw):
+        config = RunConfig(DataConfig(str(data), **data_kw), out=str(tmp_path / "r"))
+        splits = load_splits(config.data, config.seed)
+        return resolve_for_data(config, splits)[0].train.contrastive
+
+    assert resolved() == policy.CONTRASTIVE_ITERATIONS  # 30 training texts, single-label
+    multilabel = tmp_path / "ml.csv"
+    rows = "".join(f"t{i} a b,{'x,y' if i % 2 else 'x'}\n" for i in range(20))
+    multilabel.write_text("text,label\n" + rows.replace(",x,y", ',"x,y"'))
+    assert resolved(multilabel, task="multilabel", label_sep=",") == 0

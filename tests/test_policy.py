@@ -122,7 +122,13 @@ def test_early_stopping_and_the_baseline_beside_a_run(tmp_path, tiny_data, tiny_
         model=ModelConfig(model=tiny_encoder, seq_len=32),
         # A learning rate too small to change a prediction: epoch 1 is kept, nothing beats it.
         train=TrainConfig(
-            epochs=6, batch_size=8, lr=1e-12, patience=2, precision="fp32", reinit_layers=1
+            epochs=6,
+            batch_size=8,
+            lr=1e-12,
+            patience=2,
+            precision="fp32",
+            reinit_layers=1,
+            contrastive=0,  # the stage would move the embeddings this test compares
         ),
     )
     result = train(cfg, progress=False)

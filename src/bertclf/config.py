@@ -218,8 +218,8 @@ class TrainConfig:
         None,
         "SetFit's contrastive stage before fine-tuning: N same-class and N other-class "
         f"partners per training text (0: off; default: {policy.CONTRASTIVE_ITERATIONS} "
-        f"for a single-label run of at most {policy.CONTRASTIVE_MAX_TEXTS} training texts; "
-        "see README)",
+        f"for at most {policy.CONTRASTIVE_MAX_TEXTS} single-label training texts of median "
+        f"length <= {policy.CONTRASTIVE_MAX_WORDS} words; see README)",
         type=int,
     )
     ema: float = option(

@@ -60,7 +60,8 @@ def draw_pairs(labels, iterations: int, seed: int) -> np.ndarray:
     for _ in range(iterations):
         for i, c in enumerate(labels):
             rows.append((i, rng.choice(same[c]), 1.0))
-            rows.append((i, rng.choice(other[c]), 0.0))
+            if len(other[c]):  # none only when the split holds a single class
+                rows.append((i, rng.choice(other[c]), 0.0))
     return np.asarray(rows, dtype=np.float64)[rng.permutation(len(rows))]
 
 

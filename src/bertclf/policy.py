@@ -47,6 +47,21 @@ compact PLMs). The decay is tf.train.ExponentialMovingAverage's rule with its
 the last ninth of the steps so far, and at most about 1 / (1 - EMA_DECAY) = 100 steps
 (0.99, Keras' default `ema_momentum`); neither number was fitted to a dataset. The raw
 weights go on training and are what `--resume` continues from.
+
+Contrastive stage. A single-label run of at most `CONTRASTIVE_MAX_TEXTS` training texts,
+whose median text has at most `CONTRASTIVE_MAX_WORDS` words, first runs SetFit's
+contrastive stage (`bertclf.contrastive`; Tunstall et al. 2022): `CONTRASTIVE_ITERATIONS`
+(SetFit's default) same-class and other-class partners per text teach the encoder's
+sentence vectors the classes before the loop fine-tunes it. It is made for few labelled
+texts, where the loop alone sees each label a few times, and for a sentence encoder's
+regime: the default encoder's card calls it a sentence and short-paragraph encoder.
+Measured (BENCHMARKS.md section 8) with 202 training texts: ahead of the loop alone on
+civility-gh and a six-emotion task (median 12-17 words), behind on BBC articles (median
+340 words); the length rule was added after that BBC measurement, and the three datasets
+lie far on either side of it. Its cost grows with the texts (two encodings for each of
+2 * iterations pairs per text): at `CONTRASTIVE_MAX_TEXTS` short texts it adds about six
+minutes on a 2-core CPU, and FULLSIZE_POLICY. Multi-label (no single "same class"),
+`--long chunk` and multi-device runs skip it. `--contrastive N` sets it (0: off).
 """
 
 from __future__ import annotations
@@ -68,6 +83,7 @@ LARGE_ENCODER_SUGGESTED_LR = 3e-5  # the middle of Devlin et al.'s grid
 EMA_DECAY = 0.99
 CONTRASTIVE_ITERATIONS = 20  # SetFit's default num_iterations
 CONTRASTIVE_MAX_TEXTS = 500
+CONTRASTIVE_MAX_WORDS = 100  # median words per text: about 130 word pieces
 
 
 def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str]:
@@ -83,20 +99,31 @@ def budget(epochs: int | None, examples: int, batch_size: int) -> tuple[int, str
     )
 
 
-def contrastive(choice: int | None, examples: int, unsupported: str | None) -> tuple[int, str]:
+def contrastive(choice: int | None, texts: list[str], unsupported: str | None) -> tuple[int, str]:
     """(pair draws per text for the contrastive stage, 0 = off; a sentence saying why).
 
-    `unsupported` names the setting that rules the stage out (multi-label, ...), or None.
+    Args:
+        choice: `--contrastive` (None: the rule).
+        texts: the training texts.
+        unsupported: the setting that rules the stage out ("--task multilabel"), or None.
     """
     if choice is not None:
         return choice, f"--contrastive {choice}" + ("" if choice else " (off)")
     if unsupported:
         return 0, f"off ({unsupported})"
-    if examples > CONTRASTIVE_MAX_TEXTS:
-        return 0, f"off ({examples} training texts > {CONTRASTIVE_MAX_TEXTS}; --contrastive N)"
+    n = len(texts)
+    words = float(np.median([len(t.split()) for t in texts])) if texts else 0.0
+    if n > CONTRASTIVE_MAX_TEXTS:
+        return 0, f"off ({n} training texts > {CONTRASTIVE_MAX_TEXTS}; --contrastive N sets it)"
+    if words > CONTRASTIVE_MAX_WORDS:
+        return 0, (
+            f"off (median text {words:.0f} words > {CONTRASTIVE_MAX_WORDS}, longer than the "
+            "sentences and short paragraphs it suits; --contrastive N sets it)"
+        )
     return CONTRASTIVE_ITERATIONS, (
-        f"{CONTRASTIVE_ITERATIONS} pair draws per text ({examples} training texts <= "
-        f"{CONTRASTIVE_MAX_TEXTS}: SetFit's stage before fine-tuning; --contrastive 0 skips it)"
+        f"{CONTRASTIVE_ITERATIONS} same-class and other-class partners per text ({n} training "
+        f"texts <= {CONTRASTIVE_MAX_TEXTS}, median {words:.0f} words <= "
+        f"{CONTRASTIVE_MAX_WORDS}; --contrastive 0 skips it)"
     )
 
 

@@ -83,7 +83,7 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
     t = config.train
     epochs, why_epochs = policy.budget(t.epochs, len(splits.train), t.batch_size)
     pairs, why_pairs = policy.contrastive(
-        t.contrastive, len(splits.train), config.contrastive_unsupported()
+        t.contrastive, splits.train.texts, config.contrastive_unsupported()
     )
     weights, why_weights = policy.class_weights(
         t.class_weight, splits.train.labels, len(splits.label_names), splits.train.multilabel
