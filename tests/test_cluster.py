@@ -87,6 +87,8 @@ def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder,
         "fp32",
         "--dropout",
         "0",
+        "--contrastive",  # multi-worker runs skip the stage: so must the one-worker run
+        "0",
         "--no-progress",
     ]
     scratch = tmp_path / "tmp"
