@@ -43,44 +43,33 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from bertclf import encoders
 from bertclf.config import RunConfig
+from bertclf.contrastive import draw_pairs
 from bertclf.data import load_splits
 from bertclf.model import build_classifier
 from bertclf.optimization import WarmupLinearDecay
+from bertclf.pipeline import trim_to_bucket
 
 BATCH = 16
 
 
-def _trim(inputs: dict) -> dict:
-    """Cut a packed batch to its longest text: [b, seq_len] -> [b, longest]."""
-    width = tf.reduce_max(tf.reduce_sum(tf.cast(inputs["padding_mask"], tf.int32), axis=1))
-    return {k: v[:, :width] for k, v in inputs.items()}
+def _exact(preprocessor, inputs: dict) -> dict:
+    """A packed batch cut to its longest text: [b, seq_len] -> [b, longest]."""
+    return trim_to_bucket(inputs, preprocessor.sequence_length, bucket=1)
 
 
 def embed(preprocessor, model, texts: list[str]) -> np.ndarray:
     """[n, hidden] L2-normalised mean-pooled vectors."""
     out = []
     for i in range(0, len(texts), 64):
-        inputs = _trim(preprocessor(tf.constant(texts[i : i + 64])))
+        inputs = _exact(preprocessor, preprocessor(tf.constant(texts[i : i + 64])))
         out.append(tf.math.l2_normalize(model.pool(inputs), axis=1).numpy())
     return np.concatenate(out)
 
 
-def pairs(labels: np.ndarray, iterations: int, rng: np.random.Generator) -> list:
-    """SetFit's pairs: per iteration and text, one same-class and one other-class partner."""
-    by_class = {c: np.flatnonzero(labels == c) for c in np.unique(labels)}
-    out = []
-    for _ in range(iterations):
-        for i, c in enumerate(labels):
-            out.append((i, rng.choice(by_class[c]), 1.0))
-            out.append((i, rng.choice(np.flatnonzero(labels != c)), 0.0))
-    order = rng.permutation(len(out))
-    return [out[j] for j in order]
-
-
 def contrastive(preprocessor, model, texts, labels, iterations, lr, seed) -> float:
     """One pass of the cosine-similarity loss over SetFit's pairs; returns seconds."""
-    rng = np.random.default_rng(seed)
-    plan = pairs(np.asarray(labels), iterations, rng)
+    # SetFit's pairs as `--contrastive` draws them: rows (i, j, target).
+    plan = [(int(i), int(j), t) for i, j, t in draw_pairs(labels, iterations, seed)]
     steps = -(-len(plan) // BATCH)
     schedule = WarmupLinearDecay(lr, steps, max(1, steps // 10))
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01)
@@ -98,8 +87,8 @@ def contrastive(preprocessor, model, texts, labels, iterations, lr, seed) -> flo
     start, texts = time.perf_counter(), np.asarray(texts, dtype=object)
     for s in range(steps):
         batch = plan[s * BATCH : (s + 1) * BATCH]
-        a = _trim(preprocessor(tf.constant(list(texts[[p[0] for p in batch]]))))
-        b = _trim(preprocessor(tf.constant(list(texts[[p[1] for p in batch]]))))
+        a = _exact(preprocessor, preprocessor(tf.constant(list(texts[[p[0] for p in batch]]))))
+        b = _exact(preprocessor, preprocessor(tf.constant(list(texts[[p[1] for p in batch]]))))
         loss = step(a, b, tf.constant([p[2] for p in batch], tf.float32))
         if s % 200 == 0:
             print(f"  step {s}/{steps} loss {float(loss):.4f}", file=sys.stderr, flush=True)
