@@ -13,6 +13,7 @@ from bertclf.contrastive import PAIR_BATCH, ContrastiveStage, draw_pairs
 from bertclf.data import load_splits, read_labelled
 from bertclf.errors import ConfigError
 from bertclf.model import build_classifier
+from bertclf.pipeline import EpochDataset
 from bertclf.training import resolve_for_data, train
 from test_training import tiny_config
 
@@ -53,7 +54,8 @@ def test_the_stage_pulls_classes_apart_and_trains_only_the_encoder(
     stage = ContrastiveStage(model, preprocessor, TrainConfig(precision="fp32"), bucket=4)
     # A rate far above SetFit's, so that the tiny random encoder moves in a few steps.
     monkeypatch.setattr("bertclf.contrastive.PAIR_LR", 1e-3)
-    stats = stage.run(texts, labels, iterations=4, seed=0, progress=False)
+    packed = EpochDataset(examples, preprocessor, batch_size=8).packed  # as a run packs them
+    stats = stage.run(packed, labels, iterations=4, seed=0, progress=False)
     assert stats["pairs"] == 2 * 4 * len(texts)
     assert stats["steps"] == -(-stats["pairs"] // PAIR_BATCH)
     assert stats["last_loss"] < stats["first_loss"]

@@ -215,7 +215,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encod
         assert [r["epoch"] for r in history] == [1]  # epoch 2 was not finished
 
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="bertclf.training"):
+        with caplog.at_level(logging.INFO, logger="bertclf"):
             result = train(
                 tiny_config(tiny_data, broken, tiny_encoder, epochs=3),
                 resume=True,

@@ -37,7 +37,7 @@ from bertclf import rundir
 from bertclf.config import RunConfig, TrainConfig
 from bertclf.fileio import write_json
 from bertclf.optimization import make_optimizer
-from bertclf.pipeline import bucket_width, pack_all, tokenize_all, trim_to_bucket
+from bertclf.pipeline import EpochDataset, bucket_width, trim_to_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,14 @@ class ContrastiveStage:
         self.model, self.preprocessor, self.bucket = model, preprocessor, bucket
         self.train_config = train_config
 
-    def run(self, texts: list[str], labels, iterations: int, seed: int, progress: bool) -> dict:
-        """Train on the pairs; returns {pairs, steps, seconds, first_loss, last_loss}."""
+    def run(self, packed: dict, labels, iterations: int, seed: int, progress: bool) -> dict:
+        """Train on the pairs; returns {pairs, steps, seconds, first_loss, last_loss}.
+
+        Args:
+            packed: the training texts as packed once for the run (`EpochDataset.packed`:
+                dict of [n, seq_len]); a step gathers its pairs' rows.
+            labels: [n] class ids.
+        """
         pairs = draw_pairs(labels, iterations, seed)
         steps = math.ceil(len(pairs) / PAIR_BATCH)
         settings = dataclasses.replace(
@@ -90,8 +96,7 @@ class ContrastiveStage:
         self.optimizer = make_optimizer(
             settings, steps, loss_scaling=self.train_config.precision == "fp16"
         )
-        # Every text packed once: dict of [n, seq_len]; a step gathers its pairs' rows.
-        self.packed = pack_all(self.preprocessor, tokenize_all(self.preprocessor, texts))
+        self.packed = packed
         self.variables = self.model.backbone.trainable_variables
         self.optimizer.build(self.variables)
         step = tf.function(
@@ -132,14 +137,17 @@ class ContrastiveStage:
         return loss
 
 
-def contrastive_stage(config: RunConfig, train, model, preprocessor, run_dir: Path, progress):
-    """--contrastive: the stage on the training split, its figures to contrastive.json and
-    the log. `bertclf.training` calls it before the first epoch."""
+def contrastive_stage(
+    config: RunConfig, train: EpochDataset, labels, model, preprocessor, run_dir: Path, progress
+):
+    """--contrastive: the stage on the training split (`train`, packed once for the run),
+    its figures to contrastive.json and the log. `bertclf.training` calls it before the
+    first epoch."""
     iterations = config.train.contrastive
     stage = ContrastiveStage(
         model, preprocessor, config.train, bucket_width(config.train.jit == "on")
     )
-    stats = stage.run(train.texts, train.labels, iterations, config.seed, progress)
+    stats = stage.run(train.packed, labels, iterations, config.seed, progress)
     write_json(run_dir / rundir.CONTRASTIVE, {"iterations": iterations, **stats})
     logger.info(
         "contrastive stage (--contrastive %d): %d pairs in %d steps, %.0f s; pair loss %.4f "

@@ -164,6 +164,7 @@ class EpochDataset:
         token_ids = tokenize_all(preprocessor, examples.texts)  # ragged [n, <= seq_len - 2]
         self.lengths = token_ids.row_lengths().numpy().astype(np.int64) + 2  # packed lengths
         packed = pack_all(preprocessor, token_ids)  # each [n, seq_len]
+        self.packed = packed  # also read by the contrastive stage: one tokenization a run
         labels = tf.constant(examples.labels, tf.int32)  # [n]
         self.order = tf.Variable(tf.range(n, dtype=tf.int64), trainable=False)
 
@@ -185,6 +186,13 @@ class EpochDataset:
         options = tf.data.Options()
         options.autotune.enabled = False
         self.dataset = self.dataset.with_options(options)
+
+    @classmethod
+    def for_run(cls, examples: Examples, preprocessor: TextPreprocessor, train) -> EpochDataset:
+        """The split as a run's `TrainConfig` (`train`) batches it: batch size, bucketing
+        and, under XLA, the wider bucket."""
+        bucketing, bucket = train.bucketing == "on", bucket_width(train.jit == "on")
+        return cls(examples, preprocessor, train.batch_size, bucketing, bucket)
 
     def __call__(self, order: np.ndarray | None = None) -> tf.data.Dataset:
         """The dataset, yielding examples in `order` (None: the original order)."""

@@ -51,6 +51,7 @@ class Trainer:
         progress: bool,
         class_weights: list[float] | None = None,
         baseline_macro_f1: float | None = None,
+        train_data: EpochDataset | None = None,
     ):
         self.cfg, self.splits, self.strategy = config, splits, strategy
         self.class_weights = None if class_weights is None else tf.constant(class_weights)
@@ -64,7 +65,11 @@ class Trainer:
         self.bucket = bucket_width(jit)
         self.steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
         self._track_state(model, optimizer, strategy, run_dir)
-        self._datasets: dict[int, EpochDataset] = {}
+        # The splits' datasets by id(examples); `train_data`: the training split's, when the
+        # caller has already built it (the contrastive stage reads its packed texts).
+        self._datasets: dict[int, EpochDataset] = (
+            {id(splits.train): train_data} if train_data else {}
+        )
         # Tokenizes the training texts (once); their lengths group similar texts.
         self.train_lengths = self._epoch_dataset(splits.train).lengths
         # Every batch has the same spec ([None] batch, [None] width), so each step
@@ -126,9 +131,7 @@ class Trainer:
         # One EpochDataset per split, built (and tokenized) once: each epoch only sets the order.
         key = id(examples)
         if key not in self._datasets:
-            self._datasets[key] = EpochDataset(
-                examples, self.preprocessor, self.cfg.train.batch_size, self.bucketing, self.bucket
-            )
+            self._datasets[key] = EpochDataset.for_run(examples, self.preprocessor, self.cfg.train)
         return self._datasets[key]
 
     def _dataset(self, examples, order):

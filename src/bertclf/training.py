@@ -10,7 +10,6 @@ writes the report with the kept weights.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -20,16 +19,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from bertclf import cluster, encoders, hardware, policy, rundir
+from bertclf import cluster, encoders, hardware, policy, resuming, rundir
 from bertclf import data as data_lib
 from bertclf.baseline import NAME as BASELINE_NAME
 from bertclf.baseline import fit_baseline
 from bertclf.config import RunConfig
 from bertclf.contrastive import contrastive_stage
 from bertclf.errors import ConfigError, RunError
-from bertclf.fileio import read_json, write_json
+from bertclf.fileio import write_json
 from bertclf.model import build_classifier
 from bertclf.optimization import inner, make_optimizer
+from bertclf.pipeline import EpochDataset
 from bertclf.report import write_run_report
 from bertclf.trainer import Trainer
 
@@ -109,29 +109,6 @@ def resolve_for_data(config: RunConfig, splits: data_lib.Splits) -> tuple[RunCon
         + (f"; early stopping after {t.patience} epochs without one" if t.patience else ""),
     ]
     return resolved, weights, notes
-
-
-# Settings that do not change what is trained: --resume may give other values.
-RESUMABLE_CHANGES = ("checkpoint_every",)
-
-
-def check_resume(config: RunConfig, run_dir: Path) -> None:
-    """--resume must continue the same run: every (resolved) setting must match the saved one."""
-    saved = rundir.read_meta(run_dir)["config"]
-    now = json.loads(json.dumps(config.to_dict()))  # as config.json holds it: lists, not tuples
-    diffs = [
-        f"{section}.{key}: run has {saved[section][key]!r}, now {value!r}"
-        for section in ("data", "model", "train")
-        for key, value in now[section].items()
-        if saved.get(section, {}).get(key) != value and key not in RESUMABLE_CHANGES
-    ]
-    if saved.get("seed") != now["seed"]:
-        diffs.append(f"seed: run has {saved.get('seed')}, now {now['seed']}")
-    if diffs:
-        raise RunError(
-            f"{run_dir}: --resume with different settings ({diffs[0]}); repeat the "
-            "original command, or use --overwrite to start over"
-        )
 
 
 # ------------------------------------------------------------------ entry point
@@ -246,8 +223,11 @@ def _train_in(
             splits.val.texts,
         )
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
-    if config.train.contrastive and not (resume and _latest_checkpoint(source)):
-        contrastive_stage(config, splits.train, model, preprocessor, run_dir, progress)
+    # The training split, tokenized and packed once for the stage and the loop alike.
+    train_data = EpochDataset.for_run(splits.train, preprocessor, config.train)
+    if config.train.contrastive and not (resume and resuming.latest_checkpoint(source)):
+        labels = splits.train.labels
+        contrastive_stage(config, train_data, labels, model, preprocessor, run_dir, progress)
     trainer = Trainer(
         config,
         splits,
@@ -259,10 +239,11 @@ def _train_in(
         progress,
         class_weights,
         baseline.validation["macro_f1"],
+        train_data,
     )
     if config.train.strategy == "multiworker":
         _watch_preemption(trainer, strategy, source)
-    history = _restore(trainer, source) if resume else []
+    history = resuming.restore(trainer, source) if resume else []
     history = trainer.fit(history)
     return _finish(trainer, history, splits, baseline, run_dir, strategy.num_replicas_in_sync)
 
@@ -274,20 +255,16 @@ def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bo
     """
     rundir.check_run_dir(source, resume=resume, overwrite=overwrite)
     if resume:
-        check_checkpoint(source)
+        resuming.check_checkpoint(source)
     spec = encoders.resolve(config.model.model)  # a bad --model fails before any output
     encoders.check_fits(config.model.model, config.model.seq_len, config.train.reinit_layers)
     splits = data_lib.load_splits(config.data, config.seed)
     config, class_weights, notes = resolve_for_data(config, splits)
     if resume:
-        check_resume(config, source)
+        resuming.check_resume(config, source)
     for line in [*data_lib.describe(splits), *notes]:
         logger.info("%s", line)
     return spec, splits, config, class_weights
-
-
-def _latest_checkpoint(run_dir: Path) -> str | None:
-    return tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
 
 
 def _fit_baseline_logged(splits, config: RunConfig):
@@ -329,7 +306,7 @@ def _watch_preemption(trainer: Trainer, strategy, source: Path) -> None:
 
     TensorFlow's PreemptionCheckpointHandler agrees on the step across the cluster and
     calls `Trainer.save` on every worker (the chief's checkpoint is the one a restart
-    reads). Its own restore at creation reads `source`, as `_restore` does next, so every
+    reads). Its own restore at creation reads `source`, as `resuming.restore` does next, so every
     worker counts steps from the same checkpoint.
     """
     read = tf.train.CheckpointManager(
@@ -371,45 +348,3 @@ def _compare_with_baseline(kept: dict[str, float], baseline_f1: float) -> None:
             kept["val_macro_f1"],
             baseline_f1,
         )
-
-
-def check_checkpoint(run_dir: Path) -> None:
-    """Read every tensor of the last checkpoint, so a damaged one fails before any work."""
-    latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
-    if latest is None:
-        return
-    try:
-        reader = tf.train.load_checkpoint(latest)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except Exception as e:  # noqa: BLE001 - truncated files raise OpError, IndexError, ...
-        raise RunError(
-            f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged: "
-            "train again with --overwrite"
-        ) from None
-
-
-def _restore(trainer: Trainer, run_dir: Path) -> list[dict[str, float]]:
-    """Load the last checkpoint of `run_dir`; history rows after its epoch are dropped."""
-    latest = _latest_checkpoint(run_dir)
-    if latest is None:
-        logger.info("--resume: no checkpoint yet; starting from epoch 1")
-        return []
-    try:
-        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:  # other settings
-        raise RunError(
-            f"{latest}: the checkpoint cannot be restored ({type(e).__name__}); it is damaged "
-            "or from other settings: train again with --overwrite"
-        ) from None
-    done, step = int(trainer.epoch.numpy()), int(trainer.step_in_epoch.numpy())
-    history_file = run_dir / rundir.HISTORY
-    history = read_json(history_file)[:done] if history_file.is_file() else []
-    where = f"epoch {done + 1} at step {step + 1}" if step else f"after epoch {done}"
-    logger.info(
-        "--resume: continuing %s of %d (kept so far: epoch %d)",
-        where,
-        trainer.steps_per_epoch if step else trainer.cfg.train.epochs,
-        int(trainer.kept.numpy()),
-    )
-    return history
