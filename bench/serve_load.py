@@ -122,6 +122,30 @@ def raw_request(url: str, model: str, body: str, status: bool) -> bytes:
     return head.encode() + data
 
 
+def senders(url: str, model: str, body: str, status: bool, client: str, concurrency: int):
+    """One request function per connection, and the coroutine function that closes them.
+
+    client: "httpx" (httpx's AsyncClient) or "raw" (RawClient: the same requests, bytes
+    prepared once)."""
+    if client == "raw":
+        raw = raw_request(url, model, body, status)
+        conns = [RawClient(url) for _ in range(concurrency)]
+
+        async def close_raw() -> None:
+            await asyncio.gather(*(c.close() for c in conns))
+
+        return [lambda c=c: c.request(raw) for c in conns], close_raw
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    http = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
+
+    async def one() -> int:
+        if status:
+            return (await http.get(f"/v1/models/{model}")).status_code
+        return (await http.post(f"/v1/models/{model}:predict", content=body)).status_code
+
+    return [one] * concurrency, http.aclose
+
+
 async def load(
     url: str,
     text: str,
@@ -133,25 +157,11 @@ async def load(
 ) -> dict[str, float]:
     """`total` requests from `concurrency` connections: predict, or (status) GET the model.
 
-    client: "httpx" (httpx's AsyncClient) or "raw" (RawClient: the same requests, bytes
-    prepared once)."""
+    client: "httpx" or "raw" (see `senders`)."""
     latencies, errors = [], 0
     body = json.dumps({"instances": [text]})
     remaining = total
-    if client == "raw":
-        raw = raw_request(url, model, body, status)
-        conns = [RawClient(url) for _ in range(concurrency)]
-        send = [lambda c=c: c.request(raw) for c in conns]
-    else:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        http = httpx.AsyncClient(base_url=url, limits=limits, timeout=60)
-
-        async def one() -> int:
-            if status:
-                return (await http.get(f"/v1/models/{model}")).status_code
-            return (await http.post(f"/v1/models/{model}:predict", content=body)).status_code
-
-        send = [one] * concurrency
+    send, close = senders(url, model, body, status, client, concurrency)
 
     async def worker(call):
         nonlocal remaining, errors
@@ -165,10 +175,7 @@ async def load(
     start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(call) for call in send))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    if client == "raw":
-        await asyncio.gather(*(c.close() for c in conns))
-    else:
-        await http.aclose()
+    await close()
     return {
         "client": client,
         "requests": total,

@@ -29,6 +29,7 @@ def read(path: str, n: int) -> tuple[list[str], list[int], list[str]]:
 def run_bertclf(a) -> dict:
     import keras
 
+    from bertclf import encoders
     from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from bertclf.data import Examples, Splits
     from bertclf.hardware import apply_precision, make_strategy
@@ -56,8 +57,6 @@ def run_bertclf(a) -> dict:
     apply_precision(cfg.train.precision)
     strategy = make_strategy("default")
     splits = Splits(ex, ex, None, names)
-    from bertclf import encoders
-
     _, _, pre, model, opt = build(cfg, splits, strategy, encoders.resolve("minilm-l6"))
     Path(a.out).mkdir(parents=True, exist_ok=True)
     trainer = Trainer(cfg, splits, strategy, model, pre, opt, Path(a.out), progress=False)
