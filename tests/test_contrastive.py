@@ -72,6 +72,8 @@ def test_a_contrastive_run_records_the_stage_and_resumes_past_it(tmp_path, tiny_
     assert stage["iterations"] == 2 and stage["pairs"] == 2 * 2 * 30  # 36 texts, 6 to validation
     saved = json.loads((out / "config.json").read_text())["config"]["train"]
     assert saved["contrastive"] == 2
+    report = (out / "report.html").read_text()
+    assert f"--contrastive 2): {stage['pairs']} pairs in {stage['steps']} steps" in report
     weights = (out / "best.weights.h5").read_bytes()
     # --resume of a finished run: the checkpoint holds the stage's result; no second stage.
     (out / "contrastive.json").unlink()

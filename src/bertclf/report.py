@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
+from bertclf import rundir  # noqa: E402
 from bertclf.fileio import atomic_path, read_json, write_json, write_text  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,11 @@ def write_run_report(
     if "test" in metrics:
         metrics["test"]["baseline"] = (baseline or {}).get("test")  # beside it, same split
         write_json(run.path / "test_metrics.json", metrics["test"])
-    page = render_html(run.path.name, run.meta, history, metrics, images, mistakes[:20], baseline)
+    stage_file = run.path / rundir.CONTRASTIVE
+    stage = read_json(stage_file) if stage_file.is_file() else None
+    page = render_html(
+        run.path.name, run.meta, history, metrics, images, mistakes[:20], baseline, stage
+    )
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
 
@@ -333,10 +338,12 @@ def render_html(
     images: dict[str, Path],
     mistakes: list[dict[str, Any]],
     baseline: dict[str, Any] | None = None,
+    stage: dict[str, Any] | None = None,
 ) -> str:
-    """One self-contained page: images are embedded as data: URIs."""
+    """One self-contained page: images are embedded as data: URIs. `stage`: the
+    contrastive stage's figures (contrastive.json), when it ran."""
     kept = next((r["epoch"] for r in reversed(history) if r.get("kept")), "?")
-    hist, wrong = _history_html(history), _mistakes_html(mistakes)
+    hist, wrong = _stage_html(stage) + _history_html(history), _mistakes_html(mistakes)
     figures = "".join(_img(path, alt) for alt, path in images.items())
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -348,6 +355,16 @@ def render_html(
         f"<h2>Most confident mistakes</h2>{wrong}"
         f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
         f"</body></html>\n"
+    )
+
+
+def _stage_html(stage: dict[str, Any] | None) -> str:
+    if not stage:
+        return ""
+    return (
+        f"<p>Contrastive stage before epoch 1 (--contrastive {stage['iterations']}): "
+        f"{stage['pairs']} pairs in {stage['steps']} steps, {stage['seconds']:.0f} s; "
+        f"pair loss {stage['first_loss']:.4f} &rarr; {stage['last_loss']:.4f}.</p>"
     )
 
 
