@@ -166,26 +166,9 @@ def test_a_missing_worker_is_one_line_not_a_hang(tiny_data, tmp_path, index):
 
 def test_sigterm_checkpoints_every_worker_and_a_restart_resumes(tiny_data, tiny_encoder, tmp_path):
     out = tmp_path / "run"
-    args = [
-        str(tiny_data),
-        "--out",
-        str(out),
-        "--model",
-        tiny_encoder,
-        "--seq-len",
-        "32",
-        "--epochs",
-        "30",
-        "--batch-size",
-        "8",
-        "--lr",
-        "1e-4",
-        "--precision",
-        "fp32",
-        "--checkpoint-every",
-        "3",
-        "--no-progress",
-    ]
+    flags = "--seq-len 32 --epochs 30 --batch-size 8 --lr 1e-4 --precision fp32"
+    args = [str(tiny_data), "--out", str(out), "--model", tiny_encoder, *flags.split()]
+    args += ["--checkpoint-every", "3", "--no-progress"]
     logs = [tmp_path / f"worker{i}.log" for i in (0, 1)]
     ports, procs = free_ports(2), []
     try:

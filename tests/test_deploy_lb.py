@@ -29,18 +29,16 @@ def haproxy_bin() -> Path:
     return binary
 
 
-def test_two_replicas_behind_haproxy_both_serve_the_same_answers(runs, tmp_path, haproxy_bin):
-    export(runs[0], tmp_path, name="tickets", verify=False)
-    replicas = [Server(tmp_path, "--poll", "0.5") for _ in range(2)]
-    lb_port = free_port()
+def _start_haproxy(haproxy_bin, lb_port: int, replica_ports: list[int]) -> subprocess.Popen:
+    """HAProxy with deploy/haproxy.cfg, on `lb_port`, in front of the two replicas."""
     env = {
         **os.environ,
         "LD_LIBRARY_PATH": str(TOOLS / "usr" / "lib" / "x86_64-linux-gnu"),
         "BERTCLF_LB_BIND": f"127.0.0.1:{lb_port}",
-        "BERTCLF_REPLICA_1": f"127.0.0.1:{replicas[0].port}",
-        "BERTCLF_REPLICA_2": f"127.0.0.1:{replicas[1].port}",
+        "BERTCLF_REPLICA_1": f"127.0.0.1:{replica_ports[0]}",
+        "BERTCLF_REPLICA_2": f"127.0.0.1:{replica_ports[1]}",
     }
-    lb = subprocess.Popen(
+    return subprocess.Popen(
         [str(haproxy_bin), "-f", str(ROOT / "deploy" / "haproxy.cfg"), "-db"],
         env=env,
         stdout=subprocess.PIPE,
@@ -48,6 +46,13 @@ def test_two_replicas_behind_haproxy_both_serve_the_same_answers(runs, tmp_path,
         text=True,
         start_new_session=True,
     )
+
+
+def test_two_replicas_behind_haproxy_both_serve_the_same_answers(runs, tmp_path, haproxy_bin):
+    export(runs[0], tmp_path, name="tickets", verify=False)
+    replicas = [Server(tmp_path, "--poll", "0.5") for _ in range(2)]
+    lb_port = free_port()
+    lb = _start_haproxy(haproxy_bin, lb_port, [r.port for r in replicas])
     try:
         for replica in replicas:
             replica.wait_for("tickets", 1)

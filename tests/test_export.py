@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -249,9 +250,26 @@ def _modes(root: Path) -> set[tuple[str, int]]:
     return {("d" if p.is_dir() else "f", p.stat().st_mode & 0o777) for p in root.rglob("*")}
 
 
-def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path, caplog):
-    import tempfile
+def _assert_archives_readable(zip_path: Path, tar_path: Path) -> None:
+    """Both archives, and every file and folder in them, readable by another user."""
+    for archive in (zip_path, tar_path):
+        assert archive.stat().st_mode & 0o777 == 0o644
+    with zipfile.ZipFile(zip_path) as z:
+        assert {(i.external_attr >> 16) & 0o777 for i in z.infolist() if not i.is_dir()} == {0o644}
+    with tarfile.open(tar_path) as t:
+        assert {m.mode for m in t.getmembers() if m.isfile()} == {0o644}
+        assert {m.mode for m in t.getmembers() if m.isdir()} <= {0o755}
 
+
+def _assert_no_local_paths(export_dir: Path, *local_dirs: Path) -> None:
+    for path in export_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for local in map(str, local_dirs):
+                assert local.encode() not in data, (path, local)
+
+
+def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path, caplog):
     # The run was written with this process' umask: its files are not private.
     mask = os.umask(0o022)
     os.umask(mask)
@@ -280,23 +298,9 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path, caplo
         assert result.max_abs_diff <= 1e-5 and "built-in texts" not in caplog.text
         assert _modes(result.path) == {("f", 0o644), ("d", 0o755)}
         assert (result.path.stat().st_mode & 0o777) == 0o755
-        zip_path, tar_path = result.packages
-        for archive in (zip_path, tar_path):
-            assert archive.stat().st_mode & 0o777 == 0o644
-        with zipfile.ZipFile(zip_path) as z:
-            assert {(i.external_attr >> 16) & 0o777 for i in z.infolist() if not i.is_dir()} == {
-                0o644
-            }
-        with tarfile.open(tar_path) as t:
-            assert {m.mode for m in t.getmembers() if m.isfile()} == {0o644}
-            assert {m.mode for m in t.getmembers() if m.isdir()} <= {0o755}
-
+        _assert_archives_readable(*result.packages)
         # No local absolute path anywhere in the export (graph, metadata, assets).
-        for path in result.path.rglob("*"):
-            if path.is_file():
-                data = path.read_bytes()
-                for local in (str(trained.parent), str(tmp_path), str(shared), str(Path.home())):
-                    assert local.encode() not in data, (path, local)
+        _assert_no_local_paths(result.path, trained.parent, tmp_path, shared, Path.home())
 
         if os.geteuid() != 0:
             pytest.skip("loading as user nobody needs root to switch users")

@@ -223,20 +223,21 @@ def write_run_report(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
     )
-    baseline_file = run.path / "baseline.json"
-    baseline = read_json(baseline_file) if baseline_file.is_file() else None
+    baseline = _read_if_there(run.path / "baseline.json")
     if baseline is not None and test:  # another test set than the one it was scored on
         baseline = {**baseline, "test": None}
     if "test" in metrics:
         metrics["test"]["baseline"] = (baseline or {}).get("test")  # beside it, same split
         write_json(run.path / "test_metrics.json", metrics["test"])
-    stage_file = run.path / rundir.CONTRASTIVE
-    stage = read_json(stage_file) if stage_file.is_file() else None
-    page = render_html(
-        run.path.name, run.meta, history, metrics, images, mistakes[:20], baseline, stage
-    )
+    stage = _read_if_there(run.path / rundir.CONTRASTIVE)
+    top = mistakes[:20]
+    page = render_html(run.path.name, run.meta, history, metrics, images, top, baseline, stage)
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
+
+
+def _read_if_there(path: Path):
+    return read_json(path) if path.is_file() else None
 
 
 def _score_parts(run, parts, images: dict[str, Path]):
