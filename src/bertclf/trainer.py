@@ -29,9 +29,10 @@ from bertclf.averaging import WeightAverage
 from bertclf.config import RunConfig
 from bertclf.evaluation import multilabel_metrics
 from bertclf.fileio import atomic_path, ensure_room, file_sha256, write_json
-from bertclf.optimization import current_lr, moments
+from bertclf.optimization import current_lr
 from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
 from bertclf.preprocessing import TextPreprocessor
+from bertclf.summaries import EpochSummaries
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +82,7 @@ class Trainer:
         self.run_step = self.train_step
         self.preemption = None  # that handler, when there is one
         self.eval_step = tf.function(self._eval_step, input_signature=[spec], jit_compile=jit)
-        self.writers = {
-            part: tf.summary.create_file_writer(str(run_dir / rundir.LOGS / part))
-            for part in ("train", "validation")
-        }
+        self.summaries = EpochSummaries(run_dir / rundir.LOGS, config.train.tb_histograms)
 
     def _track_state(self, model, optimizer, strategy, run_dir: Path) -> None:
         """The loop's own state, the moving average and the checkpoint that holds them."""
@@ -358,7 +356,7 @@ class Trainer:
         row["kept"] = kept
 
     def _end_epoch(self, row: dict[str, float], history: list[dict[str, float]]) -> None:
-        self._summaries(row)
+        self.summaries.write(row, int(self.kept.numpy()), self.model, self.optimizer)
         history.append(row)
         write_json(self.run_dir / rundir.HISTORY, history)
         self.epoch.assign(row["epoch"])
@@ -383,32 +381,3 @@ class Trainer:
         self.model.load_weights(str(self.run_dir / rundir.BEST_WEIGHTS))
         meta = rundir.read_meta(self.run_dir)
         return run_lib.TrainedRun(self.run_dir, meta, self.preprocessor, self.model)
-
-    def _summaries(self, row: dict[str, float]) -> None:
-        step = row["epoch"]
-        for part, prefix in (("train", "train_"), ("validation", "val_")):
-            with self.writers[part].as_default(step=step):
-                tf.summary.scalar("loss", row[f"{prefix}loss"])
-                tf.summary.scalar("accuracy", row[f"{prefix}accuracy"])
-                tf.summary.scalar("learning_rate", row["learning_rate"])
-        with self.writers["validation"].as_default(step=step):
-            tf.summary.scalar("macro_f1", row["val_macro_f1"])
-            tf.summary.scalar("kept_epoch", int(self.kept.numpy()))  # the kept epoch so far
-            if row["baseline_val_macro_f1"] is not None:
-                tf.summary.scalar("baseline_macro_f1", row["baseline_val_macro_f1"])
-        mode = self.cfg.train.tb_histograms
-        if mode == "none":
-            return
-        variables = (
-            self.model.head_variables() if mode == "head" else self.model.trainable_variables
-        )
-        with self.writers["train"].as_default(step=step):
-            for var in variables:
-                m, v = moments(self.optimizer, var)
-                if m is not None:
-                    # Tags without the (auto-numbered) model name: stable across runs.
-                    name = var.path.removeprefix(f"{self.model.name}/")
-                    tf.summary.histogram(f"adam_m/{name}", m.value)
-                    tf.summary.histogram(f"adam_v/{name}", v.value)
-        for writer in self.writers.values():
-            writer.flush()
