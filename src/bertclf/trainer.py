@@ -30,7 +30,7 @@ from bertclf.config import RunConfig
 from bertclf.evaluation import multilabel_metrics
 from bertclf.fileio import atomic_path, ensure_room, file_sha256, write_json
 from bertclf.optimization import current_lr
-from bertclf.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
+from bertclf.pipeline import EpochDataset, grouped_order, shuffled_order
 from bertclf.preprocessing import TextPreprocessor
 from bertclf.summaries import EpochSummaries
 
@@ -63,13 +63,12 @@ class Trainer:
         self.multilabel = splits.train.multilabel
         self.val_thresholds = None  # multilabel: decided at each validation
         jit = config.train.jit == "on"
-        self.bucket = bucket_width(jit)
         self.steps_per_epoch = math.ceil(len(splits.train) / config.train.batch_size)
         self._track_state(model, optimizer, strategy, run_dir)
         # The splits' datasets by id(examples); `train_data`: the training split's, when the
         # caller has already built it (the contrastive stage reads its packed texts).
         self._datasets: dict[int, EpochDataset] = (
-            {id(splits.train): train_data} if train_data else {}
+            {id(splits.train): train_data} if train_data is not None else {}
         )
         # Tokenizes the training texts (once); their lengths group similar texts.
         self.train_lengths = self._epoch_dataset(splits.train).lengths
