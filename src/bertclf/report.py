@@ -223,7 +223,7 @@ def write_run_report(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
     )
-    baseline = _read_if_there(run.path / "baseline.json")
+    baseline = _read_if_there(run.path / rundir.BASELINE)
     if baseline is not None and test:  # another test set than the one it was scored on
         baseline = {**baseline, "test": None}
     if "test" in metrics:

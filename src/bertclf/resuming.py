@@ -50,7 +50,7 @@ def latest_checkpoint(run_dir: Path) -> str | None:
 
 def check_checkpoint(run_dir: Path) -> None:
     """Read every tensor of the last checkpoint, so a damaged one fails before any work."""
-    latest = tf.train.latest_checkpoint(str(run_dir / rundir.CHECKPOINTS))
+    latest = latest_checkpoint(run_dir)
     if latest is None:
         return
     try:
