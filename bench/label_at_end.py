@@ -9,8 +9,8 @@ BBC article drawn at random (seeded), so that the text is long and only its last
 decides the label, as in an email whose last line is the uncivil one. Each NAME trains
 `bertclf train TRAIN --test TEST --seed N` with the defaults plus its flags:
 
-    truncate   (no flag: the first --seq-len tokens)
-    head_tail  --truncate head_tail
+    truncate   --truncate waterfall (the first --seq-len tokens)
+    head_tail  --truncate head_tail (the default since 2026-11-27)
     chunk      --long chunk
     chunk_max  --long chunk --chunk-pool max
 
@@ -34,7 +34,7 @@ from common import OUT, bbc_texts, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 
 FLAGS = {
-    "truncate": [],
+    "truncate": ["--truncate", "waterfall"],  # the default until 2026-11-27
     "head_tail": ["--truncate", "head_tail"],
     "chunk": ["--long", "chunk"],
     "chunk_max": ["--long", "chunk", "--chunk-pool", "max"],

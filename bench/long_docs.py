@@ -1,6 +1,7 @@
 """Benchmark: long documents on BBC: truncation, head+tail and chunk-and-pool (issue: long docs).
 
-Each configuration NAME:SEQ_LEN (NAME: `truncate`, `head_tail`, `chunk` or `chunk_max`) trains
+Each configuration NAME:SEQ_LEN (NAME: `truncate` (`--truncate waterfall`), `head_tail` (the
+default cut since 2026-11-27), `chunk` or `chunk_max`) trains
 `bertclf train` in a child process (Keras' 80/20 split, seed 42 or `--seed`, 3 epochs,
 default encoder), exports the run, and times the export at batch 1 on a long article (the
 longest of the validation split's first 64). Reports validation accuracy (kept epoch and
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import BBC, OUT, machine, run_training  # noqa: E402
 
 FLAGS = {
-    "truncate": [],
+    "truncate": ["--truncate", "waterfall"],  # the default until 2026-11-27
     "head_tail": ["--truncate", "head_tail"],
     "chunk": ["--long", "chunk"],  # windows' logits averaged (the default --chunk-pool)
     "chunk_max": ["--long", "chunk", "--chunk-pool", "max"],

@@ -34,6 +34,18 @@ def test_clean_is_canonical_and_validated():
         parse_clean("lower,shout")
 
 
+def test_default_cut_is_head_tail_and_chunk_reads_from_the_start():
+    # The resolved cut is what config.json records; an explicit choice always wins.
+    assert ModelConfig().truncate == "head_tail"
+    assert ModelConfig(long="chunk").truncate == "waterfall"
+    assert ModelConfig(truncate="waterfall").truncate == "waterfall"
+    with pytest.raises(ConfigError, match="drop --truncate head_tail"):
+        ModelConfig(long="chunk", truncate="head_tail")
+    assert RunConfig.from_dict(RunConfig(DataConfig("d"), "o").to_dict()).model.truncate == (
+        "head_tail"
+    )
+
+
 def test_round_trip():
     cfg = RunConfig(
         data=DataConfig("d", test="t"),

@@ -200,7 +200,7 @@ def format_analysis(s: dict[str, Any]) -> str:
             f"to read whole documents: --long chunk (at --seq-len {long['seq_len']}: "
             f"{long['windows_mean']:.1f} windows a document on average, each costing a "
             f"{long['seq_len']}-token text; {long['cut_share']:.1%} still cut after "
-            f"--max-chunks {long['max_chunks']}), or --truncate head_tail to keep their "
-            "start and end; see README, 'Long documents'"
+            f"--max-chunks {long['max_chunks']}); without it the default --truncate "
+            "head_tail keeps their start and end; see README, 'Long documents'"
         )
     return "\n".join(lines)

@@ -31,10 +31,12 @@ class ModelConfig:
         head: `softmax` (one logit per label) or `sigmoid` (one logit, two labels).
         clean: cleaning steps applied inside the model, in this fixed order:
             email, lower, letters, stopwords.
-        truncate: how a long text is cut. `waterfall` keeps its first tokens and needs
-            no TF Text op newer than 2.12 (TF Serving 2.19 loads it); `round_robin`
-            also keeps the first tokens but emits RoundRobinTrim; `head_tail` keeps the
-            first quarter and last three quarters of the window (Sun et al. 2019).
+        truncate: how a long text is cut. `head_tail` keeps the first quarter and the
+            last three quarters of the window (Sun et al. 2019); `waterfall` keeps its
+            first tokens; both need no TF Text op newer than 2.12 (TF Serving 2.19 loads
+            them). `round_robin` also keeps the first tokens but emits RoundRobinTrim.
+            None (default): `head_tail`, or `waterfall` with `long="chunk"`, whose
+            windows read the text from its start (README, "Long documents").
         long: a text longer than `seq_len`: `truncate` (cut per `truncate`) or `chunk`
             (windows of `seq_len` tokens, each encoded, logits averaged per text).
         stride: `chunk`: tokens between window starts (default `seq_len - 2`: none
@@ -60,11 +62,11 @@ class ModelConfig:
         type=lambda v: parse_clean(v),
         show="none",
     )
-    truncate: str = option(
-        "waterfall",
-        "cut of a long text: waterfall (its first tokens; loads on TF Serving 2.19), "
-        "round_robin (the same, needs a newer server), head_tail (first quarter and last "
-        "three quarters of the window; loads on TF Serving 2.19)",
+    truncate: str | None = option(
+        None,
+        "cut of a long text: head_tail (first quarter and last three quarters of the "
+        "window), waterfall (its first tokens), round_robin (the same, needs a newer "
+        "server than 2.19) (default: head_tail; waterfall with --long chunk)",
         choices=TRUNCATIONS,
     )
     long: str = option(
@@ -84,6 +86,9 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.truncate is None:  # config.json records the cut used
+            default = "waterfall" if self.long == "chunk" else "head_tail"
+            object.__setattr__(self, "truncate", default)
         check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
         check(self.long in LONG_MODES, "--long", self.long, f"choose one of {LONG_MODES}")
         check(self.max_chunks >= 1, "--max-chunks", self.max_chunks, "use 1 or more")
