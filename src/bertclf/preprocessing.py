@@ -105,11 +105,12 @@ class TextPreprocessor(keras.layers.Layer):
         tokenizer: a `keras_hub.models.BertTokenizer`.
         sequence_length: packed length, special tokens included.
         clean: `TextCleaner` steps.
-        truncate: `waterfall` (default; portable to TF Serving 2.19) or
-            `round_robin` (keras-hub's default; emits the newer
+        truncate: `waterfall` (this layer's default; portable to TF Serving 2.19)
+            or `round_robin` (keras-hub's default; emits the newer
             `TFText>RoundRobinTrim` op): both keep the first
             `sequence_length - 2` tokens of a text. `head_tail` keeps its first
             quarter and last three quarters (`head_tail_sizes`), with core ops only.
+            Runs pass `ModelConfig.truncate`, whose default is `head_tail`.
         long: `truncate` (one window a text, cut as `truncate` says) or `chunk`:
             windows of `sequence_length - 2` tokens starting every `stride` tokens,
             at most `max_chunks` of them, each packed with [CLS]/[SEP].
@@ -176,10 +177,16 @@ class TextPreprocessor(keras.layers.Layer):
         if self.truncate != "head_tail":
             return token_ids[:, :room]
         head, tail = head_tail_sizes(self.sequence_length)
+        # On the flat values rather than with a ragged mask: measured in a tf.function,
+        # about 15 us a call instead of 110-150 us at batch 1 (200 instead of 750 at 32).
         lengths = token_ids.row_lengths()  # [batch]
-        positions = tf.ragged.range(lengths)  # ragged [batch, None]: 0..length-1
-        keep = (positions < head) | (positions >= tf.expand_dims(lengths - tail, 1))
-        return tf.ragged.boolean_mask(token_ids, keep)
+        rows = token_ids.value_rowids()  # [tokens]: each token's row
+        position = tf.range(tf.size(rows, out_type=rows.dtype)) - tf.gather(
+            token_ids.row_starts(), rows
+        )  # [tokens]: 0..length-1 within its row
+        keep = (position < head) | (position >= tf.gather(lengths, rows) - tail)
+        kept = tf.boolean_mask(token_ids.flat_values, keep)
+        return tf.RaggedTensor.from_row_lengths(kept, tf.minimum(lengths, room), validate=False)
 
     def windows(self, token_ids):
         """Cut ragged ids [batch, None] -> (ragged [batch * max_chunks, <= room], used
