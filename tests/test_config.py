@@ -1,7 +1,10 @@
+import dataclasses
+
 import pytest
 
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig, parse_clean
 from bertclf.errors import ConfigError
+from bertclf.model_config import check_cut
 
 
 @pytest.mark.parametrize("seq_len", [7, 513, 0])
@@ -39,8 +42,11 @@ def test_default_cut_is_head_tail_and_chunk_reads_from_the_start():
     assert ModelConfig().truncate == "head_tail"
     assert ModelConfig(long="chunk").truncate == "waterfall"
     assert ModelConfig(truncate="waterfall").truncate == "waterfall"
+    # Windows read a text from its start: a default config replaced to chunk uses them.
+    assert dataclasses.replace(ModelConfig(), long="chunk").truncate == "waterfall"
     with pytest.raises(ConfigError, match="drop --truncate head_tail"):
-        ModelConfig(long="chunk", truncate="head_tail")
+        check_cut("chunk", "head_tail")  # as typed on the command line (test_cli_errors)
+    check_cut("chunk", None)
     assert RunConfig.from_dict(RunConfig(DataConfig("d"), "o").to_dict()).model.truncate == (
         "head_tail"
     )

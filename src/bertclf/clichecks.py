@@ -13,6 +13,7 @@ from pathlib import Path
 from bertclf import cliargs
 from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.errors import BertclfError, ConfigError
+from bertclf.model_config import check_cut
 
 
 def check_trained_run(run: str) -> None:
@@ -35,6 +36,7 @@ def config_from_args(a) -> RunConfig:
         # The run as saved, but where it is now (a run may have been moved or copied).
         saved = RunConfig.from_dict(read_meta(a.out)["config"])
         return dataclasses.replace(saved, out=a.out)
+    check_cut(a.long, a.truncate)
     return RunConfig(
         data=cliargs.from_args(DataConfig, a),
         out=a.out,

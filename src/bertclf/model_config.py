@@ -35,8 +35,8 @@ class ModelConfig:
             last three quarters of the window (Sun et al. 2019); `waterfall` keeps its
             first tokens; both need no TF Text op newer than 2.12 (TF Serving 2.19 loads
             them). `round_robin` also keeps the first tokens but emits RoundRobinTrim.
-            None (default): `head_tail`, or `waterfall` with `long="chunk"`, whose
-            windows read the text from its start (README, "Long documents").
+            None (default): `head_tail`. With `long="chunk"`, whose windows read the
+            text from its start, None and `head_tail` become `waterfall`.
         long: a text longer than `seq_len`: `truncate` (cut per `truncate`) or `chunk`
             (windows of `seq_len` tokens, each encoded, logits averaged per text).
         stride: `chunk`: tokens between window starts (default `seq_len - 2`: none
@@ -86,9 +86,13 @@ class ModelConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.truncate is None:  # config.json records the cut used
-            default = "waterfall" if self.long == "chunk" else "head_tail"
-            object.__setattr__(self, "truncate", default)
+        # config.json records the cut used. --long chunk's windows read a text from its
+        # start, so there the default and head_tail (carried over by a
+        # dataclasses.replace of a default config) are waterfall; the CLI refuses
+        # --long chunk --truncate head_tail as typed (check_cut).
+        if self.truncate is None or (self.long == "chunk" and self.truncate == "head_tail"):
+            cut = "waterfall" if self.long == "chunk" else "head_tail"
+            object.__setattr__(self, "truncate", cut)
         check(8 <= self.seq_len <= 512, "--seq-len", self.seq_len, "use a value in 8..512")
         check(self.long in LONG_MODES, "--long", self.long, f"choose one of {LONG_MODES}")
         check(self.max_chunks >= 1, "--max-chunks", self.max_chunks, "use 1 or more")
@@ -100,12 +104,6 @@ class ModelConfig:
             room = self.seq_len - 2
             stride = room if self.stride is None else self.stride
             check(1 <= stride <= room, "--stride", stride, f"use 1..{room} (--seq-len - 2)")
-            check(
-                self.truncate != "head_tail",
-                "--truncate",
-                self.truncate,
-                "--long chunk reads every token: drop --truncate head_tail",
-            )
             object.__setattr__(self, "stride", stride)  # config.json records the value used
         check(self.pooling in POOLINGS, "--pooling", self.pooling, f"choose one of {POOLINGS}")
         check(0.0 <= self.dropout < 1.0, "--dropout", self.dropout, "use a value in [0, 1)")
@@ -127,3 +125,13 @@ def parse_clean(value: str) -> tuple[str, ...]:
     for step in steps:
         check(step in CLEAN_STEPS, "--clean", step, f"use 'none' or a list of {CLEAN_STEPS}")
     return steps
+
+
+def check_cut(long: str | None, truncate: str | None) -> None:
+    """Refuse `--long chunk --truncate head_tail` as the user typed it (ConfigError)."""
+    check(
+        not (long == "chunk" and truncate == "head_tail"),
+        "--truncate",
+        truncate,
+        "--long chunk reads every token: drop --truncate head_tail",
+    )
