@@ -38,7 +38,8 @@ def test_clean_is_canonical_and_validated():
 
 
 def test_default_cut_is_head_tail_and_chunk_reads_from_the_start():
-    # The resolved cut is what config.json records; an explicit choice always wins.
+    # The resolved cut is what config.json records; an explicit choice wins, but under
+    # chunk, whose windows read a text from its start, head_tail is waterfall.
     assert ModelConfig().truncate == "head_tail"
     assert ModelConfig(long="chunk").truncate == "waterfall"
     assert ModelConfig(truncate="waterfall").truncate == "waterfall"

@@ -178,7 +178,8 @@ class TextPreprocessor(keras.layers.Layer):
             return token_ids[:, :room]
         head, tail = head_tail_sizes(self.sequence_length)
         # On the flat values rather than with a ragged mask: measured in a tf.function,
-        # about 15 us a call instead of 110-150 us at batch 1 (200 instead of 750 at 32).
+        # it adds 15 us to a plain slice's call at batch 1 where the mask added 110-150
+        # (200 us against 750 at batch 32).
         lengths = token_ids.row_lengths()  # [batch]
         rows = token_ids.value_rowids()  # [tokens]: each token's row
         position = tf.range(tf.size(rows, out_type=rows.dtype)) - tf.gather(
