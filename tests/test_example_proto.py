@@ -1,0 +1,44 @@
+"""The tf.Example reader of the serving path against TensorFlow's own protobufs."""
+
+import pytest
+from tensorflow.core.example import example_pb2, feature_pb2
+
+from bertclf import servable
+from bertclf.serving.errors import InvalidArgument
+from bertclf.serving.example_proto import text_of_example
+
+
+def _example(**features: feature_pb2.Feature) -> bytes:
+    return example_pb2.Example(features=feature_pb2.Features(feature=features)).SerializeToString()
+
+
+def _bytes(*values: bytes) -> feature_pb2.Feature:
+    return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=list(values)))
+
+
+def test_reads_the_text_feature_among_others():
+    text = "naïve café ".encode() * 200 + b"\xff\x00"  # long (multi-byte lengths), not UTF-8
+    assert text_of_example(servable.text_example(text), 0) == text
+    serialized = _example(
+        id=feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[7, 2**40])),
+        score=feature_pb2.Feature(float_list=feature_pb2.FloatList(value=[0.5])),
+        text=_bytes(b"hello"),
+        lang=_bytes(b"en"),
+    )
+    assert text_of_example(serialized, 0) == b"hello"
+
+
+@pytest.mark.parametrize(
+    "serialized",
+    [
+        b"",  # an empty Example has no text feature
+        _example(title=_bytes(b"x")),
+        _example(text=_bytes(b"a", b"b")),  # two values: which one is the text?
+        _example(text=feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=[1]))),
+        servable.text_example(b"hello")[:-2],  # cut short
+        b"garbage-from-a-client",
+    ],
+)
+def test_refuses_what_is_not_one_text(serialized):
+    with pytest.raises(InvalidArgument, match=r"Failed to process element: 3: .*'text'"):
+        text_of_example(serialized, 3)
