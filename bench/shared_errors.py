@@ -28,12 +28,19 @@ def _key(text: str) -> str:
     return " ".join(text.split())[:60]
 
 
-def _run_errors(run: Path) -> list[tuple[str, str, str]]:
-    """(text key, true, predicted) per wrong validation text: a duplicated article twice."""
+def _run_errors(run: Path, n_val: int) -> list[tuple[str, str, str]]:
+    """(text key, true, predicted) per wrong validation text: a duplicated article twice.
+
+    The run's file lists its most confident mistakes only (50 a split), so a run with
+    more validation errors than it lists is refused rather than undercounted."""
     rows = [json.loads(line) for line in (run / "misclassified.jsonl").open()]
-    return [
+    wrong = [
         (_key(r["text"]), r["true"], r["predicted"]) for r in rows if r["split"] == "validation"
     ]
+    kept = next(r for r in reversed(json.loads((run / "history.json").read_text())) if r["kept"])
+    if len(wrong) != round((1 - kept["val_accuracy"]) * n_val):
+        raise SystemExit(f"shared_errors.py: {run} lists {len(wrong)} of its validation errors")
+    return wrong
 
 
 def main() -> None:
@@ -49,7 +56,7 @@ def main() -> None:
     svc = baseline.make_baseline().fit(splits.train.texts, np.asarray(splits.train.labels))
     rows = zip(splits.val.texts, splits.val.labels, svc.predict(splits.val.texts), strict=True)
     linear = Counter(_key(t) for t, y, p in rows if y != p)
-    errors = {run.name: _run_errors(run) for run in a.runs}
+    errors = {run.name: _run_errors(run, len(splits.val.texts)) for run in a.runs}
     runs_wrong = Counter(key for e in errors.values() for key in {k for k, _, _ in e})
     labels = {key: (true, predicted) for e in errors.values() for key, true, predicted in e}
     print(f"{len(splits.val.texts)} validation texts; errors per run:")
