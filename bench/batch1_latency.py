@@ -93,7 +93,7 @@ def main() -> None:
         var, _, value = assignment.partition("=")
         envs.setdefault(name, {})[var] = value
 
-    from bertclf.encoders import offline_model_dir
+    from bertclf.model.encoders import offline_model_dir
 
     texts = texts_file()
     engines = {}

@@ -97,9 +97,9 @@ def run_training(cmd: list[str], out: Path) -> tuple[list[dict], dict, float]:
 
 def finished_run(run: Path):
     """A finished run's own split (its config and seed) and its predictor: (splits, predictor)."""
-    from bertclf.config import RunConfig
-    from bertclf.data import load_splits
-    from bertclf.predictor import load_predictor
+    from bertclf.config.run import RunConfig
+    from bertclf.data.datasets import load_splits
+    from bertclf.prediction.predict import load_predictor
 
     config = RunConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
     return load_splits(config.data, config.seed), load_predictor(run)

@@ -32,7 +32,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 
-from bertclf import baseline
+from bertclf.evaluation import baseline
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import finished_run  # noqa: E402

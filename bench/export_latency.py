@@ -27,9 +27,9 @@ def main() -> None:
     p.add_argument("--to", default=str(OUT / "exports"))
     a = p.parse_args()
 
-    from bertclf.export import export
-    from bertclf.exported import ExportedModel
-    from bertclf.run import load_run
+    from bertclf.export.exporter import export
+    from bertclf.prediction.exported_model import ExportedModel
+    from bertclf.prediction.trained_run import load_run
 
     shutil.rmtree(a.to, ignore_errors=True)
     start = time.perf_counter()

@@ -27,12 +27,12 @@ import json, statistics, sys, time
 from pathlib import Path
 start = time.perf_counter()
 import tensorflow as tf, tensorflow_text  # noqa: F401
-from bertclf import warmup
+from bertclf import servable as warmup
 path, text, replay = Path(sys.argv[1]), tf.constant([sys.argv[2]]), sys.argv[3] == "1"
 model = tf.saved_model.load(str(path))
 loaded = time.perf_counter()
 if replay:
-    warmup.replay(model, path)
+    servable.replay_warmup(model, path)
 ready = time.perf_counter()
 model.signatures["serving_default"](text=text)
 first = time.perf_counter()

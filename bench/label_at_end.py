@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bertclf.data import read_labelled  # noqa: E402
+from bertclf.data.datasets import read_labelled  # noqa: E402
 from common import OUT, bbc_texts, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bertclf.baseline import make_baseline  # noqa: E402
-from bertclf.data import read_labelled  # noqa: E402
+from bertclf.data.datasets import read_labelled  # noqa: E402
+from bertclf.evaluation.baseline import make_baseline  # noqa: E402
 from common import finished_run  # noqa: E402
 from small_data import DATA  # noqa: E402
 

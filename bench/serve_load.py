@@ -62,7 +62,7 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 def in_process(export_dir: str, text: str) -> dict[str, float]:
     from bertclf import servable
-    from bertclf.exported import ExportedModel
+    from bertclf.prediction.exported_model import ExportedModel
     from bertclf.serving.worker import ModelWorker
 
     model = ExportedModel(export_dir)
@@ -244,7 +244,7 @@ def paired(export: str, wait: float, text: str, rounds: int, clients: list[str])
     so a reference measured once, minutes before the server, moves the ratio with it.
     With several load clients, each round measures the server with each of them, their
     order reversed every other round."""
-    from bertclf.exported import ExportedModel
+    from bertclf.prediction.exported_model import ExportedModel
 
     bare = ExportedModel(export)
     proc, url = start_server(str(Path(export).parent), wait)

@@ -41,13 +41,13 @@ import tensorflow as tf
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from bertclf import encoders
-from bertclf.config import RunConfig
-from bertclf.contrastive import draw_pairs
-from bertclf.data import load_splits
-from bertclf.model import build_classifier
-from bertclf.optimization import WarmupLinearDecay
-from bertclf.pipeline import trim_to_bucket
+from bertclf.config.run import RunConfig
+from bertclf.data.datasets import load_splits
+from bertclf.model import encoders
+from bertclf.model.classifier import build_classifier
+from bertclf.model.preprocessing import trim_to_bucket
+from bertclf.training.contrastive import draw_pairs
+from bertclf.training.optimization import WarmupLinearDecay
 
 BATCH = 16
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bertclf import baseline
-from bertclf.config import RunConfig
-from bertclf.data import load_splits
+from bertclf.config.run import RunConfig
+from bertclf.data.datasets import load_splits
+from bertclf.evaluation import baseline
 
 
 def _key(text: str) -> str:

@@ -56,8 +56,8 @@ def run(args: list[str], out: Path) -> tuple[dict, float]:
 
 def reference_baseline() -> dict:
     """The baseline fitted on all of civility-gh/train/ (no validation split), on test/."""
-    from bertclf.baseline import make_baseline, score
-    from bertclf.data import read_labelled
+    from bertclf.data.datasets import read_labelled
+    from bertclf.evaluation.baseline import make_baseline, score
 
     train = read_labelled(DATA / "civility-gh" / "train")
     test = read_labelled(DATA / "civility-gh" / "test", label_names=train.label_names)

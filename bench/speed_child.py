@@ -29,12 +29,16 @@ def read(path: str, n: int) -> tuple[list[str], list[int], list[str]]:
 def run_bertclf(a) -> dict:
     import keras
 
-    from bertclf import encoders
-    from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from bertclf.data import Examples, Splits
-    from bertclf.hardware import apply_precision, make_strategy
-    from bertclf.pipeline import token_lengths
-    from bertclf.training import Trainer, build, resolve_config
+    from bertclf.config.data import DataConfig
+    from bertclf.config.model import ModelConfig
+    from bertclf.config.run import RunConfig
+    from bertclf.config.train import TrainConfig
+    from bertclf.data.datasets import Examples, Splits
+    from bertclf.model import encoders
+    from bertclf.model.preprocessing import token_lengths
+    from bertclf.training.fine_tuning import build, resolve_config
+    from bertclf.training.hardware import apply_precision, make_strategy
+    from bertclf.training.trainer import Trainer
 
     texts, labels, names = read(a.data, a.steps * BATCH)
     ex = Examples(texts, labels, names, [str(i) for i in range(len(texts))])

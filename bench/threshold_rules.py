@@ -30,7 +30,7 @@ def model_probs(run_dir: Path, splits) -> tuple[np.ndarray, np.ndarray]:
     if cache.is_file():
         saved = np.load(cache)
         return saved["val"], saved["test"]
-    from bertclf.run import load_run
+    from bertclf.prediction.trained_run import load_run
 
     run = load_run(run_dir)
     val, test = run.predict_proba(splits.val.texts), run.predict_proba(splits.test.texts)
@@ -39,7 +39,7 @@ def model_probs(run_dir: Path, splits) -> tuple[np.ndarray, np.ndarray]:
 
 
 def baseline_probs(splits) -> tuple[np.ndarray, np.ndarray]:
-    from bertclf.baseline import _label_scores, make_baseline
+    from bertclf.evaluation.baseline import _label_scores, make_baseline
 
     model = make_baseline(True).fit(splits.train.texts, np.asarray(splits.train.labels))
     n = len(splits.label_names)
@@ -47,18 +47,18 @@ def baseline_probs(splits) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decide(rule: str, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    from bertclf import thresholds
+    from bertclf.evaluation import thresholds
 
     if rule in ("max", "one_se"):
-        return thresholds.tune(labels, probs, one_se=rule == "one_se")
+        return thresholds.tune(labels, probs)
     return np.full(labels.shape[1], float(rule), np.float32)
 
 
 def main() -> None:
-    from bertclf.config import RunConfig
-    from bertclf.data import load_splits
-    from bertclf.evaluation import multilabel_metrics
-    from bertclf.rundir import read_meta
+    from bertclf.config.run import RunConfig
+    from bertclf.data.datasets import load_splits
+    from bertclf.evaluation.metrics import multilabel_metrics
+    from bertclf.model.rundir import read_meta
 
     rows = []
     for run_dir in map(Path, sys.argv[1:]):

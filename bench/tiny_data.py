@@ -27,8 +27,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bertclf.baseline import make_baseline, score  # noqa: E402
-from bertclf.data import read_labelled  # noqa: E402
+from bertclf.data.datasets import read_labelled  # noqa: E402
+from bertclf.evaluation.baseline import make_baseline, score  # noqa: E402
 from common import OUT, machine, write_class_folders  # noqa: E402
 from small_data import DATA, run  # noqa: E402
 

@@ -96,7 +96,7 @@ print(json.dumps(out))
 
 def run_child(framework: str, options: dict, data: Path, steps: int) -> dict:
     python = str(TORCH_PY) if framework == "torch" else sys.executable
-    from bertclf.encoders import offline_model_dir
+    from bertclf.model.encoders import offline_model_dir
 
     cmd = [
         python,

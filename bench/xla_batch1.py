@@ -34,8 +34,8 @@ def main() -> None:
     args = parser.parse_args()
     import tensorflow as tf
 
-    from bertclf.pipeline import inference_features
-    from bertclf.run import load_run
+    from bertclf.model.preprocessing import inference_features
+    from bertclf.prediction.trained_run import load_run
 
     run = load_run(args.run, "fp32")
     preprocessor, model = run.preprocessor, run.model

@@ -145,7 +145,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
     """Two differently seeded tiny runs (2 epochs): version 1 and 2 of one served model."""
     from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from bertclf.training import train
+    from bertclf.training.fine_tuning import train
 
     root = tmp_path_factory.mktemp("runs")
     data = write_folder(root / "data")

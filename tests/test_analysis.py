@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bertclf.analysis import analyze, suggest_long, suggest_seq_len
+from bertclf.evaluation.analysis import analyze, suggest_long, suggest_seq_len
 
 from conftest import run_cli
 

@@ -188,7 +188,7 @@ ORDERS = {
 
 @pytest.mark.parametrize("command", sorted(ORDERS))
 def test_options_anywhere(command):
-    from bertclf.cli import parse_args
+    from bertclf.cli.parser import parse_args
 
     a, b = (vars(parse_args(argv)) for argv in ORDERS[command])
     a.pop("argv"), b.pop("argv")  # the raw arguments, kept for `train --local-workers`
@@ -198,7 +198,7 @@ def test_options_anywhere(command):
 
 
 def test_every_flag_has_help_and_shows_its_default():
-    from bertclf.cli import build_parser
+    from bertclf.cli.parser import build_parser
 
     _, commands = build_parser()
     for name, parser in commands.items():

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from bertclf.cluster import free_ports, local_argv, read_tf_config
 from bertclf.errors import ConfigError
+from bertclf.training.cluster import free_ports, local_argv, read_tf_config
 
 from conftest import one_error_line, run_cli
 

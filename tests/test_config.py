@@ -2,9 +2,11 @@ import dataclasses
 
 import pytest
 
-from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig, parse_clean
+from bertclf.config.data import DataConfig
+from bertclf.config.model import ModelConfig, check_cut, parse_clean
+from bertclf.config.run import RunConfig
+from bertclf.config.train import TrainConfig
 from bertclf.errors import ConfigError
-from bertclf.model_config import check_cut
 
 
 @pytest.mark.parametrize("seq_len", [7, 513, 0])

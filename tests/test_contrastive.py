@@ -7,14 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf import encoders, policy
-from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from bertclf.contrastive import PAIR_BATCH, ContrastiveStage, draw_pairs
-from bertclf.data import load_splits, read_labelled
+from bertclf.config import policy
+from bertclf.config.data import DataConfig
+from bertclf.config.model import ModelConfig
+from bertclf.config.run import RunConfig
+from bertclf.config.train import TrainConfig
+from bertclf.data.datasets import load_splits, read_labelled
 from bertclf.errors import ConfigError
-from bertclf.model import build_classifier
-from bertclf.pipeline import EpochDataset
-from bertclf.training import resolve_for_data, train
+from bertclf.model import encoders
+from bertclf.model.classifier import build_classifier
+from bertclf.training.contrastive import PAIR_BATCH, ContrastiveStage, draw_pairs
+from bertclf.training.fine_tuning import resolve_for_data, train
+from bertclf.training.pipeline import EpochDataset
 from test_training import tiny_config
 
 from conftest import one_error_line, run_script
@@ -53,7 +57,7 @@ def test_the_stage_pulls_classes_apart_and_trains_only_the_encoder(
     before = _class_margin(model, preprocessor, texts, labels)
     stage = ContrastiveStage(model, preprocessor, TrainConfig(precision="fp32"), bucket=4)
     # A rate far above SetFit's, so that the tiny random encoder moves in a few steps.
-    monkeypatch.setattr("bertclf.contrastive.PAIR_LR", 1e-3)
+    monkeypatch.setattr("bertclf.training.contrastive.PAIR_LR", 1e-3)
     packed = EpochDataset(examples, preprocessor, batch_size=8).packed  # as a run packs them
     stats = stage.run(packed, labels, iterations=4, seed=0, progress=False)
     assert stats["pairs"] == 2 * 4 * len(texts)

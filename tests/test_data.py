@@ -3,8 +3,8 @@ import json
 import keras
 import pytest
 
-from bertclf.config import DataConfig
-from bertclf.data import check_source, load_splits, read_labelled
+from bertclf.config.data import DataConfig
+from bertclf.data.datasets import check_source, load_splits, read_labelled
 from bertclf.errors import DataError
 
 from conftest import write_folder
@@ -164,7 +164,7 @@ def test_check_source_reads_only_headers(tmp_path):
 def test_stratified_split_keeps_class_shares_within_one_example(tmp_path):
     from collections import Counter
 
-    from bertclf.splitting import resolve_split
+    from bertclf.data.splitting import resolve_split
 
     counts = {"billing": 40, "bug": 13, "feature": 7}  # imbalanced, one small class
     root = tmp_path / "d"

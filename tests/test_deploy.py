@@ -155,7 +155,7 @@ def test_deploy_md_names_every_file():
 def test_multiworker_job_gives_each_pod_a_valid_tf_config(tmp_path):
     import subprocess
 
-    from bertclf.cluster import read_tf_config
+    from bertclf.training.cluster import read_tf_config
 
     docs = _docs("train-multiworker.yaml")
     job, service = docs["Job"], docs["Service"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bertclf.export import export
+from bertclf.export.exporter import export
 from test_serving import Server, _metric, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ import time
 import numpy as np
 import pytest
 
-from bertclf import encoders
 from bertclf.errors import EncoderError
+from bertclf.model import encoders
 
 
 def test_default_is_the_offline_package():

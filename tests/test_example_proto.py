@@ -5,7 +5,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 
 from bertclf import servable
 from bertclf.serving.errors import InvalidArgument
-from bertclf.serving.example_proto import text_of_example
+from bertclf.serving.protocol import text_of_example
 
 
 def _example(**features: feature_pb2.Feature) -> bytes:

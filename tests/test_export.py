@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, export_check, servable
-from bertclf import export as export_lib
+from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, servable
+from bertclf.config import export as export_targets
 from bertclf.errors import ExportError, RunError
-from bertclf.exported import ExportedModel
-from bertclf.run import load_run
-from bertclf.training import train
+from bertclf.export import exporter as export_lib
+from bertclf.export import savedmodel
+from bertclf.export import verification as export_check
+from bertclf.prediction.exported_model import ExportedModel
+from bertclf.prediction.trained_run import load_run
+from bertclf.training.fine_tuning import train
 
 from conftest import run_cli
 
@@ -90,10 +93,8 @@ def test_export_signatures_parity_and_metadata(trained, tmp_path):
 def test_tf_serving_warmup_records_replay_on_both_signatures(trained, tmp_path):
     import tensorflow as tf
 
-    from bertclf import warmup
-
     result = export_lib.export(trained, tmp_path / "m", verify=False)
-    requests = warmup.read(result.path)  # parsed as TF Serving's PredictionLog protos
+    requests = servable.read_warmup(result.path)  # parsed as TF Serving's PredictionLog protos
     assert [(r.signature, r.method) for r in requests] == [
         ("serving_default", "tensorflow/serving/predict"),
         ("classify", "tensorflow/serving/classify"),
@@ -102,8 +103,8 @@ def test_tf_serving_warmup_records_replay_on_both_signatures(trained, tmp_path):
     for r in requests:  # a short text and one over the window: both trimmed widths
         assert r.texts[0] == b"warm up" and len(r.texts[1].split()) == seq_len
     model = tf.saved_model.load(str(result.path))
-    assert warmup.replay(model, result.path) == 2
-    assert warmup.read(tmp_path) == []  # an export without records: nothing to replay
+    assert servable.replay_warmup(model, result.path) == 2
+    assert servable.read_warmup(tmp_path) == []  # an export without records: nothing to replay
 
 
 def test_versions_and_names(trained, tmp_path):
@@ -140,7 +141,7 @@ def test_failure_mid_export_leaves_nothing(trained, tmp_path, monkeypatch):
     def boom(path):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export_lib, "mark_classify_method", boom)
+    monkeypatch.setattr(savedmodel, "mark_classify_method", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         export_lib.export(trained, tmp_path / "m")
     assert list((tmp_path / "m" / "tickets").iterdir()) == []
@@ -148,12 +149,11 @@ def test_failure_mid_export_leaves_nothing(trained, tmp_path, monkeypatch):
 
 KILL_DURING_EXPORT = """
 import os, signal
-from bertclf import export as export_lib
-from bertclf import export_check
+from bertclf.export import exporter, savedmodel
 def die(path):
     os.kill(os.getpid(), signal.SIGKILL)
-export_lib.mark_classify_method = die
-export_lib.export({run!r}, {base!r})
+savedmodel.mark_classify_method = die
+exporter.export({run!r}, {base!r})
 """
 
 
@@ -217,7 +217,7 @@ def test_deploy_files_match_the_audit(trained, tmp_path):
 
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     tag = re.search(r"^FROM tensorflow/serving:(\S+)$", dockerfile, re.M).group(1)
-    assert tag == export_check.TARGETS[export_check.DEFAULT_TARGET][0] == "2.19.1"
+    assert tag == export_targets.TARGETS[export_targets.DEFAULT_TARGET][0] == "2.19.1"
     config = text_format.Parse(
         (ROOT / "deploy" / "models.config").read_text(), model_server_config_pb2.ModelServerConfig()
     )
@@ -282,7 +282,7 @@ def test_export_follows_umask_and_loads_as_another_user(trained, tmp_path, caplo
     run = load_run(moved)
     n = len(run.sample_texts())
     assert n == 6  # the whole validation split: 2 of each class's 12 (stratified, 0.2)
-    assert export_lib.sample_texts(run)[:n] == run.sample_texts()
+    assert export_check.sample_texts(run)[:n] == run.sample_texts()
 
     shared = Path(tempfile.mkdtemp(prefix="bertclf-umask-"))
     os.chmod(shared, 0o755)  # mkdtemp is 0700: let another user reach the base path
@@ -333,13 +333,13 @@ def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_pa
     stale_version.mkdir()
     mine = base / f".other.pid{os.getpid()}.abc.tmp"
     mine.write_text("in progress")
-    write = export_lib._write_version
+    write = export_lib.write_version
 
     def and_a_concurrent_export_publishes_1(run, tmp):
         write(run, tmp)
         shutil.copytree(tmp, base / "tickets" / "1")  # the other export won the race
 
-    monkeypatch.setattr(export_lib, "_write_version", and_a_concurrent_export_publishes_1)
+    monkeypatch.setattr(export_lib, "write_version", and_a_concurrent_export_publishes_1)
     result = export_lib.export(trained, base, verify=False)
     assert not stale_zip.exists() and not stale_version.exists() and mine.exists()
     assert result.version == 2 and result.path == base / "tickets" / "2"
@@ -349,7 +349,7 @@ def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_pa
     # An explicit --version that another export takes meanwhile: one error, nothing left.
     monkeypatch.setattr(
         export_lib,
-        "_write_version",
+        "write_version",
         lambda run, tmp: (write(run, tmp), shutil.copytree(tmp, base / "tickets" / "7")),
     )
     with pytest.raises(ExportError, match=r"tickets/7 was published by another export"):
@@ -360,7 +360,7 @@ def test_a_version_taken_meanwhile_moves_this_export_to_the_next(trained, tmp_pa
 PARENT = """
 import os, subprocess, sys, time
 child = subprocess.Popen(
-    [sys.executable, "-m", "bertclf.savedmodel_check", sys.argv[1], str(os.getpid())],
+    [sys.executable, "-m", "bertclf.export.fresh_check", sys.argv[1], str(os.getpid())],
     stdin=subprocess.PIPE,
 )
 print(child.pid, flush=True)
@@ -393,7 +393,7 @@ def _alive(pid: int) -> bool:
 def test_inference_on_an_export_does_not_load_the_training_side(trained, tmp_path):
     result = export_lib.export(trained, tmp_path / "m", verify=False)
     script = (
-        "import sys; from bertclf.predictor import load_predictor; "
+        "import sys; from bertclf.prediction.predict import load_predictor; "
         f"p = load_predictor({str(result.path)!r}); p.predict(['refund my invoice']); "
         "print(sorted(m for m in ('keras_hub', 'bertclf.training', 'bertclf.run') "
         "if m in sys.modules))"
@@ -407,7 +407,7 @@ def test_signatures_trim_each_batch_to_its_longest_text(trained, tmp_path):
     """Padding to the batch's longest text gives the probabilities of padding to --seq-len."""
     import tensorflow as tf
 
-    from bertclf.pipeline import inference_features
+    from bertclf.model.preprocessing import inference_features
 
     run = load_run(trained)
     pre = run.preprocessor
@@ -486,7 +486,7 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
     train(cfg, progress=False)
     result = export_lib.export(tmp_path / "ht", tmp_path / "m")  # audits tfserving-2.19
     assert result.max_abs_diff <= 1e-5
-    allowed = export_check.TARGETS["tfserving-2.19"][1]
+    allowed = export_targets.TARGETS["tfserving-2.19"][1]
     assert set(result.non_core_ops) <= allowed
     # A long text's end reaches the model: changing only its last word changes the scores.
     long_a = "refund my invoice please " * 20 + "crash"
@@ -499,8 +499,7 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
 def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encoder, pool):
     import tensorflow as tf
 
-    from bertclf.pipeline import inference_features
-    from bertclf.preprocessing import TextPreprocessor
+    from bertclf.model.preprocessing import TextPreprocessor, inference_features
 
     from conftest import write_folder
 
@@ -517,7 +516,7 @@ def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encod
     train(cfg, progress=False)
     result = export_lib.export(tmp_path / "chunk", tmp_path / "m")  # audits tfserving-2.19
     assert result.max_abs_diff <= 1e-5
-    assert set(result.non_core_ops) <= export_check.TARGETS["tfserving-2.19"][1]
+    assert set(result.non_core_ops) <= export_targets.TARGETS["tfserving-2.19"][1]
     long_a = "refund my invoice please " * 15 + "crash"
     long_b = "refund my invoice please " * 15 + "export"
     batch = ["short one", long_a, "", long_b, "the app crashes on export"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf import fastops
-from bertclf.hardware import precision_policy
-from bertclf.model import BertClassifier
+from bertclf.model import fastops
+from bertclf.model.classifier import BertClassifier
+from bertclf.training.hardware import precision_policy
 
 
 def _backbone(dropout: float = 0.1):

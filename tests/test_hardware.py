@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from bertclf import hardware
+from bertclf.training import hardware
 
 
 def test_auto_precision_follows_native_bf16(monkeypatch):
@@ -18,7 +18,7 @@ def test_auto_precision_follows_native_bf16(monkeypatch):
 
 def test_bf16_without_native_support_is_warned_about(monkeypatch, caplog):
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="bertclf.hardware"):
+    with caplog.at_level(logging.WARNING, logger="bertclf.training.hardware"):
         assert hardware.resolve_precision("bf16") == "bf16"
     assert "no native bf16" in caplog.text
 

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from bertclf.command_config import PredictConfig
+from bertclf.config.predict import PredictConfig
+from bertclf.data.tables import check_input, read_rows
 from bertclf.errors import ConfigError, DataError
-from bertclf.inputs import check_input, check_output, read_rows
-from bertclf.predictor import Predictor, predict_input, predict_rows
+from bertclf.prediction.predict import check_output, predict_input, predict_rows
+from bertclf.prediction.predictor import Predictor
 
 TEXTS = ["refund my, invoice", 'the "app" crash', "new\nline text"]
 TSV = ["refund my, invoice", '"app" crash "', "one line"]
@@ -93,7 +94,7 @@ def test_output_refuses_to_overwrite(tmp_path):
 
 
 def test_predict_files_with_a_real_run(tmp_path, runs):
-    from bertclf.run import load_run
+    from bertclf.prediction.trained_run import load_run
 
     run = runs[0]
     files = write_inputs(tmp_path)

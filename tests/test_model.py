@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf.model import BertClassifier
+from bertclf.model.classifier import BertClassifier
 
 
 def tiny_backbone():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf.config import TrainConfig
-from bertclf.optimization import (
+from bertclf.config.train import TrainConfig
+from bertclf.training.optimization import (
     FusedAdam,
     FusedAdamW,
     WarmupLinearDecay,

@@ -4,18 +4,10 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
-from bertclf.data import Examples
-from bertclf.model import BertClassifier
-from bertclf.pipeline import (
-    EpochDataset,
-    bucket_width,
-    grouped_order,
-    pack_all,
-    shuffled_order,
-    tokenize_all,
-    trim_to_bucket,
-)
-from bertclf.preprocessing import TextPreprocessor
+from bertclf.data.datasets import Examples
+from bertclf.model.classifier import BertClassifier
+from bertclf.model.preprocessing import TextPreprocessor, pack_all, tokenize_all, trim_to_bucket
+from bertclf.training.pipeline import EpochDataset, bucket_width, grouped_order, shuffled_order
 
 
 def test_grouped_order_is_a_seeded_permutation_of_similar_length_batches():
@@ -64,7 +56,7 @@ def test_trimmed_batches_give_the_same_outputs():
 
 def test_tokenized_once_batches_equal_the_preprocessor(tiny_encoder):
     """Gathered, packed ids are exactly what the exported model's preprocessor makes."""
-    from bertclf import encoders
+    from bertclf.model import encoders
 
     _, tokenizer = encoders.load(encoders.resolve(tiny_encoder))
     pre = TextPreprocessor(tokenizer, 12, clean=("lower",))
@@ -85,7 +77,7 @@ def test_tokenized_once_batches_equal_the_preprocessor(tiny_encoder):
 
 
 def test_pack_all_in_chunks_equals_the_preprocessor(tiny_encoder):
-    from bertclf import encoders
+    from bertclf.model import encoders
 
     _, tokenizer = encoders.load(encoders.resolve(tiny_encoder))
     pre = TextPreprocessor(tokenizer, 10)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bertclf.preprocessing import TextCleaner, TextPreprocessor, head_tail_sizes
+from bertclf.model.preprocessing import TextCleaner, TextPreprocessor, head_tail_sizes
 
 EMAIL = (
     "On Tue, 30 Jan 2018, Igor wrote:\n"
@@ -76,8 +76,8 @@ def test_runs_inside_tf_data(tokenizer):
 
 
 def test_head_tail_keeps_the_start_and_the_end(tokenizer):
-    from bertclf.data import Examples
-    from bertclf.pipeline import EpochDataset
+    from bertclf.data.datasets import Examples
+    from bertclf.training.pipeline import EpochDataset
 
     assert head_tail_sizes(128) == (31, 95) and head_tail_sizes(512) == (128, 382)
     words = ["the", "quick", "fox", "jumped", "."]  # ids 5..9
@@ -122,8 +122,8 @@ def test_chunk_windows_cover_a_long_text_with_the_stride_and_cap(tokenizer):
     used = default(tf.constant([long_text]))["padding_mask"].numpy()[0].any(axis=1)
     assert default.stride == 6 and used.tolist() == [True] * 4 + [False] * 4
     # Training's pipeline (tokenized once, then gathered and trimmed) gives the same.
-    from bertclf.data import Examples
-    from bertclf.pipeline import EpochDataset
+    from bertclf.data.datasets import Examples
+    from bertclf.training.pipeline import EpochDataset
 
     texts = [long_text, "the fox", "", " ".join(words[:4] * 2)]
     examples = Examples(texts, [0, 1, 0, 1], ["a", "b"], ["x"] * 4)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
-from bertclf.training import train
+from bertclf.training.fine_tuning import train
 
 from conftest import run_cli, write_folder
 

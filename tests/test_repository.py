@@ -10,7 +10,7 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from bertclf.export import export
+from bertclf.export.exporter import export
 from bertclf.serving.app import create_app
 from bertclf.serving.repository import ModelRepository, fingerprint
 from test_serving import TEXTS

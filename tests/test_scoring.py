@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertclf.export import export
+from bertclf.export.exporter import export
 
 from conftest import TOPICS, make_texts, one_error_line, run_cli
 
@@ -133,7 +133,8 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     # A run that fails (no such text field: one line, before the pipeline) leaves the
     # old output as it was.
     failed = beam_cli("score", model, *args, "--text-field", "body", "--overwrite")
-    assert "a.jsonl:1: no 'body' field; set --text-field" in one_error_line(failed)
+    expected = "a.jsonl:1: no field 'body' (fields: ['id', 'text']); set --text-field"
+    assert expected in one_error_line(failed)
     assert stale.read_text() == "old\n" and notes.read_text() == "mine\n"
     # A run that fails inside the pipeline (a later row has no text) leaves it too, and
     # nothing of its own.
@@ -143,7 +144,7 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     (bad / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     broken = beam_cli("score", model, "--input", str(bad / "*.jsonl"), *args[2:], "--overwrite")
     assert broken.returncode == 2, broken.stderr[-3000:]
-    assert "c.jsonl:4: no 'text' field; set --text-field" in one_error_line(broken)
+    assert "c.jsonl:4: this row has no 'text'; add it" in one_error_line(broken)
     assert sorted(out.iterdir()) == [stale, notes] and stale.read_text() == "old\n"
     broken = beam_cli(
         "score", model, "--input", str(bad / "*.jsonl"), "--output", str(setup / "new" / "d" / "s")

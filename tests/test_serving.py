@@ -16,8 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
-from bertclf.export import export
-from bertclf.exported import ExportedModel
+from bertclf.export.exporter import export
+from bertclf.prediction.exported_model import ExportedModel
 
 LABELS = ["billing", "bug", "feature"]
 TEXTS = ["refund my invoice please", "the app crash error", "please add export option"]

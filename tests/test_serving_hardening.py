@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bertclf import servable
-from bertclf.export import export
+from bertclf.export.exporter import export
 from test_serving import TEXTS, Server, post
 
 from conftest import one_error_line, run_script

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
 from bertclf.errors import RunError
-from bertclf.run import load_run
-from bertclf.rundir import read_meta
-from bertclf.training import train
+from bertclf.model.rundir import read_meta
+from bertclf.prediction.trained_run import load_run
+from bertclf.training.fine_tuning import train
 
 from conftest import save_tiny_encoder, write_folder
 
@@ -74,7 +74,7 @@ def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
     best = kept["val_accuracy"]
     assert result.best_val_accuracy == pytest.approx(best)
     run = load_run(out)
-    from bertclf.data import load_splits
+    from bertclf.data.datasets import load_splits
 
     val = load_splits(run.config.data, run.config.seed).val
     acc = float(np.mean(run.predict_proba(val.texts).argmax(1) == np.array(val.labels)))
@@ -103,16 +103,16 @@ def test_learning_rate_warms_up_and_decays(tmp_path, tiny_data, tiny_encoder):
 def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, caplog):
     """Hidden size 768 (one layer, to stay quick) at 1e-4: the run logs the warning."""
     wide = save_tiny_encoder(tmp_path / "wide", hidden_dim=768)
-    with caplog.at_level(logging.WARNING, logger="bertclf.training"):
+    with caplog.at_level(logging.WARNING, logger="bertclf.training.fine_tuning"):
         train(tiny_config(tiny_data, tmp_path / "r", wide, epochs=1, lr=1e-4), progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(w.startswith("--lr 1e-4 is above the rates published") for w in warnings)
 
 
 def test_the_kept_weights_are_the_validated_moving_average(tmp_path, tiny_data, tiny_encoder):
-    from bertclf.averaging import average_decay
-    from bertclf.data import load_splits
-    from bertclf.evaluation import evaluate_examples
+    from bertclf.data.datasets import load_splits
+    from bertclf.evaluation.evaluator import evaluate_examples
+    from bertclf.training.optimization import average_decay
 
     # The rule, by hand: (1 + t) / (10 + t) over the first steps, then the --ema cap.
     got = [float(average_decay(t, 0.9)) for t in (0, 1, 71, 500)]
@@ -164,7 +164,8 @@ def test_resume_refuses_changed_settings(tmp_path, tiny_data, tiny_encoder):
 KILL_MID_EPOCH = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-from bertclf.training import Trainer, train
+from bertclf.training.trainer import Trainer
+from bertclf.training.fine_tuning import train
 from test_training import tiny_config
 
 original = Trainer.run_epoch
@@ -236,8 +237,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, {tests!r})
 import numpy as np
-from bertclf.run import load_run
-from bertclf.training import train
+from bertclf.prediction.trained_run import load_run
+from bertclf.training.fine_tuning import train
 from test_training import tiny_config
 import dataclasses
 
@@ -329,7 +330,7 @@ def test_speed_options_train_and_trace_once(tmp_path, tiny_data, tiny_encoder, o
     assert row["real_tokens_per_second"] <= row["padded_tokens_per_second"]
     if options.get("precision") == "bf16":  # the export computes as the run did: parity holds
         assert keras.mixed_precision.global_policy().name == "float32"  # the caller's, restored
-        from bertclf.export import export
+        from bertclf.export.exporter import export
 
         exported = export(tmp_path / "run", tmp_path / "models")
         assert exported.max_abs_diff <= 1e-5

@@ -12,8 +12,22 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bertclf.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+import importlib  # noqa: E402
+
 from bertclf.version import __version__  # noqa: E402
+
+# Everything is loaded on first use: importing bertclf (the CLI's --help, the server,
+# which never loads the training settings) imports neither TensorFlow nor more than it
+# needs. Where each name lives is the code map in the README.
+_WHERE = {
+    "DataConfig": "bertclf.config.data",
+    "ModelConfig": "bertclf.config.model",
+    "RunConfig": "bertclf.config.run",
+    "TrainConfig": "bertclf.config.train",
+    "train": "bertclf.training.fine_tuning",
+    "evaluate": "bertclf.evaluation.evaluator",
+    "load_run": "bertclf.prediction.trained_run",
+}
 
 __all__ = [
     "DataConfig",
@@ -28,17 +42,10 @@ __all__ = [
 
 
 def __getattr__(name):
-    # Lazy: importing bertclf (e.g. for the CLI's --help) must not import TensorFlow.
-    if name == "train":
-        from bertclf.training import train
-
-        return train
-    if name == "evaluate":
-        from bertclf.evaluation import evaluate
-
-        return evaluate
-    if name == "load_run":
-        from bertclf.run import load_run
-
-        return load_run
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(name)
+
+
+def __dir__():
+    return __all__

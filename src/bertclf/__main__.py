@@ -1,3 +1,3 @@
-from bertclf.cli import main
+from bertclf.cli.main import main
 
 raise SystemExit(main())

@@ -6,13 +6,27 @@
 TF Serving serves every numeric VERSION directory under BASE/NAME (the highest by
 default) and ignores anything else there, such as a hidden export still in progress.
 Export, the loaders, the fresh-process check and `bertclf serve` all read this module;
-it imports nothing heavy (a `tf.train.Example` is built with TensorFlow's protobufs,
-imported only when one is asked for).
+it imports nothing heavy: TensorFlow's protobufs (a tf.Example, the SavedModel's
+signatures, the warm-up records) are imported only when one is asked for.
+
+Warm-up records. TensorFlow Serving reads `assets.extra/tf_serving_warmup_requests` (a
+TFRecord file of `PredictionLog` protos) when it loads a version, and runs each request
+once before it marks the version available. The first call of a signature is the slow
+one (graph optimization, kernel and allocator set-up: seconds for a BERT graph); with
+the records, a client never waits for it. `bertclf export` writes one record per
+signature (`serving_default` as a PredictRequest, `classify` as a ClassificationRequest
+of tf.Examples), each a batch of a short text and one that fills the window, so both
+ends of the trimmed widths are set up. `bertclf serve` replays the same file, so both
+servers warm up alike; the fresh-process check replays it too, so a record that a
+server could not run fails the export instead of the server's load.
+
+May import: nothing of bertclf.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -23,7 +37,7 @@ VERSION_RE = re.compile(r"^[0-9]{1,18}$")
 SAVED_MODEL = "saved_model.pb"
 LABELS_ASSET = Path("assets") / "labels.txt"
 METADATA = Path("assets.extra") / "bertclf.json"
-# TF Serving replays this file's requests when it loads a version (bertclf.warmup).
+# TF Serving replays this file's requests when it loads a version (bertclf.servable).
 WARMUP_REQUESTS = Path("assets.extra") / "tf_serving_warmup_requests"
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -85,3 +99,134 @@ def text_example(text: bytes) -> bytes:
     feature = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[text]))
     example = example_pb2.Example(features=feature_pb2.Features(feature={TEXT_INPUT: feature}))
     return example.SerializeToString()
+
+
+# ------------------------------------------------------------------ the SavedModel's signatures
+
+
+def read_saved_model(export_dir: Path):
+    """The SavedModel protobuf of a version directory (saved_model.pb)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((export_dir / SAVED_MODEL).read_bytes())
+    return proto
+
+
+def signatures(proto) -> dict:
+    """Each servable signature: its method, inputs and outputs (as `saved_model_cli show`)."""
+    out = {}
+    for key, sig in proto.meta_graphs[0].signature_def.items():
+        if key.startswith("__"):  # __saved_model_init_op: internal, not servable
+            continue
+        out[key] = {
+            "method_name": sig.method_name,
+            "inputs": {k: _tensor(v) for k, v in sig.inputs.items()},
+            "outputs": {k: _tensor(v) for k, v in sig.outputs.items()},
+        }
+    return out
+
+
+def _tensor(info) -> dict:
+    from tensorflow.core.framework import types_pb2
+
+    dims = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+    return {"dtype": types_pb2.DataType.Name(info.dtype), "shape": dims, "name": info.name}
+
+
+# ------------------------------------------------------------------ warm-up records
+
+
+@dataclass(frozen=True)
+class WarmupRequest:
+    """One replayable request: its signature, its kind (`PREDICT_METHOD` or
+    `CLASSIFY_METHOD`) and its raw texts."""
+
+    signature: str
+    method: str
+    texts: list[bytes]
+
+
+def warmup_texts(sequence_length: int) -> list[str]:
+    """A short text and one with more words than `sequence_length` tokens."""
+    return ["warm up", " ".join(["warm"] * sequence_length)]
+
+
+def write_warmup(version_dir: Path, texts: list[str]) -> Path:
+    """Write the records for both signatures under `version_dir`; returns the file."""
+    import tensorflow as tf
+    from tensorflow.core.example import example_pb2
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+    )
+
+    raw = [t.encode("utf-8") for t in texts]
+    predict = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(signature_name=DEFAULT_SIGNATURE),
+        inputs={TEXT_INPUT: tf.make_tensor_proto(raw, dtype=tf.string)},
+    )
+    classify = classification_pb2.ClassificationRequest(
+        model_spec=model_pb2.ModelSpec(signature_name=CLASSIFY_SIGNATURE)
+    )
+    for text in raw:
+        example = classify.input.example_list.examples.add()
+        example.CopyFrom(example_pb2.Example.FromString(text_example(text)))
+    logs = [
+        prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=predict)
+        ),
+        prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=classify)
+        ),
+    ]
+    path = version_dir / WARMUP_REQUESTS
+    path.parent.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup(version_dir: Path) -> list[WarmupRequest]:
+    """The records under `version_dir` as requests ([] when it has none)."""
+    path = version_dir / WARMUP_REQUESTS
+    if not path.is_file():
+        return []
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    requests = []
+    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        if log.HasField("predict_log"):
+            request = log.predict_log.request
+            tensor = request.inputs[TEXT_INPUT]
+            texts = list(tf.make_ndarray(tensor).reshape(-1))
+            method = PREDICT_METHOD
+        elif log.HasField("classify_log"):
+            request = log.classify_log.request
+            examples = request.input.example_list.examples
+            texts = [e.features.feature[TEXT_INPUT].bytes_list.value[0] for e in examples]
+            method = CLASSIFY_METHOD
+        else:
+            raise ValueError(f"{path}: a record of kind {log.WhichOneof('log_type')!r}")
+        requests.append(WarmupRequest(request.model_spec.signature_name, method, texts))
+    return requests
+
+
+def replay_warmup(model, version_dir: Path) -> int:
+    """Run each record once on a loaded SavedModel, as TF Serving does; returns how many."""
+    import tensorflow as tf
+
+    requests = read_warmup(version_dir)
+    for request in requests:
+        if request.method == CLASSIFY_METHOD:
+            examples = [text_example(t) for t in request.texts]
+            inputs = {EXAMPLES_INPUT: tf.constant(examples)}
+        else:
+            inputs = {TEXT_INPUT: tf.constant(request.texts)}
+        model.signatures[request.signature](**inputs)
+    return len(requests)

@@ -32,8 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bertclf import servable
-from bertclf.command_config import serve_default
 from bertclf.serving import protocol
+from bertclf.serving.config import ServeConfig
 from bertclf.serving.errors import (
     InvalidArgument,
     MethodNotAllowed,
@@ -55,8 +55,8 @@ MODEL_PATH = re.compile(
 
 @dataclass
 class Limits:
-    max_body: int = int(serve_default("max_body_mb") * 2**20)
-    max_instances: int = serve_default("max_instances")
+    max_body: int = int(ServeConfig.max_body_mb * 2**20)
+    max_instances: int = ServeConfig.max_instances
 
 
 class Metrics:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bertclf.command_config import serve_default
+from bertclf.serving.config import ServeConfig
 from bertclf.serving.errors import ResourceExhausted, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ class Batcher:
         self,
         run: RunFn,
         executor: Executor,
-        max_batch: int = serve_default("max_batch"),
-        max_wait: float = serve_default("max_wait_ms") / 1000,
-        max_queue: int = serve_default("max_queue"),
+        max_batch: int = ServeConfig.max_batch,
+        max_wait: float = ServeConfig.max_wait_ms / 1000,
+        max_queue: int = ServeConfig.max_queue,
         on_batch: Callable[[int], None] | None = None,
     ):
         self.run, self.executor = run, executor

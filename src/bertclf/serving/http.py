@@ -15,7 +15,7 @@ import json
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bertclf.command_config import ServeConfig
+from bertclf.serving.config import ServeConfig
 
 MAX_HEADER_BYTES = 16 * 1024  # h11's bound on one request's headers
 MAX_HEADERS = 100

@@ -25,6 +25,7 @@ import numpy as np
 
 from bertclf import servable
 from bertclf.serving.batcher import Batcher
+from bertclf.serving.config import ServeConfig
 from bertclf.serving.errors import Internal, NotFound
 from bertclf.serving.worker import ModelWorker, WorkerError
 
@@ -35,9 +36,11 @@ RETRY_FIRST, RETRY_MAX = 2.0, 300.0  # seconds: back-off for a version that fail
 
 @dataclass
 class BatchSettings:
-    max_batch: int = 32
-    max_wait: float = 0.002
-    max_queue: int = 1024
+    """How a version's batcher merges requests (defaults: `ServeConfig`'s)."""
+
+    max_batch: int = ServeConfig.max_batch
+    max_wait: float = ServeConfig.max_wait_ms / 1000
+    max_queue: int = ServeConfig.max_queue
 
 
 @dataclass

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from bertclf import servable
-from bertclf.command_config import ServeConfig
 from bertclf.errors import BertclfError
+from bertclf.serving.config import ServeConfig
 from bertclf.serving.repository import BatchSettings, ModelRepository
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bertclf import servable, warmup
+from bertclf import servable
 
 
 class WorkerError(Exception):
@@ -101,7 +101,7 @@ def _load(path: str):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
-    from bertclf.savedmodel_check import read_saved_model, signatures
+    from bertclf.servable import read_saved_model, signatures
 
     sigs = signatures(read_saved_model(Path(path)))
     model = tf.saved_model.load(path)
@@ -122,7 +122,7 @@ def _serve(path: str, recv: Connection, send: Connection) -> None:
         tf, model, sigs = _load(path)
         # Warm-up before taking traffic (trace, allocate): the export's TF Serving
         # records, or, for an export without them, one text per signature.
-        if not warmup.replay(model, Path(path)):
+        if not servable.replay_warmup(model, Path(path)):
             for name in sigs:
                 _call(tf, model, sigs, name, [b"warm up"])
     except Exception as e:  # noqa: BLE001 - any load failure is reported, then we exit
@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     # cut those requests short. It still dies with the server (prctl, or a watcher).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from bertclf.savedmodel_check import die_with_parent
+    from bertclf.processes import die_with_parent
 
     die_with_parent(parent)
     _serve(path, Connection(read_fd, writable=False), Connection(write_fd, readable=False))

@@ -1,0 +1,317 @@
+"""Figures and a self-contained HTML report for a dataset analysis or a trained run.
+
+RUN/curves.png                 training and validation loss and accuracy per epoch
+RUN/confusion_validation.png   (and confusion_test.png when a test set is given)
+RUN/misclassified.jsonl        the most confident mistakes
+RUN/report.html                all of it in one file, images embedded
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import numpy as np  # noqa: E402
+
+from bertclf.evaluation.figures import plot_confusion, plot_curves
+from bertclf.fileio import read_json, write_json, write_text  # noqa: E402
+from bertclf.model import rundir  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def misclassified(texts, labels, probs, names, sources, split: str, limit: int = 50):
+    """The most confident mistakes: snippet, true label, predicted label, its probability."""
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:limit]
+    return [
+        {
+            "split": split,
+            "source": sources[i],
+            "text": " ".join(texts[i].split())[:300],
+            "true": names[labels[i]],
+            "predicted": names[predicted[i]],
+            "probability": float(probs[i, predicted[i]]),
+        }
+        for i in wrong
+    ]
+
+
+# ------------------------------------------------------------------ the run report
+
+
+def misclassified_sets(texts, labels, probs, names, thresholds, sources, split, limit=50):
+    """Multi-label: texts whose label set is wrong, the most confident wrong decision first.
+
+    A wrong decision's confidence is its probability's distance from the threshold.
+    """
+    labels = np.asarray(labels)
+    predicted = (probs >= thresholds[None, :]).astype(labels.dtype)
+    margin = np.where(predicted != labels, np.abs(probs - thresholds[None, :]), -1.0)
+    wrong = np.flatnonzero(margin.max(axis=1) >= 0)
+    wrong = wrong[np.argsort(-margin[wrong].max(axis=1), kind="stable")][:limit]
+    return [
+        {
+            "split": split,
+            "source": sources[i],
+            "text": " ".join(texts[i].split())[:300],
+            "true": [n for n, y in zip(names, labels[i], strict=True) if y],
+            "predicted": [n for n, y in zip(names, predicted[i], strict=True) if y],
+            "probability": float(probs[i, int(np.argmax(margin[i]))]),
+        }
+        for i in wrong
+    ]
+
+
+def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from bertclf.evaluation.metrics import compute_metrics
+
+    probs = run.predict_proba(examples.texts)
+    thresholds = run.thresholds
+    metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names, thresholds)
+    if thresholds is not None:
+        mistakes = misclassified_sets(
+            examples.texts,
+            examples.labels,
+            probs,
+            run.label_names,
+            thresholds,
+            examples.sources,
+            split,
+        )
+    else:
+        mistakes = misclassified(
+            examples.texts, examples.labels, probs, run.label_names, examples.sources, split
+        )
+    return metrics, mistakes
+
+
+@dataclass
+class RunReport:
+    """What `write_run_report` wrote, and the metrics of each split it scored."""
+
+    path: Path
+    metrics: dict[str, dict[str, Any]]
+
+
+def write_run_report(
+    run_dir: str | Path, test: str | Path | None = None, *, run=None, splits=None
+) -> RunReport:
+    """`bertclf report RUN`: curves, confusion matrices, mistakes and report.html.
+
+    Scores the validation split and the test set (the run's own --test, or `test`),
+    and writes test_metrics.json for the latter.
+
+    Args:
+        run_dir: a trained run.
+        test: a labelled test folder or file; defaults to the run's own --test, if any.
+        run: the run, already loaded (training hands over its kept model).
+        splits: the run's data, already read and split (training hands over its own).
+
+    Example:
+    >>> write_run_report("runs/demo").path  # doctest: +SKIP
+    PosixPath('runs/demo/report.html')
+    """
+    from bertclf.data.datasets import load_splits, read_labelled
+    from bertclf.evaluation.evaluator import run_label_format
+    from bertclf.prediction.trained_run import load_run
+
+    run = run or load_run(run_dir)
+    cfg = run.config
+    history = read_json(run.path / "history.json")
+    images = {"Training curves": plot_curves(history, run.path / "curves.png")}
+    splits = splits or load_splits(cfg.data, cfg.seed)
+    parts = [("validation", splits.val)]
+    if test:
+        fmt = run_label_format(run.path)
+        test_set = read_labelled(test, cfg.data.text_field, fmt, label_names=run.label_names)
+        parts.append(("test", test_set))
+    elif splits.test is not None:
+        parts.append(("test", splits.test))
+    metrics, mistakes = _score_parts(run, parts, images)
+    write_text(
+        run.path / "misclassified.jsonl",
+        "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
+    )
+    baseline = _read_if_there(run.path / rundir.BASELINE)
+    if baseline is not None and test:  # another test set than the one it was scored on
+        baseline = {**baseline, "test": None}
+    if "test" in metrics:
+        metrics["test"]["baseline"] = (baseline or {}).get("test")  # beside it, same split
+        write_json(run.path / "test_metrics.json", metrics["test"])
+    stage = _read_if_there(run.path / rundir.CONTRASTIVE)
+    top = mistakes[:20]
+    page = render_html(run.path.name, run.meta, history, metrics, images, top, baseline, stage)
+    write_text(run.path / "report.html", page)
+    return RunReport(run.path / "report.html", metrics)
+
+
+def _read_if_there(path: Path):
+    return read_json(path) if path.is_file() else None
+
+
+def _score_parts(run, parts, images: dict[str, Path]):
+    """Metrics per split and the mistakes, most confident first; adds confusion plots."""
+    metrics, mistakes = {}, []
+    for split, examples in parts:
+        metrics[split], wrong = _score(run, examples, split)
+        mistakes += wrong
+        if "confusion_matrix" not in metrics[split]:  # multi-label: per-label counts instead
+            continue
+        images[f"Confusion matrix, {split}"] = plot_confusion(
+            metrics[split]["confusion_matrix"],
+            run.label_names,
+            f"{split} (rows: true, columns: predicted)",
+            run.path / f"confusion_{split}.png",
+        )
+    mistakes.sort(key=lambda m: -m["probability"])
+    return metrics, mistakes
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v):
+        return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_html(metrics: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    rows = [
+        ["fine-tuned", s, m["examples"], m["loss"], m["accuracy"], m["macro_f1"]]
+        for s, m in metrics.items()
+    ]
+    for split in ("validation", "test"):
+        b = (baseline or {}).get(split)
+        if b is not None:
+            rows.append(
+                [baseline["model"], split, b["examples"], "-", b["accuracy"], b["macro_f1"]]
+            )
+    summary = _table(["model", "split", "examples", "loss", "accuracy", "macro-F1"], rows)
+    per_class = "".join(_per_class_html(split, m) for split, m in metrics.items())
+    return summary + per_class
+
+
+def _per_class_html(split: str, m: dict[str, Any]) -> str:
+    header = ["label", "precision", "recall", "F1", "support"]
+    rows = [
+        [n, c["precision"], c["recall"], c["f1"], c["support"]] for n, c in m["per_class"].items()
+    ]
+    if not m.get("multilabel"):
+        return f"<h3>{html.escape(split)}: per class</h3>" + _table(header, rows)
+    averages = _table(
+        ["micro-F1", "macro-F1", "samples-F1", "subset accuracy", "Hamming loss"],
+        [[m["micro_f1"], m["macro_f1"], m["samples_f1"], m["accuracy"], m["hamming_loss"]]],
+    )
+    for row, c in zip(rows, m["per_class"].values(), strict=True):
+        (tn, fp), (fn, tp) = c["confusion"] or [[0, 0], [0, 0]]
+        row += [c["threshold"], tp, fp, fn, tn]
+    header += ["threshold", "TP", "FP", "FN", "TN"]
+    return f"<h3>{html.escape(split)}: per label</h3>" + averages + _table(header, rows)
+
+
+def _config_rows(meta: dict[str, Any]) -> list[list[Any]]:
+    rows = [
+        [f"{section}.{k}", v]
+        for section in ("data", "model", "train")
+        for k, v in meta["config"][section].items()
+    ]
+    rows += [
+        ["seed", meta["config"]["seed"]],
+        ["labels", ", ".join(meta["labels"])],
+        ["encoder", f"{meta['encoder']['name']} ({meta['encoder']['source']})"],
+    ]
+    return rows
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;
+padding:.25rem .6rem;text-align:left}th{background:#f3f3f3}figure{margin:1rem 0}
+img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9rem}
+"""
+
+
+def render_html(
+    name: str,
+    meta: dict[str, Any],
+    history: list[dict[str, float]],
+    metrics: dict[str, Any],
+    images: dict[str, Path],
+    mistakes: list[dict[str, Any]],
+    baseline: dict[str, Any] | None = None,
+    stage: dict[str, Any] | None = None,
+) -> str:
+    """One self-contained page: images are embedded as data: URIs. `stage`: the
+    contrastive stage's figures (contrastive.json), when it ran."""
+    kept = next((r["epoch"] for r in reversed(history) if r.get("kept")), "?")
+    hist, wrong = _stage_html(stage) + _history_html(history), _mistakes_html(mistakes)
+    figures = "".join(_img(path, alt) for alt, path in images.items())
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>bertclf report: {html.escape(name)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>bertclf report: {html.escape(name)}</h1>"
+        f"<h2>Metrics (kept epoch {kept}), beside the linear baseline</h2>"
+        f"{_metrics_html(metrics, baseline)}"
+        f"<h2>Figures</h2>{figures}<h2>History</h2>{hist}"
+        f"<h2>Most confident mistakes</h2>{wrong}"
+        f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
+        f"</body></html>\n"
+    )
+
+
+def _stage_html(stage: dict[str, Any] | None) -> str:
+    if not stage:
+        return ""
+    return (
+        f"<p>Contrastive stage before epoch 1 (--contrastive {stage['iterations']}): "
+        f"{stage['pairs']} pairs in {stage['steps']} steps, {stage['seconds']:.0f} s; "
+        f"pair loss {stage['first_loss']:.4f} &rarr; {stage['last_loss']:.4f}.</p>"
+    )
+
+
+def _history_html(history: list[dict[str, float]]) -> str:
+    head = ["epoch", "kept", "train loss", "train acc", "val loss", "val acc", "val macro-F1"]
+    rows = [
+        [
+            r["epoch"],
+            "kept" if r.get("kept") else "",
+            r["train_loss"],
+            r["train_accuracy"],
+            r["val_loss"],
+            r["val_accuracy"],
+            r.get("val_macro_f1", "-"),
+            f"{r['learning_rate']:.2e}",
+            f"{r['examples_per_second']:.1f}",
+        ]
+        for r in history
+    ]
+    return _table([*head, "lr", "ex/s"], rows)
+
+
+def _mistakes_html(mistakes: list[dict[str, Any]]) -> str:
+    if not mistakes:
+        return "<p>No mistakes.</p>"
+    head = ["split", "true", "predicted", "probability", "text"]
+    rows = [
+        [m["split"], m["true"], m["predicted"], m["probability"], m["text"][:160]] for m in mistakes
+    ]
+    return _table(head, rows)

@@ -1,0 +1,152 @@
+"""`export()`: a trained run as BASE/NAME/VERSION, its steps in the order they run.
+
+Load the run (`bertclf.prediction`), write the graph into a hidden temporary folder
+beside the target (`savedmodel`), audit its ops and reload it in a fresh process to
+compare probabilities (`verification`), stamp its metadata and rename it into place
+(`publishing`), then the optional archives (`archives`). Any failure removes the
+temporary folder: nothing is half-published.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertclf.config.export import DEFAULT_TARGET, EXPORT_PRECISIONS, TARGETS
+from bertclf.errors import ExportError
+from bertclf.export.archives import package_sagemaker, package_zip
+from bertclf.export.publishing import (
+    check_name,
+    clean_stale_temps,
+    next_version,
+    prepare_model_dir,
+    publish,
+    write_metadata,
+)
+from bertclf.export.savedmodel import write_version
+from bertclf.export.verification import verify_version
+from bertclf.prediction.trained_run import TrainedRun, load_run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportResult:
+    """Where a version was published and what was checked."""
+
+    path: Path
+    version: int
+    seconds: float
+    size_bytes: int
+    non_core_ops: list[str]
+    signatures: dict[str, Any]
+    max_abs_diff: float | None = None
+    packages: list[Path] = field(default_factory=list)
+
+
+def _warn_precision(run: TrainedRun) -> None:
+    compute = run.model.backbone.dtype_policy.compute_dtype
+    if compute != "float32":
+        # The export computes as training did (same layers, same policy): parity.
+        logger.warning(
+            "%s trained with --precision %s, so this export computes in %s: faster on "
+            "batches where the host has native support (AVX512_BF16/AMX CPUs, Ampere+ "
+            "GPUs), slower elsewhere and, on AVX512_BF16 CPUs, on one text at a time: "
+            "export with --precision fp32 for those hosts or for one-text requests",
+            run.path,
+            run.meta["config"]["train"]["precision"],
+            compute,
+        )
+
+
+def export(
+    run_dir: str | Path,
+    base: str | Path,
+    name: str | None = None,
+    version: int | None = None,
+    target: str = DEFAULT_TARGET,
+    verify: bool = True,
+    zip_archive: bool = False,
+    sagemaker: bool = False,
+    precision: str = "run",
+) -> ExportResult:
+    """Publish RUN's best weights as BASE/NAME/VERSION (TF Serving layout).
+
+    Args:
+        run_dir: a trained run.
+        base: the model base path TF Serving watches.
+        name: model name (default: the run directory's name), [A-Za-z0-9_.-].
+        version: version number (default: one more than the highest, starting at 1).
+        target: server whose ops the export must stay within (`tfserving-2.19`).
+        verify: reload in a fresh process and compare probabilities (1e-5).
+        zip_archive: also write BASE/NAME.zip.
+        sagemaker: also write BASE/NAME-VERSION.model.tar.gz for SageMaker.
+        precision: `run` (compute as trained) or `fp32` (float32 compute from the same
+            weights; verified against the run loaded the same way).
+
+    Example:
+    >>> result = export("runs/demo", "exports")  # doctest: +SKIP
+    >>> result.path
+    PosixPath('exports/demo/1')
+    """
+    start = time.perf_counter()
+    _check_choices(target, precision)
+    name = check_name(name or Path(run_dir).resolve().name)
+    base = Path(base)
+    run = load_run(run_dir, precision)
+    _warn_precision(run)
+    model_dir = prepare_model_dir(base, name, version)
+    clean_stale_temps(base, model_dir)
+    final, version, result, diff = _publish_version(run, model_dir, name, version, verify, target)
+    packages = []
+    if zip_archive:
+        packages.append(package_zip(base, name))
+    if sagemaker:
+        packages.append(package_sagemaker(base, name, version))
+    size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
+    elapsed = time.perf_counter() - start
+    return ExportResult(
+        final, version, elapsed, size, result["non_core_ops"], result["signatures"], diff, packages
+    )
+
+
+def _check_choices(target: str, precision: str) -> None:
+    if target not in TARGETS:
+        raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(
+            f"--precision {precision!r} is unknown; choose one of {list(EXPORT_PRECISIONS)}"
+        )
+
+
+def _publish_version(run, model_dir: Path, name: str, version, verify: bool, target: str):
+    """Write, verify and stamp a version in a temporary folder, then publish it by rename.
+
+    Returns (final path, version number, the verification's result, its largest
+    probability difference). Nothing is left behind if any step fails.
+    """
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=f".{version or next_version(model_dir)}.pid{os.getpid()}.",
+            suffix=".tmp",
+            dir=model_dir,
+        )
+    )
+    try:
+        write_version(run, tmp)
+        result, diff = verify_version(run, tmp, verify, target)
+
+        def stamp(path: Path, number: int) -> None:
+            write_metadata(path, run, name, number, target, result)
+
+        final, version = publish(tmp, model_dir, version, stamp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final, version, result, diff

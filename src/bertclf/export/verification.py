@@ -1,0 +1,122 @@
+"""Checks of an export before it is published: the op audit and a reload in a fresh process.
+
+The op audit lists every op of the graph (and its function library) that core
+TensorFlow does not register and refuses those the target server lacks. The fresh
+process (`python -m bertclf.export.fresh_check`) holds only what a serving host has,
+`tensorflow` and then `tensorflow_text`, and runs both signatures on sample texts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertclf.config.export import TARGETS
+from bertclf.errors import ExportError
+from bertclf.prediction.predictor import apply
+from bertclf.prediction.trained_run import TrainedRun
+
+logger = logging.getLogger(__name__)
+
+
+def check_in_fresh_process(export_dir: Path, texts: list[str]) -> dict[str, Any]:
+    """Run `python -m bertclf.export.fresh_check` (tensorflow + tensorflow_text) on the export.
+
+    The texts go in on stdin and the result comes back on stdout: no temporary files,
+    and the child dies with this process (a killed export leaves no verifier running).
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bertclf.export.fresh_check", str(export_dir), str(os.getpid())],
+        input=json.dumps({"texts": texts}),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise ExportError(
+            f"{export_dir}: the SavedModel failed to load in a fresh process ({tail[0][:300]})"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def audit(non_core_ops: list[str], target: str) -> None:
+    """Fail when the graph needs an op the target server does not have."""
+    allowed = TARGETS[target][1]
+    if allowed is None:
+        return
+    missing = sorted(set(non_core_ops) - allowed)
+    if missing:
+        raise ExportError(
+            f"op audit: the export uses {missing}, which {target} does not register (it would "
+            "fail to load with 'Op type not registered'); train with --truncate waterfall, or "
+            "export with a newer --target"
+        )
+
+
+def format_signatures(sigs: dict[str, Any]) -> str:
+    """The signatures, laid out as `saved_model_cli show --all` does."""
+    lines = []
+    for key in sorted(sigs):
+        sig = sigs[key]
+        lines.append(f"signature_def['{key}']:")
+        for kind in ("inputs", "outputs"):
+            lines.append(
+                f"  The given SavedModel SignatureDef contains the following "
+                f"{'input' if kind == 'inputs' else 'output'}(s):"
+            )
+            for name, t in sorted(sig[kind].items()):
+                shape = (
+                    "unknown_rank" if t["shape"] is None else f"({', '.join(map(str, t['shape']))})"
+                )
+                lines += [
+                    f"    {kind}['{name}'] tensor_info:",
+                    f"        dtype: {t['dtype']}",
+                    f"        shape: {shape}",
+                    f"        name: {t['name']}",
+                ]
+        lines.append(f"  Method name is: {sig['method_name']}")
+    return "\n".join(lines)
+
+
+def sample_texts(run: TrainedRun) -> list[str]:
+    """Texts to verify parity on: the run's stored validation sample, plus edge cases."""
+    texts = run.sample_texts()
+    if not texts:
+        logger.warning("%s stores no validation sample; verifying on built-in texts", run.path)
+        texts = ["The quick brown fox jumps over the lazy dog."]
+    long_text = " ".join(["longer than the model's window"] * 200)
+    return [*texts, "", long_text, "\u00dcn\u00efc\u00f6d\u00e9  and\nnew lines\t> quoted"]
+
+
+def verify_version(
+    run: TrainedRun, tmp: Path, verify: bool, target: str
+) -> tuple[dict, float | None]:
+    texts = sample_texts(run) if verify else []
+    result = check_in_fresh_process(tmp, texts)
+    audit(result["non_core_ops"], target)
+    if not verify:
+        return result, None
+    expected = run.predict_proba(texts)
+    diff = float(np.max(np.abs(np.asarray(result["scores"]) - expected)))
+    diff_classify = float(np.max(np.abs(np.asarray(result["classify_scores"]) - expected)))
+    if max(diff, diff_classify) > 1e-5:
+        raise ExportError(
+            f"verification: the reloaded model's probabilities differ from the "
+            f"trained model's by {max(diff, diff_classify):.2e} (> 1e-5)"
+        )
+    thresholds = run.thresholds
+    if thresholds is not None:
+        if result["predicted"] != apply(expected, thresholds).tolist():
+            raise ExportError("verification: the reloaded model's label sets differ from the run's")
+    elif result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
+        raise ExportError("verification: the reloaded model's classes differ from the run's")
+    return result, diff

@@ -1,0 +1,75 @@
+"""One inference interface for a trained run and for an exported model.
+
+`Predictor` holds what both share (batching, `predict_proba`, `predict`); a run
+(`bertclf.prediction.trained_run.TrainedRun`) and an export
+(`bertclf.prediction.exported_model.ExportedModel`) each supply only `label_names` and
+`_scores`, their scoring of one batch. This module imports neither TensorFlow nor
+keras-hub, and neither of the two: inference on an export never loads the training side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DEFAULT = 0.5  # a multi-label decision threshold where none was tuned
+
+
+class Predictor:
+    """Label texts in batches. Subclasses set `label_names` and implement `_scores`.
+
+    A multi-label model also sets `thresholds` ([num_labels]); its predictions are
+    label sets.
+    """
+
+    label_names: list[str]
+    thresholds: np.ndarray | None = None
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        """One batch: [b] texts -> [b, num_labels] probabilities in label order."""
+        raise NotImplementedError
+
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """[n] texts -> [n, num_labels] probabilities in label order."""
+        out = [self._scores(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
+        """Label, its probability and every label's probability, for each text.
+
+        Multi-label: `labels`, the names whose probability reaches their threshold
+        (possibly none), and every label's probability.
+        """
+        probs = self.predict_proba(texts, batch_size)
+        return probabilities_to_predictions(probs, self.label_names, self.thresholds)
+
+
+def probabilities_to_predictions(
+    probs: np.ndarray, labels: list[str], thresholds: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    if thresholds is not None:
+        return [
+            {
+                "labels": [name for name, on in zip(labels, row, strict=True) if on],
+                "probabilities": {name: float(v) for name, v in zip(labels, p, strict=True)},
+            }
+            for p, row in zip(probs, apply(probs, thresholds), strict=True)
+        ]
+    rows = []
+    for p in probs:
+        top = int(np.argmax(p))
+        rows.append(
+            {
+                "label": labels[top],
+                "probability": float(p[top]),
+                "probabilities": {name: float(v) for name, v in zip(labels, p, strict=True)},
+            }
+        )
+    return rows
+
+
+def apply(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """[n, L] 0/1 predictions: probability >= the label's threshold."""
+    thresholds = np.asarray(thresholds, dtype=np.float32)[None, :]
+    return (np.asarray(probs, dtype=np.float32) >= thresholds).astype(np.int64)

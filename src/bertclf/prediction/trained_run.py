@@ -1,0 +1,117 @@
+"""Loading a trained run (its best weights) for evaluation, prediction and export.
+
+The run directory's layout and creation rules live in `bertclf.model.rundir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras_hub
+import numpy as np
+import tensorflow as tf
+
+from bertclf.config.run import RunConfig
+from bertclf.errors import RunError
+from bertclf.fileio import read_json
+from bertclf.model.classifier import BertClassifier, build_classifier
+from bertclf.model.preprocessing import TextPreprocessor, inference_features
+from bertclf.model.rundir import BEST_WEIGHTS, SAMPLES, THRESHOLDS, check_trained
+from bertclf.prediction.predictor import Predictor
+
+logger = logging.getLogger(__name__)
+
+
+def build_from_meta(path: Path, meta: dict[str, Any]):
+    """Rebuild (preprocessor, model) from a run's saved description, without weights."""
+    cfg = RunConfig.from_dict(meta["config"])
+    tokenizer = keras_hub.models.BertTokenizer(
+        vocabulary=str(path / meta["tokenizer"]["vocabulary"]),
+        lowercase=meta["tokenizer"]["lowercase"],
+    )
+    backbone = keras_hub.models.BertBackbone.from_config(meta["backbone"])
+    multilabel = cfg.data.multilabel
+    return build_classifier(backbone, tokenizer, cfg.model, len(meta["labels"]), multilabel)
+
+
+@dataclass
+class TrainedRun(Predictor):
+    """A trained classifier loaded from a run directory (best weights).
+
+    Example:
+    >>> run = load_run("runs/demo")  # doctest: +SKIP
+    >>> run.predict(["The invoice was charged twice"])[0]["label"]
+    'billing'
+    """
+
+    path: Path
+    meta: dict[str, Any]
+    preprocessor: TextPreprocessor
+    model: BertClassifier
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.meta["labels"])
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.meta["config"])
+
+    @property
+    def multilabel(self) -> bool:
+        return self.config.data.multilabel
+
+    @functools.cached_property
+    def thresholds(self) -> np.ndarray | None:
+        """Multi-label: the kept epoch's threshold per label (thresholds.json, read once)."""
+        if not self.multilabel:
+            return None
+        file = self.path / THRESHOLDS
+        if not file.is_file():
+            raise RunError(f"{file}: missing; a multi-label run stores its thresholds there")
+        return np.asarray(read_json(file)["thresholds"], dtype=np.float32)
+
+    def __post_init__(self):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def forward(texts):
+            features = inference_features(self.preprocessor, texts)  # [b, width]
+            return self.model.probabilities(self.model(features, training=False))
+
+        self._forward = forward
+
+    def sample_texts(self) -> list[str]:
+        """The validation texts stored with the run (empty for runs made by older versions)."""
+        if not (self.path / SAMPLES).is_file():
+            return []
+        return list(read_json(self.path / SAMPLES).get("texts", []))
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        return self._forward(tf.constant(texts, tf.string)).numpy()
+
+
+def load_run(path: str | Path, precision: str = "run") -> TrainedRun:
+    """Load a run's best weights for evaluation, prediction or export.
+
+    Args:
+        path: the run directory.
+        precision: `run` computes as the run trained (a bf16 run in bf16); `fp32`
+            rebuilds the encoder with float32 compute around the same (float32) weights.
+    """
+    path = Path(path)
+    meta = check_trained(path)
+    build_meta = meta
+    if precision == "fp32":  # the backbone's config carries its dtype policy
+        build_meta = {**meta, "backbone": {**meta["backbone"], "dtype": "float32"}}
+    preprocessor, model = build_from_meta(path, build_meta)
+    try:
+        model.load_weights(str(path / BEST_WEIGHTS))
+    except Exception as e:  # noqa: BLE001 - Keras raises many types for a mismatch
+        raise RunError(
+            f"{path / BEST_WEIGHTS}: does not fit the model config.json describes "
+            f"({type(e).__name__}); train again with --overwrite"
+        ) from None
+    return TrainedRun(path, meta, preprocessor, model)
