@@ -25,6 +25,7 @@ def test_an_old_run_and_its_export_predict_as_they_did(kind):
     texts = EXPECTED["texts"]
     run = load_run(LEGACY / f"run_{kind}")
     np.testing.assert_allclose(run.predict_proba(texts), EXPECTED[f"run_{kind}"], atol=1e-6)
+
     def decided(rows):  # the label (single) or the label set (multi-label) of each text
         return [r.get("label", r.get("labels")) for r in rows]
 
