@@ -1,4 +1,10 @@
-"""Helpers shared by the benchmarks: BBC texts, timing statistics, machine description."""
+"""What the benchmarks share: where the data, the encoder and the results are; timing statistics.
+
+Three environment variables let the suite run every script at its smallest size
+(tests/test_bench.py) on data it makes itself and a tiny random BERT:
+`BERTCLF_BENCH_DATA` (default `../shared/data`), `BERTCLF_BENCH_MODEL` (default
+`minilm-l6`) and `BERTCLF_BENCH_OUT` (default `bench/out`).
+"""
 
 from __future__ import annotations
 
@@ -16,8 +22,12 @@ from pathlib import Path
 
 # BERTCLF_REPO lets a snapshot of bench/ (run while the tree is being edited) write here.
 ROOT = Path(os.environ.get("BERTCLF_REPO", Path(__file__).resolve().parents[1]))
-BBC = ROOT.parent / "shared" / "data" / "bbc"
-OUT = ROOT / "bench" / "out"
+DATA = Path(os.environ.get("BERTCLF_BENCH_DATA", ROOT.parent / "shared" / "data"))
+BBC = DATA / "bbc"
+MODEL = os.environ.get("BERTCLF_BENCH_MODEL", "minilm-l6")
+OUT = Path(os.environ.get("BERTCLF_BENCH_OUT", ROOT / "bench" / "out"))
+OUT.mkdir(parents=True, exist_ok=True)
+BERTCLF = Path(sys.executable).with_name("bertclf")  # the console script of this venv
 
 
 def free_port() -> int:
@@ -84,7 +94,10 @@ def machine() -> dict[str, str]:
 
 
 def run_training(cmd: list[str], out: Path) -> tuple[list[dict], dict, float]:
-    """Run a `bertclf train` command; (history, saved config, wall seconds). Exits on failure."""
+    """Run a `bertclf train` command (with `--model MODEL` added unless it names one);
+    (history, saved config, wall seconds). Exits on failure."""
+    if "--model" not in cmd:
+        cmd = [*cmd, "--model", MODEL]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -97,9 +110,9 @@ def run_training(cmd: list[str], out: Path) -> tuple[list[dict], dict, float]:
 
 def finished_run(run: Path):
     """A finished run's own split (its config and seed) and its predictor: (splits, predictor)."""
-    from bertclf.config.run import RunConfig
-    from bertclf.data.datasets import load_splits
+    from bertclf import RunConfig
+    from bertclf.data import datasets
     from bertclf.prediction.predict import load_predictor
 
     config = RunConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
-    return load_splits(config.data, config.seed), load_predictor(run)
+    return datasets.load_splits(config.data, config.seed), load_predictor(run)

@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine, run_training  # noqa: E402
+from common import BERTCLF, DATA, OUT, machine, run_training  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "goemotions"
-BERTCLF = Path(sys.executable).with_name("bertclf")
+GOEMOTIONS = DATA / "goemotions"
 
 
 def with_header(name: str) -> Path:
@@ -35,7 +34,7 @@ def with_header(name: str) -> Path:
     target = OUT / "goemotions" / name
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("text\tlabels\tid\n" + (DATA / name).read_text(encoding="utf-8"))
+        target.write_text("text\tlabels\tid\n" + (GOEMOTIONS / name).read_text(encoding="utf-8"))
     return target
 
 
@@ -46,7 +45,7 @@ def main() -> None:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[])
     a = parser.parse_args()
     labels = ["--task", "multilabel", "--label-field", "labels", "--label-sep", ","]
-    labels += ["--label-names", str(DATA / "emotions.txt")]
+    labels += ["--label-names", str(GOEMOTIONS / "emotions.txt")]
     test = ["--test", str(with_header("test.tsv"))]
     if a.mode == "full":
         data = [str(with_header("train.tsv")), "--val", str(with_header("dev.tsv"))]

@@ -24,18 +24,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bertclf.data.datasets import read_labelled  # noqa: E402
 from bertclf.evaluation.baseline import make_baseline  # noqa: E402
-from common import finished_run  # noqa: E402
-from small_data import DATA  # noqa: E402
+from bertclf.evaluation.metrics import f1_from_counts  # noqa: E402
+from common import DATA, finished_run  # noqa: E402
 
 
 def _macro_f1(weights: np.ndarray, true: np.ndarray, pred: np.ndarray, classes: int):
-    """Macro-F1 under each row of resampling weights ([B, n] -> [B])."""
-    f1 = []
-    for c in range(classes):
-        tp = weights @ ((pred == c) & (true == c))
-        fp = weights @ ((pred == c) & (true != c))
-        fn = weights @ ((pred != c) & (true == c))
-        f1.append(2 * tp / np.maximum(2 * tp + fp + fn, 1))
+    """Macro-F1 under each row of resampling weights ([B, n] -> [B]): each resample's
+    counts (a text drawn k times counts k times), then bertclf's F1 of counts."""
+    f1 = [
+        f1_from_counts(
+            weights @ ((pred == c) & (true == c)),
+            weights @ ((pred == c) & (true != c)),
+            weights @ ((pred != c) & (true == c)),
+        )
+        for c in range(classes)
+    ]
     return np.mean(f1, axis=0)
 
 

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine  # noqa: E402
-
-BERTCLF = Path(sys.executable).with_name("bertclf")
+from common import BERTCLF, MODEL, OUT, ROOT, machine  # noqa: E402
 
 
 def run(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
@@ -41,6 +39,8 @@ def run(out: Path, extra: list[str]) -> tuple[float, list[dict]]:
         "3",
         "--precision",
         "fp32",
+        "--model",
+        MODEL,
         *extra,
     ]
     start = time.perf_counter()

@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine  # noqa: E402
+from common import BERTCLF, DATA, OUT, ROOT, machine  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "goemotions" / "train.tsv"
-BERTCLF = Path(sys.executable).with_name("bertclf")
+TEXTS = DATA / "goemotions" / "train.tsv"
 BEAM_PYTHON = ROOT / ".venv-beam" / "bin" / "python"
 
 
@@ -45,7 +44,7 @@ def main() -> None:
     work = OUT / "score_throughput"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    lines = DATA.read_text(encoding="utf-8").splitlines()[: a.texts]
+    lines = TEXTS.read_text(encoding="utf-8").splitlines()[: a.texts]
     source = work / "texts.jsonl"
     source.write_text(
         "".join(

@@ -20,10 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, machine, run_training  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
-BERTCLF = Path(sys.executable).with_name("bertclf")
+from common import BERTCLF, DATA, OUT, machine, run_training  # noqa: E402
 
 
 def run(args: list[str], out: Path) -> tuple[dict, float]:

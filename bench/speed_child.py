@@ -4,7 +4,9 @@
         [--precision fp32|bf16] [--jit on|off] [--bucketing on|off]
 
 Trains for one untimed warm-up pass over the N*batch examples (tracing, XLA
-compilation, allocator warm-up), then times a second pass over them. Prints one
+compilation, allocator warm-up), then times a second pass over them: bertclf through its
+public `train()` (the second epoch's time and tokens from history.json), PyTorch through
+a plain loop. Prints one
 JSON line: examples/s, real (non-padding) tokens/s, padded tokens/s, real token
 lengths (for the attention FLOP count).
 """
@@ -27,58 +29,40 @@ def read(path: str, n: int) -> tuple[list[str], list[int], list[str]]:
 
 
 def run_bertclf(a) -> dict:
-    import keras
-
-    from bertclf.config.data import DataConfig
-    from bertclf.config.model import ModelConfig
-    from bertclf.config.run import RunConfig
-    from bertclf.config.train import TrainConfig
-    from bertclf.data.datasets import Examples, Splits
-    from bertclf.model import encoders
+    """Two epochs of `bertclf.train` on the texts (validated on them too, which is not
+    timed): the second epoch's seconds and token counts, from the run's history.json."""
+    from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig, train
     from bertclf.model.preprocessing import token_lengths
-    from bertclf.training.fine_tuning import build, resolve_config
-    from bertclf.training.hardware import apply_precision, make_strategy
-    from bertclf.training.trainer import Trainer
+    from bertclf.prediction.trained_run import load_run
 
-    texts, labels, names = read(a.data, a.steps * BATCH)
-    ex = Examples(texts, labels, names, [str(i) for i in range(len(texts))])
-    cfg = resolve_config(
-        RunConfig(
-            data=DataConfig(a.data),
-            out=a.out,
-            model=ModelConfig(seq_len=SEQ_LEN),
-            train=TrainConfig(
-                epochs=2,
-                batch_size=BATCH,
-                precision=a.precision,
-                jit=a.jit,
-                bucketing=a.bucketing,
-                tb_histograms="none",
-            ),
-        )
+    config = RunConfig(
+        data=DataConfig(a.data, val=a.data),  # every text trains; validation is not timed
+        out=a.out,
+        model=ModelConfig(model=a.model, seq_len=SEQ_LEN),
+        train=TrainConfig(
+            epochs=2,  # the first is the warm-up: tracing, allocators, XLA's compilation
+            batch_size=BATCH,
+            precision=a.precision,
+            jit=a.jit,
+            bucketing=a.bucketing,
+            tb_histograms="none",
+            contrastive=0,
+        ),
+        seed=0,
     )
-    keras.utils.set_random_seed(0)
-    apply_precision(cfg.train.precision)
-    strategy = make_strategy("default")
-    splits = Splits(ex, ex, None, names)
-    _, _, pre, model, opt = build(cfg, splits, strategy, encoders.resolve("minilm-l6"))
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(cfg, splits, strategy, model, pre, opt, Path(a.out), progress=False)
-    trainer.run_epoch(0)  # warm-up pass
-    start = time.perf_counter()
-    m = trainer.run_epoch(1)
-    seconds = time.perf_counter() - start
-    lengths = token_lengths(pre, texts)
+    result = train(config, overwrite=True, progress=False)
+    timed = result.history[1]
+    resolved = json.loads((Path(a.out) / "config.json").read_text())["config"]["train"]
+    run = load_run(a.out)
+    texts = [json.loads(line)["text"] for line in Path(a.data).read_text().splitlines()]
     return {
-        "seconds": seconds,
-        "examples": len(texts),
-        "real_tokens": m["real_tokens"],
-        "padded_tokens": m["padded_tokens"],
-        "lengths": lengths.tolist(),
-        "train_loss": m["loss"],
-        "resolved": {
-            k: getattr(cfg.train, k) for k in ("precision", "bucketing", "jit", "embedding_update")
-        },
+        "seconds": timed["seconds"],
+        "examples": round(timed["examples_per_second"] * timed["seconds"]),
+        "real_tokens": round(timed["real_tokens_per_second"] * timed["seconds"]),
+        "padded_tokens": round(timed["padded_tokens_per_second"] * timed["seconds"]),
+        "lengths": token_lengths(run.preprocessor, texts).tolist(),
+        "train_loss": timed["train_loss"],
+        "resolved": {k: resolved[k] for k in ("precision", "bucketing", "jit", "embedding_update")},
     }
 
 
@@ -142,6 +126,7 @@ def main() -> None:
     p.add_argument("--bucketing", default="on")
     p.add_argument("--out", default="/tmp/bertclf-speed-run")
     p.add_argument("--model-dir", help="the all-MiniLM-L6-v2 checkpoint (for PyTorch)")
+    p.add_argument("--model", default="minilm-l6", help="bertclf's --model")
     a = p.parse_args()
     r = run_bertclf(a) if a.framework == "bertclf" else run_torch(a)
     r["examples_per_s"] = r["examples"] / r["seconds"]

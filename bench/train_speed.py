@@ -1,7 +1,7 @@
 """Benchmark: bertclf's training throughput against Hugging Face transformers + PyTorch.
 
     make bench-setup          # bench/.venv-torch: torch==2.13.0 (CPU), transformers
-    .venv/bin/python bench/train_speed.py [--steps 20] [--rounds 3]
+    .venv/bin/python bench/train_speed.py [--steps 20] [--rounds 3] [--configs ...]
 
 Same model (all-MiniLM-L6-v2 from the offline package), same data, batch 16,
 seq-len 128, a fixed number of steps, each measurement in a fresh process
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BBC, OUT, ROOT, machine  # noqa: E402
+from common import BBC, MODEL, OUT, ROOT, machine  # noqa: E402
 
 TORCH_PY = ROOT / "bench" / ".venv-torch" / "bin" / "python"
 CHILD = Path(__file__).with_name("speed_child.py")
@@ -110,6 +110,8 @@ def run_child(framework: str, options: dict, data: Path, steps: int) -> dict:
         "--model-dir",
         str(offline_model_dir()),
     ]
+    if framework == "bertclf":
+        cmd += ["--model", MODEL]
     for key, value in options.items():
         cmd += [f"--{key}", value]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -125,7 +127,7 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", default=["short", "bbc"])
     p.add_argument("--configs", nargs="+", default=list(CONFIGS))
     a = p.parse_args()
-    if not TORCH_PY.exists():
+    if not TORCH_PY.exists() and any(CONFIGS[c][0] == "torch" for c in a.configs):
         sys.exit("bench/.venv-torch is missing: run 'make bench-setup'")
     files = write_datasets(a.steps * 16)
     report = {
@@ -165,9 +167,10 @@ def summarize(runs: dict[str, list[dict]], peak: dict[str, float]) -> dict:
             "share_of_matmul_peak": flops / peak[precision],
             "runs_examples_per_s": [r["examples_per_s"] for r in results],
         }
-    torch_key = next(k for k in rows if k.startswith("pytorch"))
+    torch_key = next((k for k in rows if k.startswith("pytorch")), None)
     for row in rows.values():
-        row["vs_pytorch"] = row["examples_per_s"] / rows[torch_key]["examples_per_s"]
+        if torch_key is not None:
+            row["vs_pytorch"] = row["examples_per_s"] / rows[torch_key]["examples_per_s"]
         # Against bertclf with fixed padding: in fp32, and in the row's own precision
         # (which isolates what length-aware batching adds).
         for name, key in (

@@ -63,7 +63,7 @@ def _vocab() -> list[str]:
     return list(dict.fromkeys(tokens))  # unique, order kept
 
 
-def save_tiny_encoder(d: Path, hidden_dim: int = 16) -> str:
+def save_tiny_encoder(d: Path, hidden_dim: int = 16, max_sequence_length: int = 64) -> str:
     """A 1-layer BERT (no dropout) with the test vocabulary, saved as a keras-hub preset."""
     import keras
     import keras_hub
@@ -75,7 +75,7 @@ def save_tiny_encoder(d: Path, hidden_dim: int = 16) -> str:
         num_heads=2,
         hidden_dim=hidden_dim,
         intermediate_dim=32,
-        max_sequence_length=64,
+        max_sequence_length=max_sequence_length,
         dropout=0.0,
     )
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab(), lowercase=True)

@@ -1,0 +1,157 @@
+"""Every maintained benchmark script runs, at its smallest size (a smoke test, not a figure).
+
+The scripts read their data from `BERTCLF_BENCH_DATA` (here: a few texts per class,
+laid out as ../shared/data is), train `BERTCLF_BENCH_MODEL` (here: a tiny random BERT)
+and write to `BERTCLF_BENCH_OUT`; each must finish and write its result. The PyTorch
+and ONNX Runtime sides need their own venvs (`make bench-setup`, `make bench-onnx`) and
+are left out here.
+"""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TOPICS, make_texts, save_tiny_encoder
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SMALL = ["--epochs", "1", "--seq-len", "32", "--batch-size", "8", "--contrastive", "0"]
+BBC = ("business", "entertainment", "politics", "sport", "tech")
+
+
+def _folders(root: Path, classes, per_class: int, seed: int) -> None:
+    topics = list(TOPICS)
+    for i, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for j, text in enumerate(make_texts(topics[i % 3], per_class, seed + i)):
+            # A title line, then the text (train_speed.py's short set drops the title)
+            (root / name / f"{j:03d}.txt").write_text(f"{name} news\n{text}. {text}. {text}.")
+
+
+def _goemotions(root: Path) -> None:
+    root.mkdir(parents=True)
+    names = ["joy", "anger", "neutral"]
+    (root / "emotions.txt").write_text("\n".join(names) + "\n")
+    rng = random.Random(0)
+    for split, n in (("train", 40), ("dev", 40), ("test", 20)):
+        rows = []
+        for i in range(n):
+            label = i % 3
+            text = make_texts(list(TOPICS)[label], 1, i + len(split))[0]
+            extra = f",{(label + 1) % 3}" if rng.random() < 0.2 else ""
+            rows.append(f"{text}\t{label}{extra}\tid{i}")
+        (root / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    data = root / "data"
+    _folders(data / "bbc", BBC, 8, 0)
+    _folders(data / "civility-gh" / "train", ("civil", "uncivil"), 16, 1)
+    _folders(data / "civility-gh" / "test", ("civil", "uncivil"), 6, 2)
+    _goemotions(data / "goemotions")
+    encoder = save_tiny_encoder(root / "encoder", max_sequence_length=512)
+    return {
+        **os.environ,
+        "BERTCLF_BENCH_DATA": str(data),
+        "BERTCLF_BENCH_MODEL": encoder,
+        "BERTCLF_BENCH_OUT": str(root / "out"),
+    }
+
+
+def bench(env, script: str, *args: str, timeout: float = 600) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def out(env) -> Path:
+    return Path(env["BERTCLF_BENCH_OUT"])
+
+
+def test_small_data_and_the_margin_bootstrap(env):
+    bench(env, "small_data.py", "civility", "--seeds", "1", "--extra", *SMALL)
+    [line] = (out(env) / "small_data_civility.jsonl").read_text().splitlines()
+    assert 0 <= json.loads(line)["test_macro_f1"] <= 1
+    [run] = out(env).glob("small-civility-1*")
+    printed = bench(env, "margin_bootstrap.py", str(run), "--resamples", "50")
+    assert "standard error" in printed
+
+
+def test_goemotions_and_long_documents(env):
+    bench(env, "goemotions.py", "quick", "--extra", *SMALL)
+    assert "test_micro_f1" in json.loads((out(env) / "goemotions_quick.json").read_text())
+    bench(
+        env,
+        "long_docs.py",
+        "head_tail:32",
+        "chunk:32",
+        "--epochs",
+        "1",
+        "--extra",
+        "--batch-size",
+        "8",
+    )
+    runs = json.loads((out(env) / "long_docs.json").read_text())["runs"]
+    assert [r["config"] for r in runs] == ["chunk:32"]
+
+
+def test_training_speed_and_two_workers(env):
+    bench(
+        env,
+        "train_speed.py",
+        "--steps",
+        "2",
+        "--rounds",
+        "1",
+        "--datasets",
+        "short",
+        "--configs",
+        "bertclf defaults (auto)",
+    )
+    report = json.loads((out(env) / "train_speed.json").read_text())
+    assert report["datasets"]["short"]["bertclf defaults (auto)"]["examples_per_s"] > 0
+    bench(env, "multiworker.py", "--rounds", "1", "--extra", "--epochs", "1", "--contrastive", "0")
+    assert json.loads((out(env) / "multiworker.json").read_text())["two_over_one"] > 0
+
+
+def test_latency_the_server_under_load_and_bulk_scoring(env, tmp_path):
+    bench(env, "small_data.py", "bbc", "--seeds", "1", "--extra", *SMALL)
+    [run] = out(env).glob("small-bbc-1*")
+    exports = tmp_path / "exports"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("bertclf")),
+            "export",
+            str(run),
+            "--to",
+            str(exports),
+            "--name",
+            "tiny",
+            "--no-verify",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    bench(env, "batch1_latency.py", f"tiny={exports / 'tiny' / '1'}", "--rounds", "1")
+    assert "tiny" in json.loads((out(env) / "batch1_latency.json").read_text())["median_ms"]
+    bench(
+        env, "serve_load.py", "--export", str(exports / "tiny"), "--paired", "1", "--clients", "raw"
+    )
+    rounds = json.loads((out(env) / "serve_load_paired.json").read_text())["rounds"]
+    assert rounds[0]["raw"]["c32"]["errors"] == 0
+    bench(env, "score_throughput.py", str(exports / "tiny"), "--texts", "20", "--rounds", "1")
+    assert json.loads((out(env) / "score_throughput.json").read_text())["texts"] == 20
