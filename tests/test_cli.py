@@ -8,7 +8,7 @@ import pytest
 
 from bertclf.cli import main
 
-from conftest import run_cli, write_folder
+from conftest import one_error_line, run_cli, run_script, write_folder
 
 
 def cli_error(capsys, *argv) -> str:
@@ -152,6 +152,8 @@ def test_resume_from_cli_without_data(tmp_path, tiny_data, tiny_encoder, out):
 
 def test_predict_and_evaluate_errors(capsys, tmp_path, tiny_data):
     assert "neither a bertclf run" in cli_error(capsys, "predict", str(tmp_path), "hi")
+    typo = cli_error(capsys, "predict", str(tmp_path / "runs" / "tuor"), "hi")
+    assert "tuor: no such run or export" in typo
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.json").write_text("{}")
@@ -211,3 +213,33 @@ def test_every_flag_has_help_and_shows_its_default():
     train_help = commands["train"].format_help()
     for shown in ("at least 3", "(default: 0.0001)", "(default: none)", "(default: minilm-l6)"):
         assert shown in train_help
+
+
+def test_underscore_spellings_and_a_typo_named():
+    from bertclf.cli.parser import parse_args
+
+    a = parse_args(["train", "d", "--out", "o", "--seq_len", "64", "--batch_size=8"])
+    assert (a.seq_len, a.batch_size) == (64, 8)
+    proc = run_script("train", "d", "--out", "o", "--epocs", "3")
+    assert "unrecognized arguments: --epocs 3; did you mean --epochs?" in one_error_line(proc)
+
+
+def test_train_help_groups_every_option_and_each_command_has_an_example():
+    import dataclasses
+
+    from bertclf.cli.parser import TRAIN_GROUPS, build_parser
+    from bertclf.config import DataConfig, ModelConfig, TrainConfig
+
+    grouped = [(cls, name) for _, parts in TRAIN_GROUPS for cls, names in parts for name in names]
+    every = [
+        (c, f.name) for c in (DataConfig, ModelConfig, TrainConfig) for f in dataclasses.fields(c)
+    ]
+    assert sorted(grouped, key=str) == sorted(every, key=str)  # each once, none left out
+    _, commands = build_parser()
+    train_help = commands["train"].format_help()
+    for title, _ in TRAIN_GROUPS:
+        assert f"\n{title}:\n" in train_help
+    for name, parser in commands.items():
+        assert f"example: bertclf {name}" in parser.format_help(), name
+    baseline = commands["baseline"].format_help()
+    assert "optional with --resume" not in baseline and "kept weights" not in baseline

@@ -32,6 +32,12 @@ def cases(tmp_path_factory, tiny_encoder):
     write_folder(root / "unseen", per_class=1, labels=["feature"])
     (root / "unseen" / "zzz").mkdir()
     (root / "unseen" / "zzz" / "0.txt").write_text("a label training never saw")
+    write_folder(root / "nlfolder", labels=["bug", "feature"])
+    (root / "nlfolder" / "bug").rename(root / "nlfolder" / "bill\ning")
+    (root / "nl.jsonl").write_text(
+        '{"text": "hello", "label": "a"}\n{"text": "bye", "label": "b\\nc"}\n'
+    )
+    (root / "nolabel.jsonl").write_text('{"text": "hello", "label": "a"}\n{"text": "bye"}\n')
     existing = root / "existing"
     existing.mkdir()
     (existing / "x").write_text("someone's run")
@@ -53,6 +59,18 @@ BAD_TRAIN = {
     ),
     "missing column": (lambda c: train(c, data=c["root"] / "body.csv"), "no column 'text'"),
     "label over two lines": (lambda c: train(c, data=c["root"] / "nl.csv"), "spans several"),
+    "JSONL label over two lines": (
+        lambda c: train(c, data=c["root"] / "nl.jsonl"),
+        "nl.jsonl:2: label 'b\\nc' spans several lines",
+    ),
+    "class folder name over two lines": (
+        lambda c: train(c, data=c["root"] / "nlfolder"),
+        "class folder 'bill\\ning' has a line break in its name",
+    ),
+    "a later JSONL row without its label": (
+        lambda c: train(c, data=c["root"] / "nolabel.jsonl"),
+        "nolabel.jsonl:2: this row has no 'label'; add it",
+    ),
     "not a BERT checkpoint": (
         lambda c: [*train(c)[:4], "--model", str(c["root"] / "gpt")],
         "not 'bert'",
@@ -101,6 +119,14 @@ BAD_TRAIN = {
         "is a file, not a run directory",
     ),
     "resume and overwrite": (lambda c: train(c, "--resume", "--overwrite"), "contradict"),
+    "--val given a fraction": (
+        lambda c: train(c, "--val", "0.1"),
+        "--val 0.1: no such file or folder; --val takes a labelled folder or file (a fraction",
+    ),
+    "a hub encoder offline": (
+        lambda c: [*train(c)[:4], "--model", "hf://google/bert_uncased_L-2_H-128_A-2"],
+        "huggingface.co is not reachable",
+    ),
     "resume without a run": (lambda c: train(c, "--resume"), "no run to resume"),
 }
 

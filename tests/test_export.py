@@ -201,9 +201,11 @@ def test_packages(trained, tmp_path):
 def test_cli_export_prints_signatures_and_errors(trained, tmp_path):
     proc = run_cli("export", str(trained), "--to", str(tmp_path / "m"), "--name", "demo")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "signature_def['serving_default']:" in proc.stdout
-    assert "Method name is: tensorflow/serving/classify" in proc.stdout
+    assert "signatures: " in proc.stdout and "serving_default (text -> " in proc.stdout
+    assert "signature_def" not in proc.stdout  # the full dump is for -v
     assert re.search(r"exported: .*demo/1 \(version 1, [\d.]+ MiB", proc.stdout)
+    verbose = run_cli("export", str(trained), "--to", str(tmp_path / "m"), "--name", "v", "-v")
+    assert "Method name is: tensorflow/serving/classify" in verbose.stdout
     again = run_cli(
         "export", str(trained), "--to", str(tmp_path / "m"), "--name", "demo", "--version", "1"
     )

@@ -45,9 +45,9 @@ def test_formats_by_extension(tmp_path):
     assert [(r.text, r.id) for r in read_rows(files["jsonl"], "text", "id")] == [
         (t, i) for i, t in enumerate(TEXTS)
     ]
-    assert [r.text for r in read_rows(files["txt"], "text", "id")] == [
-        "first line",
-        "  second line ",
+    assert [(r.text, r.id) for r in read_rows(files["txt"], "text", "id")] == [
+        ("first line", 1),
+        ("  second line ", 3),  # the line number: blank lines count
     ]
     with pytest.raises(DataError, match=r"in.tsv: no column 'text'.*--text-field"):
         check_input(files["tsv"], "text")

@@ -303,6 +303,10 @@ def test_cli_predict_and_evaluate_a_multilabel_run(ml_run, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "micro-F1" in proc.stdout and "Hamming loss" in proc.stdout
+    # Without --label-field: the run's own fields ("labels" here), as it read its data.
+    same = run_cli("evaluate", str(root / "run"), str(root / "test.jsonl"))
+    assert same.returncode == 0, same.stderr
+    assert same.stdout == proc.stdout
     # Single-label data for a multi-label run: one line, exit 2.
     single = tmp_path / "single.jsonl"
     single.write_text('{"text": "refund", "labels": "billing"}\n')

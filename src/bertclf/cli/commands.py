@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -31,15 +32,25 @@ logger = logging.getLogger("bertclf")
 # ------------------------------------------------------------------ checks before TensorFlow
 
 
-def check_trained_run(run: str) -> None:
+def check_trained_run(run: str) -> dict:
+    """The run's description (config.json and labels), or a one-line RunError."""
     from bertclf.model.rundir import check_trained
 
-    check_trained(run)
+    return check_trained(run)
 
 
 def check_out_folder(path: str | None, flag: str) -> None:
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
+    """A folder the command will write into: not a file, and writable where it will be
+    created (checked before any model is loaded)."""
+    if path is None:
+        return
+    if Path(path).exists() and not Path(path).is_dir():
         raise ConfigError(f"{flag} {path}: is a file; name a folder")
+    existing = next(
+        p for p in (Path(path).absolute(), *Path(path).absolute().parents) if p.exists()
+    )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable; choose a writable folder")
 
 
 def config_from_args(a) -> RunConfig:
@@ -67,7 +78,13 @@ def check_data(data: DataConfig) -> None:
     from bertclf.data.labels import LabelFormat
 
     fmt = LabelFormat.from_config(data)
-    for path in (data.train, data.val, data.test):
+    for flag, path in (("DATA", data.train), ("--val", data.val), ("--test", data.test)):
+        if path and flag != "DATA" and not Path(path).exists():  # name the flag it came from
+            hint = " (a fraction of DATA is --val-split)" if flag == "--val" else ""
+            raise DataError(
+                f"{flag} {path}: no such file or folder; {flag} takes a labelled folder or "
+                f"file{hint}"
+            )
         if path:
             check_source(path, data.text_field, fmt)
 
@@ -165,12 +182,13 @@ def cmd_evaluate(a) -> int:
     from bertclf.data.datasets import check_source
     from bertclf.evaluation.evaluator import run_label_format
 
-    check_trained_run(a.run)
-    check_source(a.data, a.text_field, run_label_format(a.run, a.label_field))
+    meta = check_trained_run(a.run)
+    text_field = a.text_field or meta["config"]["data"]["text_field"]  # default: the run's
+    check_source(a.data, text_field, run_label_format(a.run, a.label_field))
     from bertclf.evaluation.evaluator import evaluate
     from bertclf.evaluation.metrics import format_metrics
 
-    m = evaluate(a.run, a.data, a.text_field, a.label_field)
+    m = evaluate(a.run, a.data, text_field, a.label_field)
     print(json.dumps(m, indent=2) if a.json else format_metrics(m))
     return 0
 
@@ -214,7 +232,10 @@ def cmd_export(a) -> int:
         sagemaker=config.sagemaker,
         precision=config.precision,
     )
-    print(format_signatures(r.signatures))
+    if a.verbose:  # the whole SignatureDef, as saved_model_cli prints it
+        print(format_signatures(r.signatures))
+    else:
+        print("signatures: " + ", ".join(_signature_line(k, s) for k, s in r.signatures.items()))
     print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {config.target})")
     if r.max_abs_diff is not None:
         print(f"verified in a fresh process: max |probability difference| {r.max_abs_diff:.2e}")
@@ -223,6 +244,11 @@ def cmd_export(a) -> int:
     for package in r.packages:
         print(f"package: {package}")
     return 0
+
+
+def _signature_line(name: str, sig: dict) -> str:
+    """`serving_default (text -> scores, classes, class_ids)`: one signature in brief."""
+    return f"{name} ({', '.join(sig['inputs'])} -> {', '.join(sorted(sig['outputs']))})"
 
 
 def cmd_analyze(a) -> int:

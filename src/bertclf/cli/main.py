@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bertclf: error: {e}", file=sys.stderr)
             return e.exit_code
         except KeyboardInterrupt:
-            print("bertclf: interrupted", file=sys.stderr)
+            hint = (
+                " (run the same command with --resume to continue)"
+                if args.command == "train"
+                else ""
+            )
+            print(f"bertclf: interrupted{hint}", file=sys.stderr)
             return 130
         except Exception as e:  # a write the disk refused: one line, not a traceback
             if (reason := write_refused(e)) is None:

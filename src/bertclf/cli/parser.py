@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -100,10 +102,29 @@ def from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit status 2."""
+    """argparse, but a usage error is one line on stderr and exit status 2, and an
+    unknown option names the closest known one (as git does)."""
 
     def error(self, message):
+        unknown = re.match(r"unrecognized arguments: (--[\w-]+)", message)
+        if unknown:
+            close = difflib.get_close_matches(unknown[1], self._option_string_actions, n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def dashed(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`--seq_len 64` -> `--seq-len 64`: every option also in its underscore spelling (as
+    transformers' HfArgumentParser accepts both), where the dashed one is the parser's."""
+    known = parser._option_string_actions
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if flag.startswith("--") and "_" in flag and flag.replace("_", "-") in known:
+            arg = flag.replace("_", "-") + sep + value
+        out.append(arg)
+    return out
 
 
 def _verbosity(p: argparse.ArgumentParser) -> None:
@@ -113,44 +134,120 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune an encoder on labelled texts")
-    add_options(p, DataConfig, train={"positional": True, "nargs": "?", "metavar": "DATA"})
-    add_options(p, RunConfig, only=("out", "seed"))
-    add_options(p, ModelConfig)
-    add_options(p, TrainConfig)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--local-workers",
-        type=int,
-        help="run N multi-worker processes on this machine (loopback TF_CONFIG); "
-        "the run is the chief's",
+# `bertclf train --help` in groups, each (title, [(config class, its fields)]). Every
+# field of the three classes is in exactly one group (tests/test_cli.py checks it).
+TRAIN_GROUPS = (
+    (
+        "data",
+        [(DataConfig, ("train", "test", "val", "val_split", "split", "text_field", "label_field"))],
+    ),
+    ("model", [(ModelConfig, ("model", "seq_len", "pooling", "dropout", "head", "clean"))]),
+    (
+        "optimisation",
+        [
+            (
+                TrainConfig,
+                (
+                    "batch_size",
+                    "lr",
+                    "optimizer",
+                    "weight_decay",
+                    "warmup",
+                    "embedding_update",
+                    "layer_decay",
+                    "reinit_layers",
+                    "ema",
+                ),
+            )
+        ],
+    ),
+    (
+        "selection and small data",
+        [(TrainConfig, ("epochs", "select", "class_weight", "patience", "contrastive"))],
+    ),
+    ("long documents", [(ModelConfig, ("truncate", "long", "stride", "max_chunks", "chunk_pool"))]),
+    (
+        "multi-label",
+        [
+            (DataConfig, ("task", "label_sep", "label_fields", "label_names")),
+            (TrainConfig, ("thresholds",)),
+        ],
+    ),
+    ("output", [(TrainConfig, ("checkpoint_every", "tb_histograms"))]),
+    ("speed and devices", [(TrainConfig, ("precision", "bucketing", "jit", "strategy"))]),
+)
+EXAMPLES = {
+    "train": "bertclf train examples/demo_data --test examples/demo_test --out runs/demo",
+    "evaluate": "bertclf evaluate runs/demo examples/demo_test",
+    "baseline": "bertclf baseline examples/demo_data --test examples/demo_test",
+    "predict": 'bertclf predict runs/demo "My card was charged twice" --json',
+    "export": "bertclf export runs/demo --to exports --name demo",
+    "analyze": "bertclf analyze examples/demo_data --out runs/analysis",
+    "report": "bertclf report runs/demo",
+    "score": "bertclf score exports/demo --input 'texts/*.jsonl' --output scores/demo",
+    "serve": "bertclf serve exports --port 8501",
+    "models": "bertclf models",
+}
+
+
+def _command(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A command's parser, its help ending with one example."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=f"{help[0].upper()}{help[1:]}.",
+        epilog=f"example: {EXAMPLES[name]}",
     )
 
 
+def _add_train(sub) -> None:
+    p = _command(sub, "train", "fine-tune an encoder on labelled texts")
+    for title, parts in TRAIN_GROUPS:
+        group = p.add_argument_group(title)
+        for cls, names in parts:
+            positional = {"train": {"positional": True, "nargs": "?", "metavar": "DATA"}}
+            add_options(group, cls, only=names, **(positional if cls is DataConfig else {}))
+        if title == "data":
+            add_options(group, RunConfig, only=("seed",))
+        if title == "output":
+            add_options(group, RunConfig, only=("out",))
+            group.add_argument("--resume", action="store_true", help="continue an interrupted run")
+            group.add_argument("--overwrite", action="store_true", help="replace an existing run")
+            group.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if title == "speed and devices":
+            group.add_argument(
+                "--local-workers",
+                type=int,
+                help="run N multi-worker processes on this machine (loopback TF_CONFIG); "
+                "the run is the chief's",
+            )
+
+
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="score a run on labelled data")
+    p = _command(sub, "evaluate", "score a run on labelled data")
     p.add_argument("run", help="run directory")
     p.add_argument("data", help="folder with one sub-folder per class, or .csv/.jsonl")
-    add_options(p, DataConfig, only=("text_field", "label_field"))
+    p.add_argument("--text-field", help="DATA's text column (default: the run's)")
+    p.add_argument("--label-field", help="DATA's label column (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     # (a multi-label run reads DATA's labels as it read its training data: config.json)
 
 
 def _add_baseline(sub) -> None:
-    p = sub.add_parser(
-        "baseline", help="TF-IDF + linear SVM on the split 'train' would use, in seconds"
+    p = _command(sub, "baseline", "TF-IDF + linear SVM on the split 'train' would use, in seconds")
+    add_options(
+        p,
+        DataConfig,
+        train={"positional": True, "metavar": "DATA", "help": "labelled folder or file"},
+        test={"help": "held-out folder or file, scored by the baseline fitted on DATA"},
     )
-    add_options(p, DataConfig, train={"positional": True, "metavar": "DATA"})
     add_options(p, RunConfig, only=("seed",))
     add_options(p, TrainConfig, only=("thresholds",))
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="label new texts")
+    p = _command(sub, "predict", "label new texts")
     add_options(
         p,
         PredictConfig,
@@ -160,12 +257,12 @@ def _add_predict(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="export a run as a TF Serving SavedModel")
+    p = _command(sub, "export", "export a run as a TF Serving SavedModel")
     add_options(p, ExportConfig, run={"positional": True, "metavar": "RUN"})
 
 
 def _add_analyze(sub) -> None:
-    p = sub.add_parser("analyze", help="documents, words and tokens per class; a --seq-len")
+    p = _command(sub, "analyze", "documents, words and tokens per class; a --seq-len")
     p.add_argument("data", help="folder with one sub-folder per class, or .csv/.jsonl")
     add_options(p, ModelConfig, only=("model", "clean"))
     p.add_argument("--out", help="write summary.json and PNG figures to this folder")
@@ -173,26 +270,27 @@ def _add_analyze(sub) -> None:
 
 
 def _add_report(sub) -> None:
-    p = sub.add_parser("report", help="curves, confusion matrices, mistakes, report.html")
+    p = _command(sub, "report", "curves, confusion matrices, mistakes, report.html")
     p.add_argument("run", help="run directory")
     p.add_argument("--test", help="labelled test folder or file (default: the run's --test)")
 
 
 def _add_score(sub) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "score",
-        help="score files with an export on Apache Beam (other --options go to Beam)",
+        "score files with an export on Apache Beam (other --options go to Beam)",
     )
     add_options(p, ScoreConfig, model={"positional": True, "metavar": "EXPORT"})
 
 
 def _add_serve(sub) -> None:
-    p = sub.add_parser("serve", help="serve exports with TF Serving's REST API")
+    p = _command(sub, "serve", "serve exports with TF Serving's REST API")
     add_options(p, ServeConfig, base={"positional": True, "metavar": "BASE"})
 
 
 def _add_models(sub) -> None:
-    sub.add_parser("models", help="list known encoder names")
+    _command(sub, "models", "list known encoder names")
 
 
 COMMANDS = (
@@ -211,7 +309,12 @@ COMMANDS = (
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and one parser per command."""
-    parser = _Parser(prog="bertclf", description=DESCRIPTION)
+    parser = _Parser(
+        prog="bertclf",
+        description=DESCRIPTION,
+        epilog="start with: bertclf train DATA --out RUN; each command's options: bertclf "
+        "COMMAND --help; the README has a tour",
+    )
     parser.add_argument("--version", action="version", version=f"bertclf {__version__}")
     _verbosity(parser)
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -235,12 +338,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("name a command")
     top = parser.parse_args(argv[:at])
     command = commands[argv[at]]
+    rest = dashed(argv[at + 1 :], command)
     if argv[at] == "score":  # flags bertclf does not know are Beam pipeline options
-        args, args.beam_args = command.parse_known_intermixed_args(argv[at + 1 :])
+        args, args.beam_args = command.parse_known_intermixed_args(rest)
     else:
-        args = command.parse_intermixed_args(argv[at + 1 :])
+        args = command.parse_intermixed_args(rest)
     args.command = argv[at]
-    args.argv = argv[at + 1 :]  # what a launcher passes on (train --local-workers)
+    args.argv = rest  # what a launcher passes on (train --local-workers)
     args.quiet = args.quiet or top.quiet
     args.verbose = args.verbose or top.verbose
     return args

@@ -71,7 +71,12 @@ class ExportConfig:
     """
 
     run: str = option(dataclasses.MISSING, "run directory")
-    base: str = option(dataclasses.MISSING, "model base path (BASE)", flags=("--to",))
+    base: str = option(
+        dataclasses.MISSING,
+        "BASE, the folder TF Serving (or bertclf serve) watches: the export is BASE/NAME/VERSION",
+        flags=("--to",),
+        metavar="BASE",
+    )
     name: str | None = option(None, "model name (default: the run directory's name)", type=str)
     version: int | None = option(None, "version (default: the next free one, from 1)", type=int)
     target: str = option(
@@ -79,8 +84,8 @@ class ExportConfig:
     )
     verify: bool = option(
         True,
-        "reload in a fresh process and compare probabilities (--no-verify skips it; the op "
-        "audit still runs)",
+        "skip reloading the export in a fresh process to compare its probabilities with the "
+        "run's (the op audit still runs)",
         flags=("--no-verify",),
     )
     zip: bool = option(False, "also write BASE/NAME.zip")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bertclf.data.labels import check_label
+from bertclf.data.labels import BAD_LABEL_CHARS
 from bertclf.data.tables import ReadReport, decode
 from bertclf.errors import DataError
 
@@ -34,7 +34,11 @@ def index_folder(directory: Path) -> tuple[list[str], list[str]]:
     paths: list[str] = []
     classes: list[str] = []
     for name in class_names:
-        check_label(str(directory / name), name, "class folder")
+        if any(c in name for c in BAD_LABEL_CHARS):  # labels.txt holds one label a line
+            raise DataError(
+                f"{directory}: class folder {name!r} has a line break in its name, and a "
+                "label must be one line; rename the folder"
+            )
         found = 0
         for root, _, files in sorted(os.walk(directory / name), key=lambda x: x[0]):
             for fname in sorted(files):

@@ -4,7 +4,8 @@ Formats, by extension:
 - `.csv`: Python's csv module (a header row, quoted fields);
 - `.tsv`: TSV as it is defined (a tab between fields, no quoting: a quote is text);
 - `.jsonl` / `.ndjson`: one JSON object per line;
-- anything else, for texts to classify only: one text per line (blank lines skipped).
+- anything else, for texts to classify only: one text per line (blank lines skipped; a
+  row's id is its line number).
 
 Decoding, the same for every reader here and for class folders (`bertclf.data.folders`):
 the bytes are UTF-8, an Excel byte-order mark at the start is not text, and a byte that is
@@ -261,10 +262,10 @@ def read_rows(
 
 def parse_rows(path: Path, lines: Iterable[str], text_field: str, id_field: str) -> Iterator[Row]:
     """Rows from an open file's lines (`open_text`, `text_stream`), by `path`'s extension."""
-    if input_kind(path) == "lines":
-        for line in lines:
+    if input_kind(path) == "lines":  # the id is the line number (blank lines count)
+        for number, line in enumerate(lines, start=1):
             if line.strip():
-                yield Row(clean(line.rstrip("\r\n"))[0])
+                yield Row(clean(line.rstrip("\r\n"))[0], number)
         return
     for _, row in table_rows(path, lines, {text_field: "--text-field"}):
         value = row[text_field]

@@ -30,12 +30,16 @@ def evaluate_examples(run: TrainedRun, examples: Examples) -> dict[str, Any]:
 
 
 def evaluate(
-    run_dir: str | Path, data: str | Path, text_field: str = "text", label_field: str = "label"
+    run_dir: str | Path,
+    data: str | Path,
+    text_field: str | None = None,
+    label_field: str | None = None,
 ) -> dict[str, Any]:
     """`bertclf evaluate RUN DATA`: read DATA as the run read its data, score the run.
 
-    DATA's labels are read in the run's form (`run_label_format`): a multi-label run
-    reads the same label lists, separator, 0/1 columns or names file as in training.
+    DATA is read in the run's form (`run_label_format`): its text and label fields
+    (unless `text_field` or `label_field` name others) and, for a multi-label run, the
+    same label lists, separator, 0/1 columns or names file as in training.
 
     Example:
     >>> m = evaluate("runs/demo", "examples/demo_data")  # doctest: +SKIP
@@ -46,6 +50,7 @@ def evaluate(
 
     fmt = run_label_format(run_dir, label_field)
     run = load_run(run_dir)
+    text_field = text_field or run.config.data.text_field
     examples = read_labelled(data, text_field, fmt, label_names=run.label_names)
     return evaluate_examples(run, examples)
 

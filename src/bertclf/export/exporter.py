@@ -50,17 +50,15 @@ class ExportResult:
     packages: list[Path] = field(default_factory=list)
 
 
-def _warn_precision(run: TrainedRun) -> None:
+def _note_precision(run: TrainedRun) -> None:
+    """One info line: the default path computes as training did (parity), which is a
+    choice for batches on bf16 hosts, not a fault; README, Export, says when fp32 is the
+    better export."""
     compute = run.model.backbone.dtype_policy.compute_dtype
     if compute != "float32":
-        # The export computes as training did (same layers, same policy): parity.
-        logger.warning(
-            "%s trained with --precision %s, so this export computes in %s: faster on "
-            "batches where the host has native support (AVX512_BF16/AMX CPUs, Ampere+ "
-            "GPUs), slower elsewhere and, on AVX512_BF16 CPUs, on one text at a time: "
-            "export with --precision fp32 for those hosts or for one-text requests",
-            run.path,
-            run.meta["config"]["train"]["precision"],
+        logger.info(
+            "computes in %s as the run trained (--precision fp32 is faster for one text "
+            "a request, or on hosts without native bf16)",
             compute,
         )
 
@@ -100,7 +98,7 @@ def export(
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
     run = load_run(run_dir, precision)
-    _warn_precision(run)
+    _note_precision(run)
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)
     final, version, result, diff = _publish_version(run, model_dir, name, version, verify, target)

@@ -93,12 +93,21 @@ def _bert_presets():
 
 
 def precheck(name: str) -> None:
-    """What can be checked of `--model` without TensorFlow: a local directory's files.
+    """What can be checked of `--model` without TensorFlow: a local directory's files, and
+    that the hub a download would come from answers (so an offline machine fails at once,
+    before any data is read).
 
     Names that need keras-hub's preset list are checked later, by `resolve`.
     """
     if name in _OFFLINE_ALIASES:
         offline_model_dir()
+        return
+    # A download (hf://, kaggle://, the notebooks' TF Hub names); keras-hub's preset names
+    # need its preset list, which imports TensorFlow: `resolve` checks those.
+    named = name.startswith(("hf://", "kaggle://")) or name in _TFHUB_FULL
+    hub = _hub_name(name) if named or _SMALL_BERT_RE.match(name) else None
+    if hub is not None:
+        _check_reachable(EncoderSpec(name, hub, "hub"))
         return
     path = Path(name).expanduser()
     if path.is_dir():
@@ -328,9 +337,7 @@ def _reachable(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_from_hub(spec: EncoderSpec):
-    import keras_hub
-
+def _check_reachable(spec: EncoderSpec) -> None:
     host = _hub_host(spec.source)
     if not _reachable(host):
         raise EncoderError(
@@ -338,6 +345,12 @@ def _load_from_hub(spec: EncoderSpec):
             "reachable from this machine; download the checkpoint where it is and pass its "
             "local directory (config.json, model.safetensors, vocab.txt) as --model"
         )
+
+
+def _load_from_hub(spec: EncoderSpec):
+    import keras_hub
+
+    _check_reachable(spec)
     try:
         backbone = keras_hub.models.BertBackbone.from_preset(spec.source)
         tokenizer = keras_hub.models.BertTokenizer.from_preset(spec.source)

@@ -107,7 +107,9 @@ class ContrastiveStage:
             + [tf.TensorSpec([None], tf.float32)],
         )
         start, losses = time.perf_counter(), []
-        bar = tqdm(range(steps), desc="contrastive", disable=not progress, unit="step")
+        bar = tqdm(
+            range(steps), desc="contrastive", disable=None if progress else True, unit="step"
+        )
         for s in bar:
             batch = pairs[s * PAIR_BATCH : (s + 1) * PAIR_BATCH]
             a, b = (tf.constant(batch[:, k], tf.int32) for k in (0, 1))

@@ -221,7 +221,7 @@ class Trainer:
             total=self.steps_per_epoch,
             initial=done,
             desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
-            disable=not self.progress,
+            disable=None if self.progress else True,  # None: a bar only on a terminal
             leave=False,
             unit="step",
         )
