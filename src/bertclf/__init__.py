@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import importlib  # noqa: E402
 
+from bertclf import tflog  # noqa: E402, F401  (notes the caller's logging before TensorFlow)
 from bertclf.version import __version__  # noqa: E402
 
 # Everything is loaded on first use: importing bertclf (the CLI's --help, the server,
@@ -43,7 +44,10 @@ __all__ = [
 
 def __getattr__(name):
     if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
+        from bertclf.tflog import quiet
+
+        with quiet():  # TensorFlow's start-up lines, when this import loads it
+            return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(name)
 
 

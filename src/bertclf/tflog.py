@@ -1,4 +1,4 @@
-"""Keep TensorFlow's start-up noise off the user's terminal, and nothing else.
+"""What bertclf prints on stderr: TensorFlow's start-up noise kept off, bertclf's own lines on.
 
 TensorFlow 2.21 logs through absl before `absl::InitializeLog()` runs, and those
 lines go to file descriptor 2 whatever `TF_CPP_MIN_LOG_LEVEL` says (a CPU machine
@@ -11,6 +11,8 @@ carriage return as well as at each newline. `bertclf -v` turns the filter off.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import sys
@@ -89,6 +91,8 @@ class StderrFilter:
 
     def close(self) -> None:
         """Put the real stderr back on fd 2 and pass on whatever is still in the pipe."""
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         sys.stderr.flush()
         os.dup2(self._saved, 2)  # the pipe's last write end closes: the pump sees EOF
         self._thread.join(timeout=5)
@@ -101,11 +105,59 @@ class StderrFilter:
         self.close()
 
 
+# Whether the program had configured logging when bertclf was first imported (before
+# TensorFlow, whose import may install handlers of its own): then its configuration decides.
+USER_LOGGING = bool(logging.getLogger().handlers or logging.getLogger("bertclf").handlers)
+_ACTIVE: list[StderrFilter] = []  # the filter in place, if any (the CLI's, or quiet()'s)
+
+
 def filter_stderr() -> StderrFilter | None:
-    """Start filtering fd 2, where it is a real file descriptor (not under pytest's capsys)."""
+    """Start filtering fd 2, where it is a real file descriptor (not under pytest's capsys)
+    and no filter runs yet; None otherwise."""
+    if _ACTIVE:
+        return None
     try:
         if sys.stderr.fileno() != 2:
             return None
     except (AttributeError, OSError, ValueError):
         return None
-    return StderrFilter()
+    noise = StderrFilter()
+    _ACTIVE.append(noise)
+    return noise
+
+
+@contextlib.contextmanager
+def quiet():
+    """The same filter around one library call (the Python API's `train`, `evaluate`,
+    `load_run` and the first import of TensorFlow), then fd 2 as it was: the user's own
+    stderr and logging are left alone outside the call. `BERTCLF_VERBOSE=1` turns it off."""
+    noise = None if os.environ.get("BERTCLF_VERBOSE") else filter_stderr()
+    try:
+        yield
+    finally:
+        if noise is not None:
+            noise.close()
+
+
+@contextlib.contextmanager
+def shown(verbose: bool):
+    """bertclf's own lines (labels, split, budget, the baseline, each epoch, the kept one)
+    on stderr during one API call, as the CLI shows them, unless the caller configured
+    logging (then theirs decides) or passed `verbose=False`. Nothing stays configured
+    after the call."""
+    logger = logging.getLogger("bertclf")
+    if not verbose or logger.handlers or USER_LOGGING:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("bertclf: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    # Not also through the root handler a library may have installed (absl, Keras).
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.level, logger.propagate = saved

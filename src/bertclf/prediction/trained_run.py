@@ -22,6 +22,7 @@ from bertclf.model.classifier import BertClassifier, build_classifier
 from bertclf.model.preprocessing import TextPreprocessor, inference_features
 from bertclf.model.rundir import BEST_WEIGHTS, SAMPLES, THRESHOLDS, check_trained
 from bertclf.prediction.predictor import Predictor
+from bertclf.tflog import quiet
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +107,13 @@ def load_run(path: str | Path, precision: str = "run") -> TrainedRun:
     build_meta = meta
     if precision == "fp32":  # the backbone's config carries its dtype policy
         build_meta = {**meta, "backbone": {**meta["backbone"], "dtype": "float32"}}
-    preprocessor, model = build_from_meta(path, build_meta)
-    try:
-        model.load_weights(str(path / BEST_WEIGHTS))
-    except Exception as e:  # noqa: BLE001 - Keras raises many types for a mismatch
-        raise RunError(
-            f"{path / BEST_WEIGHTS}: does not fit the model config.json describes "
-            f"({type(e).__name__}); train again with --overwrite"
-        ) from None
+    with quiet():  # building the model runs TensorFlow's first ops: its set-up lines
+        preprocessor, model = build_from_meta(path, build_meta)
+        try:
+            model.load_weights(str(path / BEST_WEIGHTS))
+        except Exception as e:  # noqa: BLE001 - Keras raises many types for a mismatch
+            raise RunError(
+                f"{path / BEST_WEIGHTS}: does not fit the model config.json describes "
+                f"({type(e).__name__}); train again with --overwrite"
+            ) from None
     return TrainedRun(path, meta, preprocessor, model)

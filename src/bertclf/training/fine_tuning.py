@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from bertclf import tflog
 from bertclf.config import policy
 from bertclf.config.run import RunConfig
 from bertclf.data import datasets as data_lib
@@ -157,7 +158,12 @@ def build(config: RunConfig, splits: data_lib.Splits, strategy, spec: encoders.E
 
 
 def train(
-    config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    verbose: bool = True,
 ) -> TrainResult:
     """Fine-tune per `config`; returns the run directory, history and metrics.
 
@@ -165,7 +171,10 @@ def train(
         config: the run's settings (`--out` is `config.out`).
         resume: continue an interrupted run in `config.out` from its last epoch.
         overwrite: delete an existing run in `config.out` first.
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal only).
+        verbose: log the run's choices, each epoch's metrics, the baseline and the kept
+            epoch on stderr, as the CLI does (unless you configured logging: then your
+            configuration decides; `False`: warnings only).
 
     Example:
     >>> from bertclf import DataConfig, RunConfig, TrainConfig
@@ -175,10 +184,11 @@ def train(
     >>> result.best_val_accuracy  # doctest: +SKIP
     1.0
     """
-    config = resolve_config(config)
-    # Keras' dtype policy is global: set it for this run only, and give the caller's back.
-    with hardware.precision_policy(config.train.precision):
-        return _train(config, resume, overwrite, progress)
+    with tflog.quiet(), tflog.shown(verbose):
+        config = resolve_config(config)
+        # Keras' dtype policy is global: set it for this run only, and give the caller's back.
+        with hardware.precision_policy(config.train.precision):
+            return _train(config, resume, overwrite, progress)
 
 
 def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
