@@ -251,3 +251,25 @@ def test_export_and_serve_ignore_odd_version_names(server, base, runs):
     result = export(runs[0], base, name="tickets", verify=False)
     assert result.version == before[-1] + 1
     assert "\u00b2" in {p.name for p in (base / "tickets").iterdir()}
+
+
+def test_a_client_that_leaves_mid_body_is_its_own_event_not_a_server_error(base):
+    s = Server(base, "--poll", "0.2")
+    try:
+        s.wait_for("tickets", 1)
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", s.port)) as sock:
+                sock.sendall(
+                    b"POST /v1/models/tickets:predict HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                    b'{"instances": ["half'
+                )
+                time.sleep(0.2)  # the server is reading the body when the client leaves
+        time.sleep(0.5)
+        metrics = s.client.get("/metrics").text
+        assert 'bertclf_requests_total{route="predict",code="499"} 5.0' in metrics, metrics
+        assert 'code="500"' not in metrics
+    finally:
+        s.stop()
+    log = s.proc.stdout.read()
+    assert "Traceback" not in log and "ClientDisconnect" not in log, log[-3000:]

@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -47,6 +47,9 @@ from bertclf.serving.repository import ModelRepository
 
 logger = logging.getLogger(__name__)
 
+# A request whose client went away mid-body, in the metrics (nginx's 499, "client closed
+# request"; TF Serving and uvicorn log it as a disconnect, not as a server error).
+CLIENT_CLOSED = 499
 MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
     r"(?:/labels/(?P<label>[^/:]+))?(?P<suffix>/metadata|:predict|:classify|:regress)?$"
@@ -133,6 +136,9 @@ class Handlers:
             response = await self._dispatch(request, match)
         except ServingError as e:
             response = error_response(e)
+        except ClientDisconnect:  # the client's doing, not the server's: no 5xx, no traceback
+            logger.info("%s: the client disconnected before its request ended", request.url.path)
+            response = Response(status_code=CLIENT_CLOSED)  # never sent: counted as the client's
         except Exception as e:  # noqa: BLE001 - a real fault: 500, logged
             logger.exception("error serving %s", request.url.path)
             response = SafeJSONResponse({"error": f"Internal: {type(e).__name__}"}, 500)

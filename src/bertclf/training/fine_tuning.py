@@ -200,7 +200,7 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     where, scratch = cluster.worker_out(config.out, task)
     source = Path(config.out if resume else where)
     try:
-        return _train_in(config, Path(where), source, resume, overwrite, progress)
+        return _train_in(config, Path(where), source, resume, overwrite, progress, not scratch)
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
         raise RunError(
             f"a peer did not answer ({type(e).__name__}, timeout {cluster.PEER_TIMEOUT:.0f} s, "
@@ -212,10 +212,16 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
 
 
 def _train_in(
-    config: RunConfig, out: Path, source: Path, resume: bool, overwrite: bool, progress: bool
+    config: RunConfig,
+    out: Path,
+    source: Path,
+    resume: bool,
+    overwrite: bool,
+    progress: bool,
+    chief: bool = True,
 ) -> TrainResult:
     """Train into `out`; with `resume`, continue the run in `source` (`out` but on a
-    non-chief worker, whose `out` is a fresh scratch copy)."""
+    non-chief worker, whose `out` is a fresh scratch copy: `chief` False)."""
     spec, splits, config, class_weights = _read_and_check(config, source, resume, overwrite)
     baseline = _fit_baseline_logged(splits, config)
     keras.utils.set_random_seed(config.seed)
@@ -258,7 +264,8 @@ def _train_in(
         _watch_preemption(trainer, strategy, source)
     history = restore(trainer, source) if resume else []
     history = trainer.fit(history)
-    return _finish(trainer, history, splits, baseline, run_dir, strategy.num_replicas_in_sync)
+    replicas = strategy.num_replicas_in_sync
+    return _finish(trainer, history, splits, baseline, run_dir, replicas, chief)
 
 
 def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bool):
@@ -291,13 +298,21 @@ def _fit_baseline_logged(splits, config: RunConfig):
     return baseline
 
 
-def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas: int):
-    """Compare the kept epoch with the baseline, write the report, gather the result."""
+def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas: int, chief: bool):
+    """Compare the kept epoch with the baseline, write the report, gather the result.
+
+    Only the chief reports: a non-chief worker's run folder is scratch, removed when it
+    ends, and after a resume it holds no kept weights when no later epoch beat the one
+    the chief kept (its kept weights are the chief's, in the run): nothing to load there.
+    """
     kept = history[int(trainer.kept.numpy()) - 1]
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
-    # The kept weights, into the model in memory: the report scores the splits in hand.
-    report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
-    logger.info("report: %s", report.path)
+    test_metrics = None
+    if chief:
+        # The kept weights, into the model in memory: the report scores the splits in hand.
+        report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
+        logger.info("report: %s", report.path)
+        test_metrics = report.metrics.get("test")
     traces = {
         "train_step": trainer.train_step.experimental_get_tracing_count(),
         "eval_step": trainer.eval_step.experimental_get_tracing_count(),
@@ -306,7 +321,7 @@ def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas
         run_dir,
         history,
         kept["val_accuracy"],
-        report.metrics.get("test"),
+        test_metrics,
         replicas=replicas,
         traces=traces,
         kept_epoch=kept["epoch"],
