@@ -132,3 +132,41 @@ def test_the_resolved_stage_is_what_config_json_records(tmp_path, tiny_data):
     rows = "".join(f"t{i} a b,{'x,y' if i % 2 else 'x'}\n" for i in range(20))
     multilabel.write_text("text,label\n" + rows.replace(",x,y", ',"x,y"'))
     assert resolved(multilabel, task="multilabel", label_sep=",") == 0
+
+
+def test_one_bar_on_a_terminal_counts_the_stage_and_every_epoch(tmp_path, tiny_data, tiny_encoder):
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    args = [str(tiny_data), "--out", str(out), "--model", tiny_encoder, "--seq-len", "32"]
+    args += ["--epochs", "2", "--batch-size", "8", "--contrastive", "2"]
+    leader, follower = pty.openpty()  # stderr a terminal, as a user's
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bertclf", "train", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait() == 0, seen[-2000:]
+    text = seen.decode("utf-8", "replace")
+    stage = json.loads((out / "contrastive.json").read_text())["steps"]
+    total = stage + 2 * 4  # 30 training texts in batches of 8: 4 steps an epoch
+    totals = {
+        (desc, int(t))
+        for desc, t in re.findall(r"(contrastive|epoch \d/2)\S*\s.*?\d+/(\d+) ", text)
+    }
+    assert {t for _, t in totals} == {total}, totals  # one bar, one total: the run's
+    assert {d.split()[0] for d, _ in totals} == {"contrastive", "epoch"}

@@ -80,7 +80,8 @@ def chromium_binary():
     return found
 
 
-def test_report_renders_in_headless_chromium(run_with_test, tmp_path):
+def screenshot(page, tmp_path, width: int) -> np.ndarray:
+    """The page as headless Chromium draws it in a window `width` pixels wide: RGB ints."""
     chromium = chromium_binary()
     if chromium is None:
         # In CI (root, apt) chromium is always installable: a missing browser is a failure.
@@ -100,15 +101,19 @@ def test_report_renders_in_headless_chromium(run_with_test, tmp_path):
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--hide-scrollbars",
-            "--window-size=1100,2600",
+            f"--window-size={width},2600",
             f"--screenshot={shot}",
-            (run_with_test / "report.html").as_uri(),
+            page.as_uri(),
         ],
         capture_output=True,
         timeout=120,
         check=True,
     )
-    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    return np.asarray(Image.open(shot).convert("RGB")).astype(int)
+
+
+def test_report_renders_in_headless_chromium(run_with_test, tmp_path):
+    pixels = screenshot(run_with_test / "report.html", tmp_path, 1100)
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     # The curves are drawn in matplotlib's red and blue, the confusion matrices in Blues:
     # such pixels appear only if the embedded images were decoded and displayed.
@@ -116,3 +121,23 @@ def test_report_renders_in_headless_chromium(run_with_test, tmp_path):
     curve_red = (r > 180) & (g < 60) & (b < 60)
     assert dark_blue.sum() > 500, dark_blue.sum()
     assert curve_red.sum() > 100, curve_red.sum()
+
+
+def test_report_uses_a_wide_window_and_says_which_epoch_it_kept(run_with_test, tmp_path):
+    pixels = screenshot(run_with_test / "report.html", tmp_path, 1600)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    dark_blue = (b > 90) & (r < 40) & (g < 80)  # the confusion matrices' darkest cells
+    rows = np.flatnonzero(dark_blue.any(axis=1))
+    band = dark_blue[rows.min() : rows.max() + 1]
+    # The validation and test matrices side by side: dark cells in both halves of one band.
+    assert band[:, :800].sum() > 100 and band[:, 800:].sum() > 100
+    curve_red = (r > 180) & (g < 60) & (b < 60)
+    columns = np.flatnonzero(curve_red.any(axis=0))
+    assert columns.max() - columns.min() > 600  # the curves across the page, not 40% of it
+    page = (run_with_test / "report.html").read_text()
+    assert "<th>best so far</th><th>kept</th>" in page
+    assert page.count("<td>kept</td>") == 1
+    for repr_ in ("<td>None</td>", "<td>[]</td>", "<td>()</td>", "site-packages"):
+        assert repr_ not in page, repr_
+    with Image.open(run_with_test / "curves.png") as img:
+        assert img.size[0] > 2 * img.size[1]  # the panels side by side

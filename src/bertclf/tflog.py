@@ -59,6 +59,7 @@ class StderrFilter:
     def __init__(self) -> None:
         sys.stderr.flush()
         self._saved = os.dup(2)  # the real stderr
+        self.terminal = os.isatty(self._saved)
         read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
         os.close(write_end)
@@ -161,3 +162,14 @@ def shown(verbose: bool):
     finally:
         logger.removeHandler(handler)
         logger.level, logger.propagate = saved
+
+
+def stderr_is_terminal() -> bool:
+    """Whether the user's stderr is a terminal, also while the filter stands in for it
+    (a pipe, to everyone who asks fd 2): progress bars are drawn only there."""
+    if _ACTIVE:
+        return _ACTIVE[0].terminal
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

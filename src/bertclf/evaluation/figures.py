@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from bertclf.fileio import atomic_path  # noqa: E402
@@ -22,6 +23,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _integer_bins(values, most: int = 60) -> np.ndarray:
+    """Bin edges on whole numbers, at most `most` bins: a count never straddles two bars,
+    and a narrow range does not become hairlines."""
+    low, high = int(np.min(values)), int(np.max(values)) + 1
+    width = max(1, int(np.ceil((high - low) / most)))
+    return np.arange(low, high + width, width) - 0.5
+
+
 def plot_word_counts(words_by_class: dict[str, np.ndarray], path: Path) -> Path:
     """One histogram panel of words per document for each class."""
     n = len(words_by_class)
@@ -29,7 +38,8 @@ def plot_word_counts(words_by_class: dict[str, np.ndarray], path: Path) -> Path:
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
     for ax, (name, words) in zip(axes.flat, words_by_class.items(), strict=False):
-        ax.hist(words, bins=50, color="tab:blue")
+        ax.hist(words, bins=_integer_bins(words), color="tab:blue", edgecolor="white")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{name} word counts ({len(words)} documents)")
         ax.set_xlabel("words per document")
         ax.set_ylabel("documents")
@@ -42,7 +52,8 @@ def plot_word_counts(words_by_class: dict[str, np.ndarray], path: Path) -> Path:
 def plot_token_counts(tokens: np.ndarray, suggested: dict[str, Any], path: Path) -> Path:
     """Histogram of WordPiece tokens per document, the suggested --seq-len marked."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.hist(tokens, bins=60, color="tab:gray")
+    ax.hist(tokens, bins=_integer_bins(tokens), color="tab:gray", edgecolor="white")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # documents are counted whole
     cut = suggested["seq_len"]
     ax.axvline(
         cut,
@@ -57,11 +68,23 @@ def plot_token_counts(tokens: np.ndarray, suggested: dict[str, Any], path: Path)
     return _save(fig, path)
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
-    """Training and validation loss and accuracy per epoch."""
+def plot_curves(
+    history: list[dict[str, float]],
+    path: Path,
+    baseline_f1: float | None = None,
+    kept_epoch: int | None = None,
+    multilabel: bool = False,
+) -> Path:
+    """Side by side: loss, accuracy (single-label) and the selection metric, validation
+    macro-F1, with the linear baseline's as a dashed line and the kept epoch marked.
+
+    A multi-label run shows loss and macro-F1 only: its subset accuracy (the whole label
+    set right) is no headline.
+    """
     epochs = [r["epoch"] for r in history]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for ax, key, title in ((top, "loss", "Loss"), (bottom, "accuracy", "Accuracy")):
+    panels = ["loss"] if multilabel else ["loss", "accuracy"]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.2 * (len(panels) + 1), 3.8))
+    for ax, key in zip(axes, panels, strict=False):
         ax.plot(
             epochs,
             [r[f"train_{key}"] for r in history],
@@ -76,11 +99,38 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
             color="tab:blue",
             label=f"validation {key}",
         )
-        ax.set_title(f"Training and validation {key}")
-        ax.set_ylabel(title)
-        ax.legend()
-    bottom.set_xlabel("epoch")
-    bottom.set_xticks(epochs)
+        ax.set_title(key.capitalize())
+    ax = axes[-1]
+    ax.plot(
+        epochs,
+        [r["val_macro_f1"] for r in history],
+        "o-",
+        color="tab:blue",
+        label="validation macro-F1 (selects the kept epoch)",
+    )
+    if baseline_f1 is not None:
+        ax.axhline(
+            baseline_f1,
+            color="tab:gray",
+            linestyle="--",
+            label=f"linear baseline, validation ({baseline_f1:.3f})",
+        )
+    if kept_epoch is not None:
+        kept = next(r for r in history if r["epoch"] == kept_epoch)
+        ax.plot(
+            [kept_epoch],
+            [kept["val_macro_f1"]],
+            marker="*",
+            markersize=16,
+            color="tab:orange",
+            linestyle="none",
+            label=f"kept: epoch {kept_epoch}",
+        )
+    ax.set_title("Validation macro-F1")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize="small")
     fig.tight_layout()
     return _save(fig, path)
 

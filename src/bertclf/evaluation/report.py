@@ -128,7 +128,10 @@ def write_run_report(
     run = run or load_run(run_dir)
     cfg = run.config
     history = read_json(run.path / "history.json")
-    images = {"Training curves": plot_curves(history, run.path / "curves.png")}
+    kept = kept_epoch(history)
+    baseline_f1 = history[-1].get("baseline_val_macro_f1") if history else None
+    curves = plot_curves(history, run.path / "curves.png", baseline_f1, kept, run.multilabel)
+    images = {"Training curves": curves}
     splits = splits or load_splits(cfg.data, cfg.seed)
     parts = [("validation", splits.val)]
     if test:
@@ -155,6 +158,12 @@ def write_run_report(
     return RunReport(run.path / "report.html", metrics)
 
 
+def kept_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The kept epoch: the last that improved the selection key (a row's "kept" says it
+    was the best so far when it ran; the last such row is the one kept)."""
+    return max((r["epoch"] for r in history if r.get("kept")), default=None)
+
+
 def _read_if_there(path: Path):
     return read_json(path) if path.is_file() else None
 
@@ -177,10 +186,11 @@ def _score_parts(run, parts, images: dict[str, Path]):
     return metrics, mistakes
 
 
-def _img(path: Path, alt: str) -> str:
+def _img(path: Path, alt: str, wide: bool = False) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
-        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figure{' class=wide' if wide else ''}>"
+        f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{html.escape(alt)}</figcaption></figure>"
     )
 
@@ -228,25 +238,43 @@ def _per_class_html(split: str, m: dict[str, Any]) -> str:
     return f"<h3>{html.escape(split)}: per label</h3>" + averages + _table(header, rows)
 
 
+def _setting(value: Any) -> str:
+    """A setting as the command line spells it: none for None or an empty list, lists
+    comma-separated, not Python's reprs."""
+    if value is None or value == [] or value == ():
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
 def _config_rows(meta: dict[str, Any]) -> list[list[Any]]:
-    rows = [
-        [f"{section}.{k}", v]
-        for section in ("data", "model", "train")
-        for k, v in meta["config"][section].items()
-    ]
+    config = meta["config"]
+    multilabel = config["data"].get("task") == "multilabel"
+    rows = []
+    for section in ("data", "model", "train"):
+        for k, v in config[section].items():
+            if section == "model" and k == "head" and multilabel:
+                v = "sigmoid per label (--task multilabel)"  # `head` applies to single-label
+            rows.append([f"{section}.{k}", _setting(v)])
+    encoder = meta["encoder"]
+    # The package's checkpoint lives inside a virtualenv: its path says nothing to a reader.
+    source = Path(encoder["source"]).name if encoder.get("kind") == "package" else encoder["source"]
     rows += [
-        ["seed", meta["config"]["seed"]],
+        ["seed", config["seed"]],
         ["labels", ", ".join(meta["labels"])],
-        ["encoder", f"{meta['encoder']['name']} ({meta['encoder']['source']})"],
+        ["encoder", f"{encoder['name']} ({source})"],
     ]
     return rows
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1400px;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;
-padding:.25rem .6rem;text-align:left}th{background:#f3f3f3}figure{margin:1rem 0}
-img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9rem}
+padding:.25rem .6rem;text-align:left}th{background:#f3f3f3}
+.figures{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+figure{margin:0;flex:1 1 420px}figure.wide{flex-basis:100%}
+img{width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9rem}
 """
 
 
@@ -262,9 +290,13 @@ def render_html(
 ) -> str:
     """One self-contained page: images are embedded as data: URIs. `stage`: the
     contrastive stage's figures (contrastive.json), when it ran."""
-    kept = next((r["epoch"] for r in reversed(history) if r.get("kept")), "?")
+    kept = kept_epoch(history) or "?"
     hist, wrong = _stage_html(stage) + _history_html(history), _mistakes_html(mistakes)
-    figures = "".join(_img(path, alt) for alt, path in images.items())
+    # The curves across the page; the confusion matrices side by side under them.
+    figures = "".join(
+        _img(path, alt, wide=alt == "Training curves") for alt, path in images.items()
+    )
+    figures = f'<div class="figures">{figures}</div>'
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>bertclf report: {html.escape(name)}</title><style>{STYLE}</style></head>"
@@ -289,11 +321,16 @@ def _stage_html(stage: dict[str, Any] | None) -> str:
 
 
 def _history_html(history: list[dict[str, float]]) -> str:
-    head = ["epoch", "kept", "train loss", "train acc", "val loss", "val acc", "val macro-F1"]
+    """One row an epoch. "best so far": the epoch improved the selection key when it ran;
+    "kept": the one whose weights the run keeps (the last best so far)."""
+    kept = kept_epoch(history)
+    head = ["epoch", "best so far", "kept", "train loss", "train acc", "val loss", "val acc"]
+    head.append("val macro-F1")
     rows = [
         [
             r["epoch"],
-            "kept" if r.get("kept") else "",
+            "yes" if r.get("kept") else "",
+            "kept" if r["epoch"] == kept else "",
             r["train_loss"],
             r["train_accuracy"],
             r["val_loss"],
@@ -310,8 +347,25 @@ def _history_html(history: list[dict[str, float]]) -> str:
 def _mistakes_html(mistakes: list[dict[str, Any]]) -> str:
     if not mistakes:
         return "<p>No mistakes.</p>"
-    head = ["split", "true", "predicted", "probability", "text"]
+    multilabel = any(isinstance(m["true"], list) for m in mistakes)
+    # Multi-label: the probability of the label decided most confidently wrong (furthest
+    # from its threshold); single-label: of the predicted class.
+    score = "probability of the worst label" if multilabel else "probability"
+    head = ["split", "true", "predicted", score, "text"]
     rows = [
-        [m["split"], m["true"], m["predicted"], m["probability"], m["text"][:160]] for m in mistakes
+        [m["split"], _labels(m["true"]), _labels(m["predicted"]), m["probability"], m["text"][:160]]
+        for m in mistakes
     ]
-    return _table(head, rows)
+    note = (
+        "<p>A text is listed when its label set is wrong; the probability is that of its "
+        "label decided most confidently wrong (the furthest from that label's threshold).</p>"
+        if multilabel
+        else ""
+    )
+    return note + _table(head, rows)
+
+
+def _labels(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(value) or "(none)"
+    return str(value)

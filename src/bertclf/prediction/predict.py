@@ -28,6 +28,7 @@ from bertclf.errors import DataError, RunError
 from bertclf.fileio import atomic_path
 from bertclf.model import rundir
 from bertclf.prediction.predictor import Predictor
+from bertclf.tflog import stderr_is_terminal
 
 # ------------------------------------------------------------------ results
 
@@ -135,7 +136,7 @@ def predict_input(config: PredictConfig, out: TextIO | None = None) -> int:
     predictor = load_predictor(config.model)
     size = Path(config.input).stat().st_size if config.input else 0
     # A progress bar, by bytes read, for inputs over 1 MiB (and only on a terminal).
-    disable = None if size > 2**20 else True
+    disable = not (size > 2**20 and stderr_is_terminal())
     count = 0
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(tqdm(total=size, unit="B", unit_scale=True, disable=disable))

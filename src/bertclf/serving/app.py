@@ -229,7 +229,9 @@ def create_app(
         await repo.close()  # answer what is queued, then end the model processes
 
     routes = [
-        Route("/v1/models/{rest:path}", h.models, methods=["GET", "POST"]),
+        # Every method reaches the handler, which answers a 405 naming the one method its
+        # route takes (Starlette's own 405 would list the union of every route's).
+        Route("/v1/models/{rest:path}", h.models, methods=None),
         Route("/healthz", h.healthz, methods=["GET"]),
         Route("/metrics", h.metrics_text, methods=["GET"]),
         Route("/openapi.json", h.openapi, methods=["GET"]),

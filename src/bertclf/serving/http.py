@@ -69,13 +69,21 @@ class GuardedH11Protocol(H11Protocol):
 
 
 def limit_headers(app):
-    """ASGI middleware: 431 for more than MAX_HEADERS header lines or MAX_HEADER_BYTES."""
+    """ASGI middleware: 431 for more than MAX_HEADERS header lines, or for a request line and
+    headers over MAX_HEADER_BYTES together (h11 bounds only what arrives in pieces, and
+    counts the request line apart: a 100 KB URL was served)."""
 
     async def guarded(scope, receive, send):
         headers = scope.get("headers", []) if scope["type"] == "http" else []
         size = sum(len(k) + len(v) + 4 for k, v in headers)
+        if scope["type"] == "http":  # METHOD SP target SP HTTP/1.1 CRLF
+            target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+            size += len(scope["method"]) + len(target) + 12
         if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
-            message = f"request headers over {MAX_HEADERS} lines or {MAX_HEADER_BYTES} bytes"
+            message = (
+                f"request line and headers over {MAX_HEADER_BYTES} bytes, or headers over "
+                f"{MAX_HEADERS} lines"
+            )
             body = json.dumps({"error": message}).encode()
             headers = [(b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 431, "headers": headers})

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from bertclf.config.run import RunConfig
 from bertclf.config.train import TrainConfig
@@ -40,12 +39,19 @@ from bertclf.model import rundir
 from bertclf.model.preprocessing import trim_to_bucket
 from bertclf.training.optimization import make_optimizer
 from bertclf.training.pipeline import EpochDataset, bucket_width
+from bertclf.training.trainer import steps_bar
 
 logger = logging.getLogger(__name__)
 
 PAIR_BATCH = 16  # SetFit's default batch size (pairs)
 PAIR_LR = 2e-5  # SetFit's default body learning rate
 PAIR_WARMUP = 0.1  # SetFit's default warm-up proportion
+
+
+def stage_steps(labels, iterations: int) -> int:
+    """How many optimizer steps the stage takes (`draw_pairs`' rows in batches)."""
+    pairs = iterations * len(labels) * (2 if len(set(labels)) > 1 else 1)
+    return math.ceil(pairs / PAIR_BATCH)
 
 
 def draw_pairs(labels, iterations: int, seed: int) -> np.ndarray:
@@ -82,13 +88,15 @@ class ContrastiveStage:
         self.model, self.preprocessor, self.bucket = model, preprocessor, bucket
         self.train_config = train_config
 
-    def run(self, packed: dict, labels, iterations: int, seed: int, progress: bool) -> dict:
+    def run(self, packed: dict, labels, iterations: int, seed: int, progress) -> dict:
         """Train on the pairs; returns {pairs, steps, seconds, first_loss, last_loss}.
 
         Args:
             packed: the training texts as packed once for the run (`EpochDataset.packed`:
                 dict of [n, seq_len]); a step gathers its pairs' rows.
             labels: [n] class ids.
+            progress: a bool (a bar of its own, on a terminal), or the run's bar to advance
+                (`bertclf.training.trainer.steps_bar`).
         """
         pairs = draw_pairs(labels, iterations, seed)
         steps = math.ceil(len(pairs) / PAIR_BATCH)
@@ -107,13 +115,13 @@ class ContrastiveStage:
             + [tf.TensorSpec([None], tf.float32)],
         )
         start, losses = time.perf_counter(), []
-        bar = tqdm(
-            range(steps), desc="contrastive", disable=None if progress else True, unit="step"
-        )
-        for s in bar:
+        bar = progress if hasattr(progress, "update") else steps_bar(steps, progress)
+        bar.set_description("contrastive")
+        for s in range(steps):
             batch = pairs[s * PAIR_BATCH : (s + 1) * PAIR_BATCH]
             a, b = (tf.constant(batch[:, k], tf.int32) for k in (0, 1))
             losses.append(float(step(a, b, tf.constant(batch[:, 2], tf.float32))))
+            bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         window = max(1, min(50, steps // 10))  # the loss of single batches is noisy
         return {

@@ -32,10 +32,16 @@ from bertclf.fileio import write_json
 from bertclf.model import encoders, rundir
 from bertclf.model.classifier import build_classifier
 from bertclf.training import cluster, hardware
-from bertclf.training.contrastive import contrastive_stage
+from bertclf.training.contrastive import contrastive_stage, stage_steps
 from bertclf.training.optimization import inner, make_optimizer
 from bertclf.training.pipeline import EpochDataset
-from bertclf.training.trainer import Trainer, check_checkpoint, latest_checkpoint, restore
+from bertclf.training.trainer import (
+    Trainer,
+    check_checkpoint,
+    latest_checkpoint,
+    restore,
+    steps_bar,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -244,9 +250,13 @@ def _train_in(
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
     # The training split, tokenized and packed once for the stage and the loop alike.
     train_data = EpochDataset.for_run(splits.train, preprocessor, config.train)
+    bar = None
     if config.train.contrastive and not (resume and latest_checkpoint(source)):
         labels = splits.train.labels
-        contrastive_stage(config, train_data, labels, model, preprocessor, run_dir, progress)
+        # One bar for the stage and every epoch after it: the ETA is the run's.
+        loop = config.train.epochs * math.ceil(len(splits.train) / config.train.batch_size)
+        bar = steps_bar(stage_steps(labels, config.train.contrastive) + loop, progress)
+        contrastive_stage(config, train_data, labels, model, preprocessor, run_dir, bar)
     trainer = Trainer(
         config,
         splits,
@@ -260,6 +270,7 @@ def _train_in(
         baseline.validation["macro_f1"],
         train_data,
     )
+    trainer.bar = bar
     if config.train.strategy == "multiworker":
         _watch_preemption(trainer, strategy, source)
     history = restore(trainer, source) if resume else []

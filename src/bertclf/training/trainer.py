@@ -31,10 +31,24 @@ from bertclf.fileio import atomic_path, ensure_room, file_sha256, read_json, wri
 from bertclf.model import rundir
 from bertclf.model.preprocessing import TextPreprocessor
 from bertclf.prediction import trained_run as run_lib
+from bertclf.tflog import stderr_is_terminal
 from bertclf.training.optimization import WeightAverage, current_lr, moments
 from bertclf.training.pipeline import EpochDataset, grouped_order, shuffled_order
 
 logger = logging.getLogger(__name__)
+
+
+def steps_bar(total: int, progress: bool, initial: int = 0):
+    """One bar over every optimizer step of a run (the contrastive stage's included), so
+    its ETA is the whole run's, as Hugging Face's Trainer and setfit show; drawn only
+    where the user's stderr is a terminal (`bertclf.tflog.stderr_is_terminal`)."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not (progress and stderr_is_terminal()),
+        unit="step",
+        dynamic_ncols=True,
+    )
 
 
 class Trainer:
@@ -59,6 +73,9 @@ class Trainer:
         self.baseline_macro_f1 = baseline_macro_f1
         self.model, self.preprocessor, self.optimizer = model, preprocessor, optimizer
         self.run_dir, self.progress = run_dir, progress
+        # The run's progress bar: set by `train()` when the contrastive stage shares it,
+        # else made by `fit()`.
+        self.bar = None
         self.bucketing = config.train.bucketing == "on"
         self.multilabel = config.data.multilabel
         self.val_thresholds = None  # multilabel: decided at each validation
@@ -216,16 +233,9 @@ class Trainer:
         ds = self._dataset(self.splits.train, self._train_order(epoch)).skip(done)
         totals, before = self.epoch_sums.read_value(), self.epoch_sums.numpy()
         every = self.cfg.train.checkpoint_every
-        bar = tqdm(
-            self._distribute(ds),
-            total=self.steps_per_epoch,
-            initial=done,
-            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
-            disable=None if self.progress else True,  # None: a bar only on a terminal
-            leave=False,
-            unit="step",
-        )
-        for batch in bar:
+        bar = self.bar or steps_bar(self.steps_per_epoch, False)
+        bar.set_description(f"epoch {epoch + 1}/{self.cfg.train.epochs}")
+        for batch in self._distribute(ds):
             totals += self.run_step(batch)
             self.epoch_sums.assign(totals)
             step = int(self.step_in_epoch.assign_add(1).numpy())
@@ -234,6 +244,7 @@ class Trainer:
             if due and step < self.steps_per_epoch:
                 self.save()
             loss, correct, n = totals.numpy()[:3]
+            bar.update(1)
             bar.set_postfix(loss=f"{loss / n:.4f}", acc=f"{correct / n:.4f}")
         loss, correct, n, real, padded = totals.numpy()
         return {
@@ -289,6 +300,15 @@ class Trainer:
         stopper = policy.Stopper(self.cfg.train.patience)
         for row in history:  # a resumed run: count the epochs since the kept one
             stopper.update(bool(row.get("kept")))
+        if self.bar is None:  # one bar over the run's steps (a resumed run: from its own)
+            done = int(self.epoch.numpy()) * self.steps_per_epoch + int(self.step_in_epoch.numpy())
+            self.bar = steps_bar(self.cfg.train.epochs * self.steps_per_epoch, self.progress, done)
+        try:
+            return self._fit(history, stopper)
+        finally:
+            self.bar.close()
+
+    def _fit(self, history: list[dict[str, float]], stopper) -> list[dict[str, float]]:
         for epoch in range(int(self.epoch.numpy()), self.cfg.train.epochs):
             start = time.perf_counter()
             train_m = self.run_epoch(epoch)
