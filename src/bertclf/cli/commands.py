@@ -305,7 +305,7 @@ def cmd_score(a) -> int:
         # its copy of a failed step's traceback: the error itself ends as one line (main).
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda r: "apache_beam" not in r.pathname)
-    require_beam()  # one line on how to install it, before anything else
+    require_beam(a.full_argv)  # on in .venv-beam when there is one; else how to make it
     export_info(config.model)
     from bertclf.prediction.scoring import score
 

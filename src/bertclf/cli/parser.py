@@ -345,6 +345,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args = command.parse_intermixed_args(rest)
     args.command = argv[at]
     args.argv = rest  # what a launcher passes on (train --local-workers)
+    args.full_argv = [*argv[:at], argv[at], *rest]  # all of it (score re-runs in .venv-beam)
     args.quiet = args.quiet or top.quiet
     args.verbose = args.verbose or top.verbose
     return args

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -40,15 +41,30 @@ from bertclf.prediction.predictor import probabilities_to_predictions
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "bertclf score needs Apache Beam: pip install 'bertclf[beam]'"
+INSTALL_HINT = (
+    "bertclf score needs Apache Beam, which pins an older protobuf than this environment's: "
+    "run 'make setup-beam' (it makes .venv-beam beside .venv; bertclf score then runs there "
+    "by itself), or install 'bertclf[beam]' into an environment of its own"
+)
 
 
-def require_beam() -> None:
-    """ConfigError (one line: how to install it) when Apache Beam is not installed."""
+def beam_python() -> Path | None:
+    """The Beam environment's Python beside this one (`make setup-beam`'s .venv-beam)."""
+    python = Path(sys.prefix).parent / ".venv-beam" / "bin" / "python"
+    return python if python.is_file() and Path(sys.prefix) != python.parents[1] else None
+
+
+def require_beam(argv: list[str] | None = None) -> None:
+    """Go on where Apache Beam imports; else run `argv` again with the Beam environment's
+    Python (this process is replaced) when there is one; else ConfigError saying how to
+    make one."""
     try:
         import apache_beam  # noqa: F401
     except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
+        python = beam_python()
+        if python is None or argv is None:
+            raise ConfigError(INSTALL_HINT) from None
+        os.execv(python, [str(python), "-m", "bertclf", *argv])
 
 
 def export_info(model: str) -> tuple[Path, list[str], list[float] | None]:
