@@ -127,9 +127,12 @@ def test_train_evaluate_predict_end_to_end(capsys, tmp_path, tiny_data, tiny_enc
         ["refund my invoice", "the app crash error"],
     ):
         assert main(["predict", str(out), *args, "--json"]) == 0
-        outputs.append(capsys.readouterr().out)
+        outputs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    # A one-text-per-line file's ids are its line numbers (the blank line counts); JSONL rows
+    # without an id field and texts given as arguments have none. The rest is the same.
+    assert [r.pop("id") for r in outputs[0]] == [1, 3]
     assert outputs[0] == outputs[1] == outputs[2]
-    rows = [json.loads(line) for line in outputs[0].splitlines()]
+    rows = outputs[0]
     assert [r["text"] for r in rows] == ["refund my invoice", "the app crash error"]
     for r in rows:
         assert list(r["probabilities"]) == ["billing", "bug", "feature"]
@@ -193,7 +196,8 @@ def test_options_anywhere(command):
     from bertclf.cli.parser import parse_args
 
     a, b = (vars(parse_args(argv)) for argv in ORDERS[command])
-    a.pop("argv"), b.pop("argv")  # the raw arguments, kept for `train --local-workers`
+    for raw in ("argv", "full_argv"):  # the raw arguments (train --local-workers, score)
+        a.pop(raw), b.pop(raw)
     assert a == b
     if command == "predict":
         assert a["texts"] == ["one text", "two"] and a["json"] is True

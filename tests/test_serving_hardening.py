@@ -104,7 +104,7 @@ def test_405_names_the_allowed_method_and_header_limits(server):
     assert server.client.get("/healthz", headers=many).status_code == 431
     r = server.client.get("/healthz", headers={"x-big": "a" * 20_000})
     assert r.status_code == 431
-    assert server.client.get("/v1/models/tickets?" + "q" * 100_000).status_code == 431
+    assert server.client.get("/v1/models/tickets?" + "q" * 20_000).status_code == 431
 
 
 def test_half_open_connections_are_closed(server):
@@ -272,12 +272,11 @@ def test_a_client_that_leaves_mid_body_is_its_own_event_not_a_server_error(base)
                     b'{"instances": ["half'
                 )
                 time.sleep(0.2)  # the server is reading the body when the client leaves
-        time.sleep(0.5)
-        metrics = s.client.get("/metrics").text
-        assert re.search(
-            r'bertclf_requests_total\{(code="499",route="predict"|route="predict",code="499")\} 5',
-            metrics,
-        ), metrics
+        pattern = r'bertclf_requests_total\{(code="499",route="predict"|route="predict",code="499")\} 5'
+        deadline = time.monotonic() + 20  # the server notices each departure on its own time
+        while not re.search(pattern, metrics := s.client.get("/metrics").text):
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.2)
         assert 'code="500"' not in metrics
     finally:
         s.stop()

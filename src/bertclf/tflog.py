@@ -144,10 +144,10 @@ def quiet():
 def shown(verbose: bool):
     """bertclf's own lines (labels, split, budget, the baseline, each epoch, the kept one)
     on stderr during one API call, as the CLI shows them, unless the caller configured
-    logging (then theirs decides) or passed `verbose=False`. Nothing stays configured
-    after the call."""
+    logging or set the "bertclf" logger's level (then theirs decides: the CLI sets it from
+    --quiet) or passed `verbose=False`. Nothing stays configured after the call."""
     logger = logging.getLogger("bertclf")
-    if not verbose or logger.handlers or USER_LOGGING:
+    if not verbose or logger.handlers or logger.level != logging.NOTSET or USER_LOGGING:
         yield
         return
     handler = logging.StreamHandler()

@@ -203,6 +203,9 @@ class Handlers:
         return JSONResponse(openapi_document(self.limits.max_instances))
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 async def _not_found(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 404:
         return error_response(NotFound(f"Malformed request: {request.method} {request.url.path}"))
@@ -230,8 +233,9 @@ def create_app(
 
     routes = [
         # Every method reaches the handler, which answers a 405 naming the one method its
-        # route takes (Starlette's own 405 would list the union of every route's).
-        Route("/v1/models/{rest:path}", h.models, methods=None),
+        # route takes (Starlette's own 405 would list the union of every route's). Listed:
+        # Starlette reads methods=None on a function endpoint as GET only.
+        Route("/v1/models/{rest:path}", h.models, methods=HTTP_METHODS),
         Route("/healthz", h.healthz, methods=["GET"]),
         Route("/metrics", h.metrics_text, methods=["GET"]),
         Route("/openapi.json", h.openapi, methods=["GET"]),
