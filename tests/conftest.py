@@ -155,7 +155,8 @@ def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
             data=DataConfig(str(data)),
             out=str(root / f"run{seed}"),
             model=ModelConfig(model=tiny_encoder, seq_len=32),
-            train=TrainConfig(epochs=2, batch_size=8, lr=1e-3),
+            # No contrastive stage: these runs are exported and served, not studied.
+            train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0),
             seed=seed,
         )
         train(cfg, progress=False)

@@ -105,22 +105,23 @@ def test_two_local_workers_train_what_one_worker_trains(tiny_data, tiny_encoder,
         timeout=600,
     )
     assert two.returncode == 0, two.stderr[-3000:]
-    # Resumed with nothing left to train, so no later epoch beats the kept one: the
-    # non-chief's fresh scratch folder then holds no kept weights (it exited 1 here).
-    before = (tmp_path / "two" / "history.json").read_text()
-    again = run_cli(
-        "train",
-        *common,
-        "--out",
-        str(tmp_path / "two"),
-        "--local-workers",
-        "2",
-        "--resume",
-        env=env,
-        timeout=600,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert (tmp_path / "two" / "history.json").read_text() == before  # the chief's run, as it was
+    if "chunk" not in shape:  # the resume path is the same for both shapes
+        # Resumed with nothing left to train, so no later epoch beats the kept one: the
+        # non-chief's fresh scratch folder then holds no kept weights (it exited 1 here).
+        before = (tmp_path / "two" / "history.json").read_text()
+        again = run_cli(
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+            "--local-workers",
+            "2",
+            "--resume",
+            env=env,
+            timeout=600,
+        )
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert (tmp_path / "two" / "history.json").read_text() == before  # the chief's, as it was
     one = run_cli("train", *common, "--out", str(tmp_path / "one"), timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     h2 = json.loads((tmp_path / "two" / "history.json").read_text())

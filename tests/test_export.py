@@ -40,7 +40,7 @@ def trained(tmp_path_factory, tiny_encoder):
         data=DataConfig(str(data)),
         out=str(root / "tickets"),
         model=ModelConfig(model=tiny_encoder, seq_len=32, clean=("email",)),
-        train=TrainConfig(epochs=2, batch_size=8, lr=1e-3),
+        train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0),
     )
     train(cfg, progress=False)
     return root / "tickets"
@@ -445,7 +445,7 @@ def test_a_bf16_run_exports_with_float32_compute(tmp_path, tiny_encoder):
         data=DataConfig(str(data)),
         out=str(tmp_path / "bf16run"),
         model=ModelConfig(model=tiny_encoder, seq_len=32),
-        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, precision="bf16"),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, precision="bf16", contrastive=0),
     )
     train(cfg, progress=False)
     run = tmp_path / "bf16run"
@@ -483,7 +483,7 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
         data=DataConfig(str(data)),
         out=str(tmp_path / "ht"),
         model=ModelConfig(model=tiny_encoder, seq_len=16, truncate="head_tail"),
-        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, contrastive=0),
     )
     train(cfg, progress=False)
     result = export_lib.export(tmp_path / "ht", tmp_path / "m")  # audits tfserving-2.19
@@ -513,7 +513,7 @@ def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encod
         data=DataConfig(str(data)),
         out=str(tmp_path / "chunk"),
         model=model_cfg,
-        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3),
+        train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, contrastive=0),
     )
     train(cfg, progress=False)
     result = export_lib.export(tmp_path / "chunk", tmp_path / "m")  # audits tfserving-2.19

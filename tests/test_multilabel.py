@@ -201,7 +201,7 @@ def ml_run(tmp_path_factory, tiny_encoder):
         data=DataConfig(str(data), test=str(test), label_field="labels", task="multilabel"),
         out=str(root / "run"),
         model=ModelConfig(model=tiny_encoder, seq_len=32),
-        train=TrainConfig(epochs=3, batch_size=8, lr=1e-3),
+        train=TrainConfig(epochs=3, batch_size=8, lr=1e-3, contrastive=0),
         seed=3,
     )
     result = train(cfg, progress=False)

@@ -116,6 +116,8 @@ def server(base):
         "64",
         "--max-body-mb",
         "1",
+        "--body-timeout",  # the hot-load test holds a body open across an export
+        "300",
     )
     s.wait_for("tickets", 1)
     yield s

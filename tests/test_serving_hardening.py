@@ -32,7 +32,9 @@ def base(runs, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(base):
-    s = Server(base, "--poll", "0.2", "--max-batch", "4", "--header-timeout", "1")
+    s = Server(
+        base, "--poll", "0.2", "--max-batch", "4", "--header-timeout", "1", "--body-timeout", "2"
+    )
     s.wait_for("tickets", 1)
     yield s
     s.stop()
@@ -121,6 +123,29 @@ def test_half_open_connections_are_closed(server):
     assert server.client.get("/healthz").status_code == 200
 
 
+def test_a_trickled_body_is_timed_out(server):
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(
+            b"POST /v1/models/tickets:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
+        s.settimeout(0.3)
+        reply = b""
+        while time.monotonic() - start < 15 and not reply.endswith(b"}"):
+            try:
+                s.sendall(b" ")  # a byte at a time, never the whole body
+                reply += s.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+    took = time.monotonic() - start
+    assert reply.startswith(b"HTTP/1.1 408 "), reply
+    assert b"--body-timeout" in reply and 1.5 < took < 6, (reply, took)
+    assert server.client.get("/healthz").status_code == 200
+
+
 def test_large_requests_do_not_starve_small_ones(server):
     big = {"instances": [f"{TEXTS[i % 3]} " * 8 + str(i) for i in range(512)]}  # 128 calls of 4
     finished = []
@@ -178,6 +203,12 @@ def test_a_failed_version_shows_its_error_and_loads_once_fixed(server, base):
         shutil.copytree(good / part, bad / part)
     assert _wait(lambda: server.client.get("/healthz").json()["models"]["tickets"] == current + 1)
     assert _status(server)[str(current + 1)]["state"] == "AVAILABLE"
+    broken = base / "tickets" / str(current + 2)  # failed, then removed: no longer listed
+    broken.mkdir()
+    shutil.copy(good / "saved_model.pb", broken / "saved_model.pb")
+    assert _wait(lambda: _status(server).get(str(current + 2), {}).get("state") == "END")
+    shutil.rmtree(broken)
+    assert _wait(lambda: str(current + 2) not in _status(server), timeout=5)
 
 
 def test_old_versions_processes_exit_after_a_swap(server, base):

@@ -39,6 +39,7 @@ from bertclf.serving.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServingError,
     status_of,
 )
@@ -60,6 +61,7 @@ MODEL_PATH = re.compile(
 class Limits:
     max_body: int = int(ServeConfig.max_body_mb * 2**20)
     max_instances: int = ServeConfig.max_instances
+    body_timeout: float = ServeConfig.body_timeout
 
 
 class Metrics:
@@ -104,19 +106,30 @@ class SafeJSONResponse(JSONResponse):
 
 def error_response(e: ServingError) -> JSONResponse:
     headers = {"Allow": e.allow} if isinstance(e, MethodNotAllowed) and e.allow else None
+    if isinstance(e, RequestTimeout):  # the rest of the body may still come: do not read it
+        headers = {"Connection": "close"}
     return SafeJSONResponse({"error": str(e)}, status_code=status_of(e), headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, at most `limit` bytes, all of it within `timeout` seconds (a client that
+    trickles it a byte at a time would otherwise hold its connection for ever)."""
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {limit}")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"request body not complete within {timeout:g} s ({size} bytes came); "
+            "send it faster or raise the server's --body-timeout"
+        ) from None
     return b"".join(chunks)
 
 
@@ -167,7 +180,8 @@ class Handlers:
             return SafeJSONResponse(
                 protocol.model_metadata(name, loaded.version, loaded.signatures)
             )
-        doc = protocol.parse_json(await read_body(request, self.limits.max_body))
+        body = await read_body(request, self.limits.max_body, self.limits.body_timeout)
+        doc = protocol.parse_json(body)
         # Resolved again after the await: a new version may have been swapped in while the
         # body arrived, and the old one's batcher now refuses work. From here to submit()
         # nothing awaits, so the version used is the one being served.

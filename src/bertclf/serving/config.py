@@ -25,6 +25,7 @@ class ServeConfig:
         max_body_mb: request body limit (413 above it).
         max_instances: texts in one request (400 above it); at most `max_queue`.
         header_timeout: seconds a client has to send a request's headers.
+        body_timeout: seconds a client has to send a request's body once its headers are in.
         access_log: log every request.
     """
 
@@ -41,6 +42,11 @@ class ServeConfig:
     max_body_mb: float = option(10.0, "request body limit in MiB (413 above it)")
     max_instances: int = option(512, "texts in one request (400 above it); at most --max-queue")
     header_timeout: float = option(10.0, "seconds a client has to send a request's headers")
+    # 30 s carries the default 10 MiB body at about 3 Mbit/s; a client slower than that
+    # (or one trickling a byte at a time) gets 408 and its connection closed.
+    body_timeout: float = option(
+        30.0, "seconds a client has to send a request's body once its headers are in (408 after)"
+    )
     access_log: bool = option(False, "log every request")
 
     def __post_init__(self) -> None:
@@ -57,6 +63,7 @@ class ServeConfig:
         check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")
         check(self.max_body_mb > 0, "--max-body-mb", self.max_body_mb, "use a positive size")
         check(self.header_timeout > 0, "--header-timeout", self.header_timeout, "use seconds > 0")
+        check(self.body_timeout > 0, "--body-timeout", self.body_timeout, "use seconds > 0")
         check(
             self.max_instances <= self.max_queue,
             "--max-instances",

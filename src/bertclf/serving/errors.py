@@ -23,6 +23,10 @@ class PayloadTooLarge(ServingError):
     """The request body is over the configured limit."""
 
 
+class RequestTimeout(ServingError):
+    """The request body did not arrive within the body timeout (the connection is closed)."""
+
+
 class ResourceExhausted(ServingError):
     """The batching queue is full (TF's RESOURCE_EXHAUSTED)."""
 
@@ -47,6 +51,7 @@ STATUS: dict[type[ServingError], int] = {
     InvalidArgument: 400,
     NotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     PayloadTooLarge: 413,
     ResourceExhausted: 429,
     Unavailable: 503,

@@ -141,7 +141,7 @@ def _post(summary, request, response, params):
             "summary": summary,
             "parameters": params,
             "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
-            "responses": _responses(response, 400, 404, 413, 429, 431, 503),
+            "responses": _responses(response, 400, 404, 408, 413, 429, 431, 503),
         }
     }
 

@@ -107,6 +107,10 @@ def scan(base: Path, single_name: str | None) -> dict[str, tuple[int, Path]]:
     return found
 
 
+def _missing(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if not p.exists()]
+
+
 @dataclass
 class ModelRepository:
     """The models being served, keyed by name; `poll()` keeps them current."""
@@ -187,6 +191,13 @@ class ModelRepository:
         found = await self._scan()
         if found is None:
             return
+        # A failed version whose directory was removed is no longer a version (its END row
+        # would otherwise stay in the status until the server restarts).
+        loop = asyncio.get_running_loop()
+        gone = await loop.run_in_executor(self.loader, _missing, list(self.failed))
+        for path in gone:
+            logger.info("%s is gone; no longer listed as a failed version", path)
+            del self.failed[path]
         for name, (version, path) in found.items():
             current = self.models.get(name)
             fresh = current is not None and current.version == version and current.worker.alive
