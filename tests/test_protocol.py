@@ -144,4 +144,4 @@ def test_status_and_metadata_bodies():
 
 def test_error_table():
     assert status_of(InvalidArgument("x")) == 400 and status_of(NotFound("x")) == 404
-    assert sorted(STATUS.values()) == [400, 404, 405, 413, 429, 500, 503]
+    assert sorted(STATUS.values()) == [400, 404, 405, 408, 413, 429, 500, 503]

@@ -1,11 +1,13 @@
 """`bertclf score`: an export over files on Apache Beam's DirectRunner, against `predict`.
 
 Beam lives in its own venv (`make setup-beam`, which `make test` runs): it pins an older
-protobuf than the core install. The core venv's `bertclf score` says how to install it.
+protobuf than the core install. The core venv's `bertclf score` runs itself there, or says
+how to make it.
 """
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -158,10 +160,26 @@ def test_overwrite_keeps_the_old_output_until_the_new_is_written(setup):
     assert sorted(out.iterdir()) == sorted([*new, notes])  # nothing staged is left behind
 
 
-def test_without_beam_score_says_how_to_install_it(setup):
+def test_score_from_the_core_venv_runs_in_beams_or_says_how_to_make_it(setup, tmp_path):
     assert "apache_beam" not in sys.modules
-    proc = run_cli("score", str(setup / "models" / "tickets"), "--input", "x", "--output", "y")
-    assert proc.returncode == 2
+    model = str(setup / "models" / "tickets")
+    # .venv-beam beside .venv: the same command runs there, its error on the user's stderr.
+    proc = run_cli("score", model, "--input", str(tmp_path / "none-*.txt"), "--output", "y")
+    assert one_error_line(proc).endswith("no file matches; check the pattern")
+    # A core venv with no .venv-beam beside it (the same venv, reached through a link).
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / ".venv").symlink_to(Path(sys.prefix))
+    python = alone / ".venv" / "bin" / "python"
+    proc = subprocess.run(
+        [str(python), "-m", "bertclf", "score", model, "--input", "x", "--output", "y"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one_error_line(proc) == (
-        "bertclf: error: bertclf score needs Apache Beam: pip install 'bertclf[beam]'"
+        "bertclf: error: bertclf score needs Apache Beam, which pins an older protobuf than "
+        "this environment's: run 'make setup-beam' (it makes .venv-beam beside .venv; bertclf "
+        "score then runs there by itself), or install 'bertclf[beam]' into an environment of "
+        "its own"
     )

@@ -127,6 +127,13 @@ def filter_stderr() -> StderrFilter | None:
     return noise
 
 
+def stop_filtering() -> None:
+    """The real stderr back on fd 2, whatever filter runs: before this process is replaced
+    (`os.execv`), whose new program would otherwise write into a pipe nobody reads."""
+    for noise in list(_ACTIVE):
+        noise.close()
+
+
 @contextlib.contextmanager
 def quiet():
     """The same filter around one library call (the Python API's `train`, `evaluate`,

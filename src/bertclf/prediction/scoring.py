@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bertclf import servable
+from bertclf import servable, tflog
 from bertclf.config.score import ScoreConfig
 from bertclf.data.tables import Row, parse_rows
 from bertclf.errors import ConfigError, DataError
@@ -64,6 +64,7 @@ def require_beam(argv: list[str] | None = None) -> None:
         python = beam_python()
         if python is None or argv is None:
             raise ConfigError(INSTALL_HINT) from None
+        tflog.stop_filtering()  # the Beam process writes to the user's stderr itself
         os.execv(python, [str(python), "-m", "bertclf", *argv])
 
 
