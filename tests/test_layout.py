@@ -22,9 +22,20 @@ ALLOWED = {
     "prediction": {"model", "data", "config"},
     "evaluation": {"prediction", "model", "data", "config"},
     "export": {"prediction", "model", "config"},
-    "training": {"evaluation", "prediction", "model", "data", "config"},
+    "audit": {"evaluation", "model", "data", "config"},
+    "training": {"audit", "evaluation", "prediction", "model", "data", "config"},
     "serving": {"config.fields"},  # its own ServeConfig is declared with config's fields
-    "cli": {"config", "data", "model", "training", "evaluation", "prediction", "export", "serving"},
+    "cli": {
+        "config",
+        "data",
+        "model",
+        "training",
+        "audit",
+        "evaluation",
+        "prediction",
+        "export",
+        "serving",
+    },
 }
 
 

@@ -303,16 +303,32 @@ def test_real_offline_encoder_trains(tmp_path):
     assert probs.shape == (1, 3) and probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder):
+def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder, caplog):
     test = write_folder(tmp_path / "test", per_class=3, seed=9)
+    # A training text in the test set (case and punctuation changed): the run says so.
+    copied = (tiny_data / "bug" / "003.txt").read_text()
+    (test / "bug" / "002.txt").write_text(copied.upper() + "!")
+    exclude = tmp_path / "checked.txt"
+    exclude.write_text("billing/001.txt\n")
     cfg = tiny_config(tiny_data, tmp_path / "run", tiny_encoder, epochs=1)
     import dataclasses
 
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, test=str(test)))
-    result = train(cfg, progress=False)
+    data = dataclasses.replace(cfg.data, test=str(test), exclude=str(exclude))
+    cfg = dataclasses.replace(cfg, data=data)
+    with caplog.at_level(logging.INFO, logger="bertclf"):
+        result = train(cfg, progress=False)
     m = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert m == result.test_metrics and m["examples"] == 9
     assert np.array(m["confusion_matrix"]).sum() == 9
+    checks = json.loads((tmp_path / "run" / "data_checks.json").read_text())
+    assert checks["same_as_training"]["test"] == 1 and checks["conflicting_groups"] == 0
+    warned = [r for r in caplog.records if "data checks" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    meta = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert meta["excluded"] == ["billing/001.txt"]
+    assert meta["config"]["data"]["exclude"] == str(exclude)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "Data checks" in page and "test texts also in training" in page
 
 
 @pytest.mark.parametrize("options", [{"jit": "on"}, {"precision": "bf16"}, {"bucketing": "off"}])

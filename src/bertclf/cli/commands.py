@@ -178,6 +178,25 @@ def cmd_baseline(a) -> int:
     return 0
 
 
+def cmd_audit(a) -> int:
+    from bertclf.config.audit import AuditConfig
+
+    data = from_args(DataConfig, a)
+    config = from_args(AuditConfig, a, data=data)
+    from bertclf.audit.auditor import check_inputs
+
+    check_inputs(config)  # before TensorFlow: a bad path costs well under a second
+    from bertclf.audit.auditor import audit, summary_lines
+
+    summary = audit(config, progress=not a.no_progress)
+    if a.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for line in summary_lines(summary, config.out):
+            print(line)
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from bertclf.data.datasets import check_source
     from bertclf.evaluation.evaluator import run_label_format

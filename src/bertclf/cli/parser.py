@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from bertclf.config.audit import AuditConfig
 from bertclf.config.data import DataConfig
 from bertclf.config.export import ExportConfig
 from bertclf.config.model import ModelConfig
@@ -139,7 +140,21 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
 TRAIN_GROUPS = (
     (
         "data",
-        [(DataConfig, ("train", "test", "val", "val_split", "split", "text_field", "label_field"))],
+        [
+            (
+                DataConfig,
+                (
+                    "train",
+                    "test",
+                    "val",
+                    "val_split",
+                    "split",
+                    "text_field",
+                    "label_field",
+                    "exclude",
+                ),
+            )
+        ],
     ),
     ("model", [(ModelConfig, ("model", "seq_len", "pooling", "dropout", "head", "clean"))]),
     (
@@ -183,6 +198,7 @@ EXAMPLES = {
     "predict": 'bertclf predict runs/demo "My card was charged twice" --json',
     "export": "bertclf export runs/demo --to exports --name demo",
     "analyze": "bertclf analyze examples/demo_data --out runs/analysis",
+    "audit": "bertclf audit examples/demo_data --test examples/demo_test --out runs/audit",
     "report": "bertclf report runs/demo",
     "score": "bertclf score exports/demo --input 'texts/*.jsonl' --output scores/demo",
     "serve": "bertclf serve exports --port 8501",
@@ -289,6 +305,21 @@ def _add_serve(sub) -> None:
     add_options(p, ServeConfig, base={"positional": True, "metavar": "BASE"})
 
 
+def _add_audit(sub) -> None:
+    p = _command(sub, "audit", "find likely label errors, conflicts, duplicates and leakage")
+    add_options(
+        p,
+        DataConfig,
+        only=("train", "test", "val", "text_field", "label_field", *LABEL_OPTIONS),
+        train={"positional": True, "metavar": "DATA", "help": "labelled folder or file"},
+        test={"help": "test folder or file, checked for texts that repeat a training text"},
+        val={"help": "validation folder or file, checked as --test is"},
+    )
+    add_options(p, AuditConfig)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _add_models(sub) -> None:
     _command(sub, "models", "list known encoder names")
 
@@ -300,6 +331,7 @@ COMMANDS = (
     _add_predict,
     _add_export,
     _add_analyze,
+    _add_audit,
     _add_report,
     _add_score,
     _add_serve,

@@ -22,6 +22,7 @@ _WHERE = {
     "ExportConfig": "export",
     "PredictConfig": "predict",
     "ScoreConfig": "score",
+    "AuditConfig": "audit",
 }
 __all__ = list(_WHERE)
 

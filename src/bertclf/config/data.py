@@ -38,6 +38,8 @@ class DataConfig:
         label_fields: multilabel: one 0/1 column (key) per label instead of a label field.
         label_names: multilabel: a file of label names, one per line; the label field
             then holds ids into it (0 = the first line), as GoEmotions' TSV files.
+        exclude: a file naming training texts to drop (`bertclf audit`'s sources: a
+            folder's files relative to it, a table's 1-based data rows).
     """
 
     train: str = option(
@@ -79,6 +81,13 @@ class DataConfig:
     label_names: str | None = option(
         None,
         "multilabel: file of label names, one per line; labels are then ids into it (0 = first)",
+        type=str,
+    )
+
+    exclude: str | None = option(
+        None,
+        "file of training texts to drop before the split: a 'source' column (bertclf audit's "
+        "label_issues.csv, cut to the rows you checked) or one source per line",
         type=str,
     )
 

@@ -22,7 +22,7 @@ from bertclf.config.data import DataConfig
 from bertclf.data.folders import index_folder, read_files
 from bertclf.data.labels import LabelFormat, label_order, warn_numeric
 from bertclf.data.splitting import resolve_split, split_indices
-from bertclf.data.tables import ReadReport, check_table, read_table
+from bertclf.data.tables import ReadReport, check_table, data_rows, read_table
 from bertclf.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,15 @@ class Examples:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def named_labels(self) -> list:
+        """Each text's label name (single), or its frozenset of names (multilabel)."""
+        names = self.label_names
+        if self.multilabel:
+            return [
+                frozenset(n for n, on in zip(names, row, strict=True) if on) for row in self.labels
+            ]
+        return [names[i] for i in self.labels]
+
     def class_counts(self) -> dict[str, int]:
         """Texts per label (multilabel: texts that carry it)."""
         if self.multilabel:
@@ -65,6 +74,7 @@ class Splits:
     test: Examples | None
     label_names: list[str]
     split: str = "keras"  # how train and validation were separated (keras, stratified)
+    excluded: list[str] = field(default_factory=list)  # sources `--exclude` dropped
 
 
 def _format(labels: str | LabelFormat) -> LabelFormat:
@@ -160,6 +170,62 @@ def read_labelled(
     return Examples(texts, encoded, names, sources, report, fmt.multilabel)
 
 
+def user_sources(path: str | os.PathLike, sources: list[str]) -> list[str]:
+    """How a user names each text of the dataset at `path`: a folder's file path relative
+    to it (`sport/123.txt`), a table's 1-based data row (`12`). `bertclf audit` writes
+    these, and `train --exclude` reads them."""
+    path = Path(path)
+    if path.is_dir():
+        return [Path(os.path.relpath(s, path)).as_posix() for s in sources]
+    return [str(n) for n in data_rows(path, sources)]
+
+
+def read_excluded(exclude: str) -> list[str]:
+    """The sources listed in an `--exclude` file: a `source` column (label_issues.csv, cut
+    to the rows a person checked) or one source per line."""
+    import csv
+
+    path = Path(exclude)
+    if not path.is_file():
+        raise DataError(f"--exclude {exclude}: no such file; pass a file of sources to drop")
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    if lines and "source" in next(csv.reader([lines[0]])):
+        listed = [row["source"] for row in csv.DictReader(lines)]
+    else:
+        listed = lines
+    return [s.strip() for s in listed if s.strip()]
+
+
+def _kept(config: DataConfig, sources: list[str]) -> tuple[list[int], list[str]]:
+    """(positions of the training texts `--exclude` keeps, the sources it drops).
+
+    Every listed source must name a training text: a typo would otherwise keep a text
+    the user meant to drop, silently."""
+    if not config.exclude:
+        return list(range(len(sources))), []
+    listed = read_excluded(config.exclude)
+    names = user_sources(config.train, sources)
+    unknown = [s for s in dict.fromkeys(listed) if s not in set(names)]
+    if unknown:
+        raise DataError(
+            f"--exclude {config.exclude}: {len(unknown)} source(s) name no text of "
+            f"{config.train} (first: {unknown[0]!r}); list a folder's files relative to it "
+            "(class/file.txt) or a table's data row numbers, as bertclf audit writes them"
+        )
+    drop = set(listed)
+    keep = [i for i, n in enumerate(names) if n not in drop]
+    return keep, [n for n in names if n in drop]
+
+
+def _drop_excluded(config: DataConfig, examples: Examples) -> tuple[Examples, list[str]]:
+    keep, dropped = _kept(config, examples.sources)
+    if not dropped:
+        return examples, []
+    kept = _subset(examples, keep)
+    kept.report = examples.report
+    return kept, dropped
+
+
 def _subset(examples: Examples, ids: list[int]) -> Examples:
     e = examples
     return Examples(
@@ -174,7 +240,7 @@ def _subset(examples: Examples, ids: list[int]) -> Examples:
 def _split_table(config: DataConfig, fmt: LabelFormat, seed: int) -> tuple:
     """(train, validation, method) from one table: a seeded split (see bertclf.data.splitting)."""
     path = Path(config.train)
-    whole = read_labelled(path, config.text_field, fmt)
+    whole, excluded = _drop_excluded(config, read_labelled(path, config.text_field, fmt))
     if len(whole.label_names) < 2:
         raise DataError(
             f"{path}: field {fmt.field!r} has {len(whole.label_names)} distinct label(s) "
@@ -188,13 +254,15 @@ def _split_table(config: DataConfig, fmt: LabelFormat, seed: int) -> tuple:
         tr, va = split_indices(whole.labels, config.val_split, seed, method, str(path))
     train, val = _subset(whole, tr), _subset(whole, va)
     train.report = whole.report
-    return train, val, method
+    return train, val, method, excluded
 
 
 def _split_folder(config: DataConfig, seed: int) -> tuple:
     path = Path(config.train)
     paths, classes = index_folder(path)
     names = label_order(set(classes))
+    keep, excluded = _kept(config, paths)  # dropped before the split, which then moves
+    paths, classes = [paths[i] for i in keep], [classes[i] for i in keep]
     index = {name: i for i, name in enumerate(names)}
     labels = [index[c] for c in classes]
     method = resolve_split(config.split, labels, config.val_split)
@@ -202,7 +270,7 @@ def _split_folder(config: DataConfig, seed: int) -> tuple:
     train, val = (
         _read_part([paths[i] for i in part], [labels[i] for i in part], names) for part in parts
     )
-    return train, val, method
+    return train, val, method, excluded
 
 
 def _read_part(paths: list[str], labels: list[int], names: list[str]) -> Examples:
@@ -216,14 +284,14 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     fmt = LabelFormat.from_config(config)
     train_path = Path(config.train)
     if config.val:
-        train = read_labelled(train_path, config.text_field, fmt)
+        train, excluded = _drop_excluded(config, read_labelled(train_path, config.text_field, fmt))
         val = read_labelled(config.val, config.text_field, fmt, label_names=train.label_names)
         method = "given"
     elif train_path.is_dir():
         check_source(train_path, config.text_field, fmt)
-        train, val, method = _split_folder(config, seed)
+        train, val, method, excluded = _split_folder(config, seed)
     else:
-        train, val, method = _split_table(config, fmt, seed)
+        train, val, method, excluded = _split_table(config, fmt, seed)
     if not fmt.multilabel:
         warn_numeric(str(train_path), train.label_names)
     for part, what in ((train, "training"), (val, "validation")):
@@ -232,7 +300,7 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     test = None
     if config.test:
         test = read_labelled(config.test, config.text_field, fmt, label_names=train.label_names)
-    return Splits(train, val, test, train.label_names, method)
+    return Splits(train, val, test, train.label_names, method, excluded)
 
 
 def describe(splits: Splits) -> list[str]:
@@ -248,6 +316,11 @@ def describe(splits: Splits) -> list[str]:
         f"{splits.train.class_counts()}",
         report.summary(),
     ]
+    if splits.excluded:
+        lines.append(
+            f"--exclude: {len(splits.excluded)} training text(s) dropped "
+            f"({', '.join(splits.excluded[:5])}{' ...' if len(splits.excluded) > 5 else ''})"
+        )
     if splits.train.multilabel:
         sizes = [sum(row) for row in splits.train.labels]
         lines.append(

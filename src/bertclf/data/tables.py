@@ -207,6 +207,22 @@ def read_table(
     return texts, labels, sources, report
 
 
+def data_rows(path: Path, sources: list[str]) -> list[int]:
+    """The 1-based data row of each `FILE:LINE` source of `read_table(path)`: the row under
+    the header of a CSV/TSV (a quoted field may span lines), the non-blank line of a
+    JSONL file. How `bertclf audit` and `train --exclude` name a table's texts."""
+    lines = [int(s.rpartition(":")[2]) for s in sources]
+    if input_kind(path) != "jsonl":
+        return [n - 1 for n in lines]  # table_rows numbers CSV/TSV records from 2
+    row_of, row = {}, 0
+    with open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if line.strip():
+                row += 1
+                row_of[line_no] = row
+    return [row_of[n] for n in lines]
+
+
 def check_table(path: Path, text_field: str, fmt: LabelFormat) -> None:
     """The text and label columns of a table: its header, or its first JSONL object."""
     table_kind(path)

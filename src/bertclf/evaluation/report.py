@@ -152,8 +152,11 @@ def write_run_report(
         metrics["test"]["baseline"] = (baseline or {}).get("test")  # beside it, same split
         write_json(run.path / "test_metrics.json", metrics["test"])
     stage = _read_if_there(run.path / rundir.CONTRASTIVE)
+    checks = _read_if_there(run.path / rundir.DATA_CHECKS)
     top = mistakes[:20]
-    page = render_html(run.path.name, run.meta, history, metrics, images, top, baseline, stage)
+    page = render_html(
+        run.path.name, run.meta, history, metrics, images, top, baseline, stage, checks
+    )
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
 
@@ -287,9 +290,11 @@ def render_html(
     mistakes: list[dict[str, Any]],
     baseline: dict[str, Any] | None = None,
     stage: dict[str, Any] | None = None,
+    checks: dict[str, Any] | None = None,
 ) -> str:
     """One self-contained page: images are embedded as data: URIs. `stage`: the
-    contrastive stage's figures (contrastive.json), when it ran."""
+    contrastive stage's figures (contrastive.json), when it ran; `checks`: the data
+    checks (data_checks.json) and the texts `--exclude` dropped."""
     kept = kept_epoch(history) or "?"
     hist, wrong = _stage_html(stage) + _history_html(history), _mistakes_html(mistakes)
     # The curves across the page; the confusion matrices side by side under them.
@@ -305,9 +310,31 @@ def render_html(
         f"{_metrics_html(metrics, baseline)}"
         f"<h2>Figures</h2>{figures}<h2>History</h2>{hist}"
         f"<h2>Most confident mistakes</h2>{wrong}"
+        f"{_checks_html(checks, meta.get('excluded', []))}"
         f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
         f"</body></html>\n"
     )
+
+
+def _checks_html(checks: dict[str, Any] | None, excluded: list[str]) -> str:
+    """The data checks every run makes (runs made before them have none)."""
+    if checks is None:
+        return ""
+    rows = [
+        ["groups of same training texts with different labels", checks["conflicting_groups"]],
+        ["training texts in those groups", checks["conflicting_texts"]],
+        *[
+            [f"{split} texts also in training", n]
+            for split, n in checks["same_as_training"].items()
+        ],
+        ["training texts dropped by --exclude", len(excluded)],
+    ]
+    advice = (
+        "<p>Same text: equal after case, spacing and punctuation are set aside. "
+        "<code>bertclf audit DATA --test TEST --out DIR</code> lists them, with near "
+        "duplicates and likely label errors.</p>"
+    )
+    return f"<h2>Data checks</h2>{_table(['check', 'found'], rows)}{advice}"
 
 
 def _stage_html(stage: dict[str, Any] | None) -> str:

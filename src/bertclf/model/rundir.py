@@ -11,6 +11,8 @@ RUN/
   history.json       per-epoch metrics
   samples.json       a sample of validation texts (export's parity check reads it)
   baseline.json      the linear baseline's metrics on the same split
+  data_checks.json   same texts with different labels, validation/test texts that repeat
+                     a training text (bertclf.audit.duplicates.quick_checks)
   contrastive.json   --contrastive runs: the stage's pairs, steps, seconds and pair loss
   logs/train, logs/validation   TensorBoard event files
 
@@ -42,6 +44,7 @@ CHECKPOINTS = "checkpoints"
 HISTORY = "history.json"
 SAMPLES = "samples.json"
 BASELINE = "baseline.json"
+DATA_CHECKS = "data_checks.json"
 CONTRASTIVE = "contrastive.json"
 SAMPLE_SIZE = 64  # validation texts kept for export's parity check
 LOGS = "logs"
@@ -96,8 +99,12 @@ def write_run_files(
     backbone,
     tokenizer,
     samples: list[str],
+    excluded: list[str] = (),
 ) -> dict[str, Any]:
     """Write config.json, labels.txt, vocab.txt and samples.json (each atomically).
+
+    `excluded`: the training texts `--exclude` dropped (their sources), recorded in
+    config.json beside the file that named them.
 
     The label names live in labels.txt only (the file the export ships as its asset);
     `read_meta` puts them in the description it returns. `samples` (validation texts)
@@ -112,6 +119,8 @@ def write_run_files(
         "backbone": backbone.get_config(),
         "tokenizer": {"vocabulary": VOCAB, "lowercase": bool(tokenizer.lowercase)},
     }
+    if excluded:
+        meta["excluded"] = list(excluded)
     write_text(path / VOCAB, "\n".join(tokenizer.get_vocabulary()) + "\n")
     write_text(path / LABELS, "\n".join(labels) + "\n")
     write_json(path / CONFIG, meta)

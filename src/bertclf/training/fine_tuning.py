@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from bertclf import tflog
+from bertclf.audit.duplicates import QuickChecks, quick_checks
 from bertclf.config import policy
 from bertclf.config.run import RunConfig
 from bertclf.data import datasets as data_lib
@@ -246,8 +247,10 @@ def _train_in(
             backbone,
             tokenizer,
             splits.val.texts,
+            splits.excluded,
         )
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
+    write_json(run_dir / rundir.DATA_CHECKS, data_checks(splits).to_dict())
     # The training split, tokenized and packed once for the stage and the loop alike.
     train_data = EpochDataset.for_run(splits.train, preprocessor, config.train)
     bar = None
@@ -295,7 +298,19 @@ def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bo
         check_resume(config, source)
     for line in [*data_lib.describe(splits), *notes]:
         logger.info("%s", line)
+    checks = data_checks(splits)
+    log = logger.warning if checks.found() else logger.info
+    log("%s%s", checks.line(), " (bertclf audit DATA lists them)" if checks.found() else "")
     return spec, splits, config, class_weights
+
+
+def data_checks(splits) -> QuickChecks:
+    """The checks every run makes of its data (`bertclf.audit.duplicates.quick_checks`)."""
+    train = splits.train
+    others = {"validation": splits.val.texts}
+    if splits.test is not None:
+        others["test"] = splits.test.texts
+    return quick_checks(train.texts, train.named_labels(), others)
 
 
 def _fit_baseline_logged(splits, config: RunConfig):

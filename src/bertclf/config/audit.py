@@ -1,0 +1,49 @@
+"""`AuditConfig`: what `bertclf audit` checks in a labelled dataset, and where it writes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from bertclf.config.data import DataConfig
+from bertclf.config.fields import check, option
+
+# Which model gives the out-of-fold probabilities (bertclf.audit.label_issues). `both`
+# averages the other two: the measured default (README, "Check your data").
+ENGINES = ("both", "encoder", "tfidf")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """An audit of the labelled texts in `data.train` (and `data.val`, `data.test`).
+
+    Args:
+        data: the dataset, read as `bertclf train` reads it.
+        out: the folder to write the audit's files to (created; never replaced
+            without `overwrite`).
+        engine: `encoder` (the encoder's sentence vectors + logistic regression),
+            `tfidf` (TF-IDF + logistic regression) or `both` (their probabilities
+            averaged).
+        model: the encoder of the `encoder` and `both` engines.
+        near: the cosine at or above which two texts are near duplicates.
+        seed: the folds' shuffle.
+        overwrite: replace an existing `out`.
+    """
+
+    data: DataConfig
+    out: str = option(dataclasses.MISSING, "folder for the audit's files (must not exist)")
+    engine: str = option(
+        "both",
+        "out-of-fold model: encoder (sentence vectors + logistic regression), tfidf "
+        "(TF-IDF + logistic regression), or both averaged",
+        choices=ENGINES,
+    )
+    model: str = option("minilm-l6", "encoder of the encoder and both engines")
+    near: float = option(0.9, "near duplicates: cosine of character 3-5-gram TF-IDF, at least")
+    seed: int = option(0, "seed of the folds")
+    overwrite: bool = option(False, "replace an existing --out folder")
+
+    def __post_init__(self) -> None:
+        check(self.engine in ENGINES, "--engine", self.engine, f"choose one of {ENGINES}")
+        check(0.0 < self.near <= 1.0, "--near", self.near, "use a cosine in (0, 1]")
+        check(bool(self.out), "--out", self.out, "name a folder for the audit's files")

@@ -1,0 +1,211 @@
+"""`bertclf audit` and `train --exclude`: label issues, conflicts, duplicates, leakage.
+
+Tiny data made here; the engines run for real (TF-IDF, and the tiny random BERT's
+sentence vectors for the encoder engine), cleanlab ranks.
+"""
+
+import csv
+import json
+import os
+
+import pytest
+
+from bertclf.audit.auditor import audit
+from bertclf.audit.duplicates import normalize, quick_checks
+from bertclf.config.audit import AuditConfig
+from bertclf.config.data import DataConfig
+from bertclf.data.datasets import load_splits, user_sources
+
+from conftest import TOPICS, make_texts, one_error_line, run_script, write_folder
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def flipped_folder(root, flips: dict[str, str], per_class: int = 30):
+    """A separable 3-class folder plus, for each `flips` entry (billing/003.txt -> bug),
+    a text made of its class's own words filed under another class: a wrong label."""
+    write_folder(root, per_class=per_class)
+    for source, label in flips.items():
+        true = source.split("/")[0]
+        text = " ".join(TOPICS[true].split()[i % 10] for i in range(int(source[-7:-4]), 40, 3))
+        (root / label / f"flip_{os.path.basename(source)}").write_text(text)
+    return root
+
+
+def test_flipped_labels_on_a_separable_set_are_ranked_first(tmp_path):
+    flips = {"billing/003.txt": "bug", "bug/007.txt": "feature", "feature/011.txt": "billing"}
+    data = flipped_folder(tmp_path / "data", flips)
+    out = tmp_path / "audit"
+    summary = audit(AuditConfig(DataConfig(str(data)), out=str(out), engine="tfidf"))
+    issues = rows(out / "label_issues.csv")
+    assert len(issues) == summary["counts"]["label_issues"] >= 3
+    expected = {
+        f"{label}/flip_{os.path.basename(s)}": s.split("/")[0] for s, label in flips.items()
+    }
+    top = {r["source"]: r["suggested"] for r in issues[:3]}
+    assert top == expected  # the three flips first, each with its true class suggested
+    scores = [float(r["score"]) for r in issues]
+    assert scores == sorted(scores)
+    assert {r["given"] for r in issues[:3]} == set(flips.values())
+    page = (out / "audit.html").read_text()
+    assert "flip_003.txt" in page and "What to do next" in page
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert set(modes.values()) == {0o644} and out.stat().st_mode & 0o777 == 0o755
+
+
+def test_conflicts_duplicates_and_leakage(tmp_path):
+    data = write_folder(tmp_path / "data", per_class=10)
+    same = (data / "billing" / "002.txt").read_text()
+    (data / "bug" / "900.txt").write_text(same.upper() + " !!")  # same text, other label
+    (data / "billing" / "901.txt").write_text(same)  # an exact duplicate, same label
+    long = " ".join(make_texts("feature", 4, 11))  # about 40 words
+    (data / "feature" / "903.txt").write_text(long)
+    (data / "feature" / "902.txt").write_text(long.replace("ticket", "tickets", 1))  # near
+    test = write_folder(tmp_path / "test", per_class=3, seed=7)
+    copied = (data / "bug" / "005.txt").read_text()
+    (test / "bug" / "leak.txt").write_text(copied.title().replace(" ", ",  ") + ".")
+    out = tmp_path / "audit"
+    summary = audit(
+        AuditConfig(DataConfig(str(data), test=str(test)), out=str(out), engine="tfidf")
+    )
+    conflicts = rows(out / "conflicts.csv")
+    assert {(r["source"], r["label"]) for r in conflicts} == {
+        ("billing/002.txt", "billing"),
+        ("billing/901.txt", "billing"),
+        ("bug/900.txt", "bug"),
+    }
+    assert len({r["group"] for r in conflicts}) == 1
+    repeats = {r["source"]: r for r in rows(out / "duplicates.csv")}
+    assert repeats["billing/901.txt"]["duplicate_of"] == "billing/002.txt"
+    assert float(repeats["billing/901.txt"]["similarity"]) == 1.0
+    assert repeats["feature/903.txt"]["duplicate_of"] == "feature/902.txt"
+    assert 0.9 <= float(repeats["feature/903.txt"]["similarity"]) < 1.0
+    leaks = rows(out / "leakage.csv")
+    assert [(r["split"], r["test_source"], r["train_source"]) for r in leaks] == [
+        ("test", "bug/leak.txt", "bug/005.txt")
+    ]
+    assert float(leaks[0]["similarity"]) == 1.0
+    assert summary["counts"]["leaked"] == {"test": 1}
+    assert summary["counts"]["conflict_groups"] == 1
+
+
+def test_a_table_names_its_texts_by_data_row_and_multilabel_data_runs(tmp_path, tiny_encoder):
+    # Row 2's text spans two lines: sources are data rows, not line numbers.
+    path = tmp_path / "tickets.jsonl"
+    texts = [t for label in ("billing", "bug") for t in make_texts(label, 12, 3)]
+    labels = [["billing"]] * 12 + [["bug"]] * 12
+    labels[1], labels[20] = ["bug", "urgent"], ["billing"]
+    lines = [json.dumps({"text": t, "label": lab}) for t, lab in zip(texts, labels, strict=True)]
+    lines.insert(3, "")  # a blank line is not a data row
+    path.write_text("\n".join(lines) + "\n")
+    data = DataConfig(str(path), task="multilabel")
+    out = tmp_path / "audit"
+    summary = audit(AuditConfig(data, out=str(out), engine="encoder", model=tiny_encoder))
+    assert summary["multilabel"] and summary["labels"] == ["billing", "bug", "urgent"]
+    issues = rows(out / "label_issues.csv")
+    assert all(r["source"].isdigit() and 1 <= int(r["source"]) <= 24 for r in issues)
+    by_row = {r["source"]: r for r in issues}
+    if "21" in by_row:  # row 21 is the 20th text after the blank line: "billing"
+        assert by_row["21"]["given"] == "billing"
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text('text,label\n"one\ntwo lines",a\nthree,b\nfour,a\n')
+    examples = load_splits(DataConfig(str(csv_path), val_split=0.5, split="keras"), 0)
+    every = [*examples.train.sources, *examples.val.sources]
+    assert sorted(user_sources(csv_path, every)) == ["1", "2", "3"]
+
+
+def test_same_text_checks_normalise_case_spacing_and_punctuation():
+    assert normalize("  Refund,  PLEASE!! ") == normalize("refund please") == "refund please"
+    checks = quick_checks(
+        ["Refund please", "refund, please!", "other text"],
+        ["billing", "bug", "bug"],
+        {"validation": ["OTHER  text."], "test": ["new text"]},
+    )
+    assert (checks.conflicts, checks.conflict_texts) == (1, 2)
+    assert checks.leaked == {"validation": 1, "test": 0} and checks.found()
+
+
+def test_exclude_drops_exactly_the_listed_texts(tmp_path):
+    data = write_folder(tmp_path / "data", per_class=10)
+    listed = tmp_path / "checked.csv"  # label_issues.csv's columns, cut by a person
+    listed.write_text("source,given,suggested,score,text\nbug/003.txt,bug,billing,0.1,x\n")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("feature/000.txt\nbilling/009.txt\n")
+    whole = load_splits(DataConfig(str(data)), 0)
+    everything = set(whole.train.sources + whole.val.sources)
+    for file, dropped in (
+        (listed, {"bug/003.txt"}),
+        (plain, {"feature/000.txt", "billing/009.txt"}),
+    ):
+        splits = load_splits(DataConfig(str(data), exclude=str(file)), 0)
+        kept = set(splits.train.sources + splits.val.sources)
+        assert {os.path.relpath(s, data) for s in everything - kept} == dropped
+        assert set(splits.excluded) == dropped
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(20)))
+    rows_file = tmp_path / "rows.txt"
+    rows_file.write_text("1\n7\n")
+    splits = load_splits(DataConfig(str(table), exclude=str(rows_file)), 0)
+    texts = set(splits.train.texts + splits.val.texts)
+    assert len(texts) == 18 and "text 0" not in texts and "text 6" not in texts
+
+
+# ------------------------------------------------------------------ bad input, as a user sees it
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("text,label\nhello there,a\nanother one,a\n")
+    data = write_folder(tmp_path / "data", per_class=6)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    bad_exclude = tmp_path / "exclude.txt"
+    bad_exclude.write_text("bug/000.txt\nbug/999.txt\nnope.txt\n")
+    cases = [
+        (["audit", str(empty), "--out", str(tmp_path / "o1")], "class sub-folder"),
+        (["audit", str(one_class), "--out", str(tmp_path / "o2")], "at least two labels"),
+        (["audit", str(data), "--out", str(a_file)], "is a file"),
+        (["audit", str(data), "--out", str(tmp_path / "o3"), "--engine", "bert"], "--engine"),
+        (
+            ["train", str(data), "--out", str(tmp_path / "o4"), "--exclude", str(bad_exclude)],
+            "2 source(s) name no text",
+        ),
+    ]
+    for argv, words in cases:
+        line = one_error_line(run_script(*argv))
+        assert words in line, (argv, line)
+    assert "'bug/999.txt'" in line  # the first unknown source is shown
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["empty", "one.csv", "data", "file.txt", "exclude.txt"]
+    )
+
+
+def test_an_audit_never_replaces_a_folder_without_overwrite(tmp_path):
+    data = write_folder(tmp_path / "data", per_class=8)
+    out = tmp_path / "audit"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    line = one_error_line(run_script("audit", str(data), "--out", str(out)))
+    assert "--overwrite" in line and (out / "mine.txt").read_text() == "keep me"
+    done = run_script(
+        "audit", str(data), "--out", str(out), "--engine", "tfidf", "--overwrite", "--json"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["texts"] == 24 and not (out / "mine.txt").exists()
+    assert json.loads((out / "summary.json").read_text())["counts"] == summary["counts"]
+
+
+@pytest.mark.parametrize("engine", ["both"])
+def test_the_default_engine_runs_on_the_tiny_encoder(tmp_path, tiny_encoder, engine):
+    data = flipped_folder(tmp_path / "data", {"bug/004.txt": "feature"}, per_class=12)
+    out = tmp_path / "audit"
+    summary = audit(AuditConfig(DataConfig(str(data)), out=str(out), model=tiny_encoder))
+    assert summary["engine"]["name"] == engine == AuditConfig.__dataclass_fields__["engine"].default
+    assert summary["seconds"]["label_issues"] > 0
+    assert (out / "label_issues.csv").read_text().startswith("source,given,suggested,score,text")
