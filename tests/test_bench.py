@@ -154,3 +154,17 @@ def test_latency_the_server_under_load_and_bulk_scoring(env, tmp_path):
     assert rounds[0]["raw"]["c32"]["errors"] == 0
     bench(env, "score_throughput.py", str(exports / "tiny"), "--texts", "20", "--rounds", "1")
     assert json.loads((out(env) / "score_throughput.json").read_text())["texts"] == 20
+
+
+def test_the_audit_benchmarks(env):
+    bench(env, "audit.py", "flips", "civility", "bbc", "goemotions", "--draws", "1")
+    flips = json.loads((out(env) / "audit_flips.json").read_text())["datasets"]
+    assert 0 <= flips["civility"]["engines"]["both"]["mean_recall_at_1.5k"] <= 1
+    assert "mean_recall_at_2.0k" in flips["goemotions"]["engines"]["tfidf"]
+    bench(env, "audit.py", "oracle", "civility", "--draws", "1")
+    bench(env, "audit.py", "near", "civility")
+    near = json.loads((out(env) / "audit_near.json").read_text())["datasets"]["civility"]
+    assert 0 < near["edited_cosine_median"] <= 1 and "0.8" in near["thresholds"]
+    bench(env, "audit.py", "loop", "--draws", "1", "--extra", *SMALL)
+    [draw] = json.loads((out(env) / "audit_loop.json").read_text())["draws"]
+    assert 0 <= draw["cleaned"] <= 1 and 0 <= draw["noisy"] <= 1

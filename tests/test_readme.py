@@ -75,6 +75,10 @@ def test_bash_block(index, tmp_path, tiny_encoder):
     code = BLOCKS[index][1]
     if "bertclf train" in code:
         code = _with_tiny_encoder(code, {"--seq-len 64": f"--seq-len 64 --model {tiny_encoder}"})
+    if "bertclf audit" in code:
+        code = _with_tiny_encoder(
+            code, {"--out runs/audit": f"--out runs/audit --model {tiny_encoder}"}
+        )
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     proc = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(_commands(code))],

@@ -1,8 +1,9 @@
 """`bertclf audit`: read a labelled dataset, run every check, write the audit folder.
 
 OUT/
-  label_issues.csv   training texts likely mislabelled, most likely first:
-                     source, given, suggested, score (cleanlab's label quality), text
+  label_issues.csv   training texts to review, most likely mislabelled first: source,
+                     given, suggested, score (cleanlab's label quality), confident (1:
+                     among the errors confident learning estimates), text
   conflicts.csv      same texts (case, spacing, punctuation aside), different labels:
                      group, source, label, text
   duplicates.csv     training texts that repeat an earlier one, exactly or nearly:
@@ -89,22 +90,30 @@ def _features(config: AuditConfig, engine: str, texts: list[str], progress: bool
     return li.encoder_features(texts, config.model, progress=progress)
 
 
-def out_of_fold(config: AuditConfig, train: Examples, progress: bool = False) -> li.OutOfFold:
+def out_of_fold(
+    config: AuditConfig, train: Examples, progress: bool = False, features: dict | None = None
+) -> li.OutOfFold:
     """The engine's out-of-fold probabilities for every training text (`both`: the mean
-    of the encoder's and TF-IDF's)."""
+    of the encoder's and TF-IDF's). `features`: engine -> rows already computed for
+    `train.texts` (a benchmark reuses them across label draws)."""
     labels = np.asarray(train.labels)
     engines = ("encoder", "tfidf") if config.engine == "both" else (config.engine,)
     results = []
     for engine in engines:
-        features = _features(config, engine, train.texts, progress)
+        rows = (features or {}).get(engine)
+        if rows is None:
+            rows = _features(config, engine, train.texts, progress)
         results.append(
-            li.out_of_fold(
-                features, labels, train.label_names, train.multilabel, engine, config.seed
-            )
+            li.out_of_fold(rows, labels, train.label_names, train.multilabel, engine, config.seed)
         )
     probs = np.mean([r.probs for r in results], axis=0)
     c = results[0].c if len(results) == 1 else float("nan")
     return li.OutOfFold(probs, config.engine, results[0].folds, c)
+
+
+def engine_features(config: AuditConfig, engine: str, texts: list[str], progress: bool = False):
+    """The rows `engine` (`encoder` or `tfidf`) fits on."""
+    return _features(config, engine, texts, progress)
 
 
 def _label_text(names: list[str], value: Any, multilabel: bool) -> str:
@@ -152,6 +161,7 @@ def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
             given[i.index],
             ",".join(names[k] for k in i.suggested),
             round(i.score, 6),
+            int(i.confident),
             train.texts[i.index],
         ]
         for i in issues
@@ -199,6 +209,7 @@ def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
         "multilabel": multi,
         "counts": {
             "label_issues": len(issue_rows),
+            "confident_learning_estimate": sum(i.confident for i in issues),
             "conflict_groups": len(groups),
             "conflicting_texts": len(conflict_rows),
             "duplicates": len(duplicate_rows),
@@ -211,7 +222,7 @@ def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
         "settings": asdict(config),
     }
     files = {
-        "label_issues.csv": _csv(["source", "given", "suggested", "score", "text"], issue_rows),
+        "label_issues.csv": _csv(ISSUE_HEADER, issue_rows),
         "conflicts.csv": _csv(["group", "source", "label", "text"], conflict_rows),
         "duplicates.csv": _csv(
             ["source", "duplicate_of", "similarity", "label", "label_of_duplicate", "text"],
@@ -257,8 +268,9 @@ def summary_lines(summary: dict[str, Any], out: str) -> list[str]:
     leaked = ", ".join(f"{n} {s}" for s, n in c["leaked"].items()) or "no --val/--test given"
     return [
         f"{summary['texts']} training texts, labels {summary['labels']}",
-        f"likely mislabelled: {c['label_issues']} (label_issues.csv, most likely first; "
-        f"engine {summary['engine']['name']})",
+        f"likely mislabelled: {c['label_issues']} to review, {c['confident_learning_estimate']} "
+        f"by confident learning's estimate (label_issues.csv, most likely first; engine "
+        f"{summary['engine']['name']})",
         f"same text, different labels: {c['conflict_groups']} group(s), "
         f"{c['conflicting_texts']} texts (conflicts.csv)",
         f"duplicates in training: {c['duplicates']} ({c['exact_duplicates']} exact; "
@@ -304,6 +316,7 @@ NEXT_STEPS = (
 )
 
 
+ISSUE_HEADER = ["source", "given", "suggested", "score", "confident", "text"]
 LEAK_HEADER = ["split", "source", "training source", "similarity", "text"]
 REPEAT_HEADER = ["source", "repeats", "similarity", "label", "its label", "text"]
 
@@ -319,7 +332,10 @@ def render_html(
     c = summary["counts"]
     counts = [
         ["training texts", summary["texts"]],
-        ["likely mislabelled", c["label_issues"]],
+        [
+            "likely mislabelled: to review (confident learning's estimate)",
+            f"{c['label_issues']} ({c['confident_learning_estimate']})",
+        ],
         ["groups of same texts with different labels", c["conflict_groups"]],
         ["duplicates in training (exact)", f"{c['duplicates']} ({c['exact_duplicates']})"],
         *[[f"{split} texts that repeat a training text", n] for split, n in c["leaked"].items()],
@@ -334,8 +350,10 @@ def render_html(
         f"<h2>What to do next</h2>{NEXT_STEPS}"
         "<h2>Likely mislabelled (most likely first)</h2>"
         "<p>score: cleanlab's label quality, the out-of-fold probability of the given "
-        "label (0: surely wrong, 1: surely right).</p>"
-        f"{_table(['source', 'given', 'suggested', 'score', 'text'], _short(issues), len(issues))}"
+        "label (0: surely wrong, 1: surely right). confident: 1 for the texts confident "
+        "learning counts among the errors; the others are texts a model that never saw "
+        "them labels otherwise.</p>"
+        f"{_table(ISSUE_HEADER, _short(issues), len(issues))}"
         "<h2>Same text, different labels</h2>"
         f"{_table(['group', 'source', 'label', 'text'], _short(conflicts), len(conflicts))}"
         "<h2>Validation and test texts that repeat a training text</h2>"

@@ -6,13 +6,9 @@ please!" and "refund, please" are one text. Same texts with different labels are
 *conflict*: the model is asked to give two answers to one question.
 
 Two texts are *near* duplicates when the cosine of their TF-IDF vectors of character
-3-5-grams (within words, on the normal forms) is at least `NEAR` (0.9). Character
-n-grams, rather than words, so that a changed word ending or a typo moves the score a
-little, not by a whole word. Why 0.9: in docs/experiments/2026-12.md §4, changing one
-word in ten of a text at random left its copy at 0.93 or more for 95% of the texts of
-civility-gh and of BBC, while fewer than 1 in 1,000 pairs of distinct texts of either
-set reach 0.9 (most of those are real near copies: quoted replies, a story filed
-twice). A smaller threshold starts to pair texts that only share a template.
+3-5-grams (within words, on the normal forms) is at least `NEAR` (0.8; its reason is
+given where it is set, `bertclf.config.audit`). Character n-grams, rather than words, so
+that a changed word ending or a typo moves the score a little, not by a whole word.
 
 `quick_checks` is what every training run checks (seconds): conflicts in the training
 data and training texts repeated in validation or test, logged as one line.
@@ -28,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bertclf.config.audit import NEAR
+
 logger = logging.getLogger(__name__)
 
-NEAR = 0.9  # cosine of character 3-5-gram TF-IDF vectors (see the module's docstring)
 CHUNK = 512  # rows of the similarity matrix computed at once: [512, n] floats
 _SPACE = re.compile(r"\s+")
 
@@ -56,7 +53,7 @@ class Match:
     similarity: float
 
 
-def _vectors(normal: Sequence[str], reference: Sequence[str]):
+def char_ngram_vectors(normal: Sequence[str], reference: Sequence[str]):
     """L2-normalised TF-IDF rows of `normal` and `reference`, fitted on both."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -67,7 +64,7 @@ def _vectors(normal: Sequence[str], reference: Sequence[str]):
     return vectors[: len(normal)], vectors[len(normal) :]
 
 
-def _closest(queries, reference, same_set: bool) -> tuple[np.ndarray, np.ndarray]:
+def closest_rows(queries, reference, same_set: bool) -> tuple[np.ndarray, np.ndarray]:
     """For each query row: the index of its most similar reference row and the cosine.
 
     `same_set`: queries and reference are one set; a row is compared only with earlier
@@ -103,8 +100,8 @@ def duplicates(texts: Sequence[str], threshold: float = NEAR) -> list[Match]:
         else:
             first[t] = i
     exact = {m.index for m in found}
-    vectors, _ = _vectors(normal, [])
-    best, score = _closest(vectors, vectors, same_set=True)
+    vectors, _ = char_ngram_vectors(normal, [])
+    best, score = closest_rows(vectors, vectors, same_set=True)
     for i in np.flatnonzero(score >= threshold):
         if i not in exact:
             found.append(Match(int(i), int(best[i]), float(min(score[i], 1.0))))
@@ -119,8 +116,8 @@ def leakage(
     normal = [normalize(t) for t in texts]
     train_normal = [normalize(t) for t in train_texts]
     index = {t: i for i, t in reversed(list(enumerate(train_normal)))}  # the first one
-    queries, reference = _vectors(normal, train_normal)
-    best, score = _closest(queries, reference, same_set=False)
+    queries, reference = char_ngram_vectors(normal, train_normal)
+    best, score = closest_rows(queries, reference, same_set=False)
     found = []
     for i, t in enumerate(normal):
         if t in index:
