@@ -13,20 +13,23 @@ mkdir -p "$OUT"
 echo "== 1. analyze the data =="
 "$BERTCLF" analyze examples/demo_data --out "$OUT/analysis"
 
-echo "== 2. train (validation split 0.2, held-out test set) =="
+echo "== 2. audit the labels: likely errors, conflicts, duplicates, test texts seen in training =="
+"$BERTCLF" audit examples/demo_data --test examples/demo_test --out "$OUT/audit"
+
+echo "== 3. train (validation split 0.2, held-out test set) =="
 "$BERTCLF" train examples/demo_data --test examples/demo_test --out "$OUT/run" \
   --epochs 4 --seq-len 64 --batch-size 16 --no-progress
 
-echo "== 3. evaluate the run on the held-out test set =="
+echo "== 4. evaluate the run on the held-out test set =="
 "$BERTCLF" evaluate "$OUT/run" examples/demo_test
 
-echo "== 4. predict new texts =="
+echo "== 5. predict new texts =="
 "$BERTCLF" predict "$OUT/run" --input examples/new_tickets.txt
 
-echo "== 5. export for TensorFlow Serving (op audit, parity check in a fresh process) =="
+echo "== 6. export for TensorFlow Serving (op audit, parity check in a fresh process) =="
 "$BERTCLF" export "$OUT/run" --to "$OUT/models" --name tickets
 
-echo "== 6. serve it with TF Serving's REST API and call it =="
+echo "== 7. serve it with TF Serving's REST API and call it =="
 PORT="${DEMO_PORT:-8599}"
 "$BERTCLF" serve "$OUT/models" --port "$PORT" &
 SERVER=$!

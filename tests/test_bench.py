@@ -165,6 +165,7 @@ def test_the_audit_benchmarks(env):
     bench(env, "audit.py", "near", "civility")
     near = json.loads((out(env) / "audit_near.json").read_text())["datasets"]["civility"]
     assert 0 < near["edited_cosine_median"] <= 1 and "0.8" in near["thresholds"]
-    bench(env, "audit.py", "loop", "--draws", "1", "--extra", *SMALL)
+    bench(env, "audit.py", "loop", "--draws", "1", "--seeds", "1", "--extra", *SMALL)
     [draw] = json.loads((out(env) / "audit_loop.json").read_text())["draws"]
-    assert 0 <= draw["cleaned"] <= 1 and 0 <= draw["noisy"] <= 1
+    assert all(0 <= f1 <= 1 for f1 in [*draw["cleaned"], *draw["noisy"]])
+    assert 0 <= draw["excluded_that_were_flipped"] <= draw["flipped"]

@@ -37,7 +37,7 @@ class AuditConfig:
     """
 
     data: DataConfig
-    out: str = option(dataclasses.MISSING, "folder for the audit's files (must not exist)")
+    out: str = option(dataclasses.MISSING, "folder for the audit's files (new or empty)")
     engine: str = option(
         "both",
         "out-of-fold model: encoder (sentence vectors + logistic regression), tfidf "
