@@ -107,7 +107,7 @@ def out_of_fold(
             li.out_of_fold(rows, labels, train.label_names, train.multilabel, engine, config.seed)
         )
     probs = np.mean([r.probs for r in results], axis=0)
-    c = results[0].c if len(results) == 1 else float("nan")
+    c = {r.engine: r.c for r in results}  # each engine's own regression strength
     return li.OutOfFold(probs, config.engine, results[0].folds, c)
 
 
@@ -116,10 +116,26 @@ def engine_features(config: AuditConfig, engine: str, texts: list[str], progress
     return _features(config, engine, texts, progress)
 
 
-def _label_text(names: list[str], value: Any, multilabel: bool) -> str:
-    if multilabel:
-        return ",".join(n for n, on in zip(names, value, strict=True) if on)
-    return names[value]
+class _Named:
+    """The training texts as the audit's files name them: sources and label names."""
+
+    def __init__(self, train: Examples, sources: list[str]):
+        self.train, self.sources = train, sources
+        names = train.label_names
+        self.given = [  # multi-label: the names in label order, as `suggested` lists them
+            ",".join(k for k in names if k in n) if train.multilabel else n
+            for n in train.named_labels()
+        ]
+
+    def issue_row(self, issue: li.Issue) -> list[Any]:
+        i, names = issue.index, self.train.label_names
+        suggested = ",".join(names[k] for k in issue.suggested)
+        row = [self.sources[i], self.given[i], suggested, round(issue.score, 6)]
+        return [*row, int(issue.confident), self.train.texts[i]]
+
+    def repeat_row(self, m: dup.Match) -> list[Any]:
+        row = [self.sources[m.index], self.sources[m.other], round(m.similarity, 4)]
+        return [*row, self.given[m.index], self.given[m.other], self.train.texts[m.index]]
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:
@@ -146,67 +162,37 @@ def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
     timings = {}
     start = time.perf_counter()
     train, others = _read(config, fmt)
-    names, multi = train.label_names, train.multilabel
-    sources = user_sources(config.data.train, train.sources)
-    given = [_label_text(names, y, multi) for y in train.labels]
+    table = _Named(train, user_sources(config.data.train, train.sources))
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
     oof = out_of_fold(config, train, progress)
-    issues = li.rank_issues(np.asarray(train.labels), oof.probs, multi)
+    issues = li.rank_issues(np.asarray(train.labels), oof.probs, train.multilabel)
+    issue_rows = [table.issue_row(i) for i in issues]
     timings["label_issues"] = time.perf_counter() - start
-    issue_rows = [
-        [
-            sources[i.index],
-            given[i.index],
-            ",".join(names[k] for k in i.suggested),
-            round(i.score, 6),
-            int(i.confident),
-            train.texts[i.index],
-        ]
-        for i in issues
-    ]
 
     start = time.perf_counter()
-    named = train.named_labels()
-    groups = dup.conflicts(train.texts, named)
+    groups = dup.conflicts(train.texts, train.named_labels())
     conflict_rows = [
-        [g + 1, sources[i], given[i], train.texts[i]]
+        [g + 1, table.sources[i], table.given[i], train.texts[i]]
         for g, members in enumerate(groups)
         for i in members
     ]
     repeats = dup.duplicates(train.texts, config.near)
-    duplicate_rows = [
-        [
-            sources[m.index],
-            sources[m.other],
-            round(m.similarity, 4),
-            given[m.index],
-            given[m.other],
-            train.texts[m.index],
-        ]
-        for m in repeats
-    ]
+    duplicate_rows = [table.repeat_row(m) for m in repeats]
     leak_rows = []
     for split, examples in others.items():
-        other_sources = user_sources(getattr(config.data, _FLAG[split]), examples.sources)
+        names = user_sources(getattr(config.data, _FLAG[split]), examples.sources)
         for m in dup.leakage(examples.texts, train.texts, config.near):
-            leak_rows.append(
-                [
-                    split,
-                    other_sources[m.index],
-                    sources[m.other],
-                    round(m.similarity, 4),
-                    examples.texts[m.index],
-                ]
-            )
+            row = [split, names[m.index], table.sources[m.other], round(m.similarity, 4)]
+            leak_rows.append([*row, examples.texts[m.index]])
     timings["duplicates"] = time.perf_counter() - start
 
     summary = {
         "data": config.data.train,
         "texts": len(train),
-        "labels": names,
-        "multilabel": multi,
+        "labels": train.label_names,
+        "multilabel": train.multilabel,
         "counts": {
             "label_issues": len(issue_rows),
             "confident_learning_estimate": sum(i.confident for i in issues),

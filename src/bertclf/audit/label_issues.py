@@ -181,12 +181,13 @@ def _oof(features, labels: np.ndarray, multilabel: bool, seed: int, folds: int, 
 
 @dataclass
 class OutOfFold:
-    """Out-of-fold probabilities [n, labels] and how they were made."""
+    """Out-of-fold probabilities [n, labels] and how they were made (`c`: the regression
+    strength, or each engine's under `both`)."""
 
     probs: np.ndarray
     engine: str
     folds: int
-    c: float
+    c: float | dict[str, float]
 
 
 def out_of_fold(
