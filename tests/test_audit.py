@@ -178,6 +178,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
         (["audit", str(one_class), "--out", str(tmp_path / "o2")], "at least two labels"),
         (["audit", str(data), "--out", str(a_file)], "is a file"),
         (["audit", str(data), "--out", str(tmp_path / "o3"), "--engine", "bert"], "--engine"),
+        (["audit", str(data), "--out", str(tmp_path / "o5"), "--model", "./no/enc"], "--model"),
+        (
+            ["train", str(data), "--out", str(tmp_path / "o6"), "--exclude", str(tmp_path / "x")],
+            "no such file",
+        ),
         (
             ["train", str(data), "--out", str(tmp_path / "o4"), "--exclude", str(bad_exclude)],
             "2 source(s) name no text",

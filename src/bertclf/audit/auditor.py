@@ -41,6 +41,7 @@ from bertclf.data.labels import LabelFormat
 from bertclf.errors import ConfigError, DataError
 from bertclf.evaluation.report import STYLE
 from bertclf.fileio import publish_modes
+from bertclf.model import encoders
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ def check_out(config: AuditConfig) -> Path:
 
 
 def check_inputs(config: AuditConfig) -> LabelFormat:
-    """What can be checked before any reading: the output folder and the sources."""
+    """What can be checked before any reading: the output folder, the sources and (for
+    the engines that use it) the encoder's name."""
     check_out(config)
+    if config.engine != "tfidf":
+        encoders.precheck(config.model)
     fmt = LabelFormat.from_config(config.data)
     for path in (config.data.train, config.data.val, config.data.test):
         if path:
@@ -84,7 +88,8 @@ def _read(config: AuditConfig, fmt: LabelFormat) -> tuple[Examples, dict[str, Ex
     return train, others
 
 
-def _features(config: AuditConfig, engine: str, texts: list[str], progress: bool):
+def engine_features(config: AuditConfig, engine: str, texts: list[str], progress: bool = False):
+    """The rows `engine` (`encoder` or `tfidf`) fits its regression on."""
     if engine == "tfidf":
         return li.tfidf_features(texts)
     return li.encoder_features(texts, config.model, progress=progress)
@@ -102,18 +107,13 @@ def out_of_fold(
     for engine in engines:
         rows = (features or {}).get(engine)
         if rows is None:
-            rows = _features(config, engine, train.texts, progress)
+            rows = engine_features(config, engine, train.texts, progress)
         results.append(
             li.out_of_fold(rows, labels, train.label_names, train.multilabel, engine, config.seed)
         )
     probs = np.mean([r.probs for r in results], axis=0)
     c = {r.engine: r.c for r in results}  # each engine's own regression strength
     return li.OutOfFold(probs, config.engine, results[0].folds, c)
-
-
-def engine_features(config: AuditConfig, engine: str, texts: list[str], progress: bool = False):
-    """The rows `engine` (`encoder` or `tfidf`) fits on."""
-    return _features(config, engine, texts, progress)
 
 
 class _Named:

@@ -74,10 +74,12 @@ def config_from_args(a) -> RunConfig:
 
 def check_data(data: DataConfig) -> None:
     """DATA, --val and --test: paths, columns, the names file (no TensorFlow)."""
-    from bertclf.data.datasets import check_source
+    from bertclf.data.datasets import check_source, read_excluded
     from bertclf.data.labels import LabelFormat
 
     fmt = LabelFormat.from_config(data)
+    if data.exclude:  # the file is read (not yet matched) before TensorFlow is loaded
+        read_excluded(data.exclude)
     for flag, path in (("DATA", data.train), ("--val", data.val), ("--test", data.test)):
         if path and flag != "DATA" and not Path(path).exists():  # name the flag it came from
             hint = " (a fraction of DATA is --val-split)" if flag == "--val" else ""

@@ -205,7 +205,8 @@ def _kept(config: DataConfig, sources: list[str]) -> tuple[list[int], list[str]]
         return list(range(len(sources))), []
     listed = read_excluded(config.exclude)
     names = user_sources(config.train, sources)
-    unknown = [s for s in dict.fromkeys(listed) if s not in set(names)]
+    known = set(names)
+    unknown = [s for s in dict.fromkeys(listed) if s not in known]
     if unknown:
         raise DataError(
             f"--exclude {config.exclude}: {len(unknown)} source(s) name no text of "
