@@ -229,7 +229,7 @@ def _train_in(
 ) -> TrainResult:
     """Train into `out`; with `resume`, continue the run in `source` (`out` but on a
     non-chief worker, whose `out` is a fresh scratch copy: `chief` False)."""
-    spec, splits, config, class_weights = _read_and_check(config, source, resume, overwrite)
+    spec, splits, config, class_weights, checks = _read_and_check(config, source, resume, overwrite)
     baseline = _fit_baseline_logged(splits, config)
     keras.utils.set_random_seed(config.seed)
     strategy = hardware.make_strategy(config.train.strategy)
@@ -250,7 +250,7 @@ def _train_in(
             splits.excluded,
         )
     write_json(run_dir / rundir.BASELINE, baseline.to_dict())
-    write_json(run_dir / rundir.DATA_CHECKS, data_checks(splits).to_dict())
+    write_json(run_dir / rundir.DATA_CHECKS, checks.to_dict())
     # The training split, tokenized and packed once for the stage and the loop alike.
     train_data = EpochDataset.for_run(splits.train, preprocessor, config.train)
     bar = None
@@ -285,7 +285,8 @@ def _train_in(
 def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bool):
     """Refuse bad arguments before any work, read and split the data, resolve the policy.
 
-    Returns (encoder spec, splits, the config resolved for the data, class weights).
+    Returns (encoder spec, splits, the config resolved for the data, class weights, the
+    data checks).
     """
     rundir.check_run_dir(source, resume=resume, overwrite=overwrite)
     if resume:
@@ -301,7 +302,7 @@ def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bo
     checks = data_checks(splits)
     log = logger.warning if checks.found() else logger.info
     log("%s%s", checks.line(), " (bertclf audit DATA lists them)" if checks.found() else "")
-    return spec, splits, config, class_weights
+    return spec, splits, config, class_weights, checks
 
 
 def data_checks(splits) -> QuickChecks:
