@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import BERTCLF, DATA, OUT, machine, run_training  # noqa: E402, F401
+from common import BERTCLF, DATA, OUT, machine, pct, run_training, timed  # noqa: E402
 
 HERE = OUT / "calibration"
 SPLITS = HERE / "data"
@@ -156,8 +156,155 @@ def main() -> None:
         measure(a.seeds, a.only)
 
 
+def _calibrated(path: Path) -> tuple[object, object, dict]:
+    """(run, splits, notes): the run loaded, calibrated first when it was trained before
+    calibration existed (the same function `bertclf train` calls after training), with
+    what the run said before calibration (its training-time thresholds and test metrics)."""
+    from bertclf import RunConfig
+    from bertclf.data import datasets
+    from bertclf.evaluation.report import write_run_report
+    from bertclf.prediction.trained_run import load_run
+    from bertclf.training.calibration import calibrate
+
+    meta = json.loads((path / "config.json").read_text())
+    config = RunConfig.from_dict(meta["config"])
+    splits = datasets.load_splits(config.data, config.seed)
+    notes = {"calibrated_after_training": not (path / "calibration.json").is_file()}
+    if (path / "test_metrics.json").is_file():
+        notes["test_before"] = json.loads((path / "test_metrics.json").read_text())
+    if (path / "thresholds.json").is_file():
+        notes["thresholds_before"] = json.loads((path / "thresholds.json").read_text())
+    if notes["calibrated_after_training"]:
+        calibrate(load_run(path), splits, config)
+        write_run_report(path, run=load_run(path), splits=splits)
+    run = load_run(path)
+    notes["test_after"] = (
+        json.loads((path / "test_metrics.json").read_text())
+        if (path / "test_metrics.json").is_file()
+        else None
+    )
+    return run, splits, notes
+
+
+def _calibration_row(name: str, path: Path) -> dict:
+    run, _, notes = _calibrated(path)
+    report = json.loads((path / "calibration.json").read_text())
+    row = {"run": name, "temperature": report["fitted"]["temperature"]}
+    row["calibrated_after_training"] = notes["calibrated_after_training"]
+    for split in ("validation", "test"):
+        if split in report:
+            m = report[split]
+            row[split] = {
+                k: round(v, 5)
+                for k, v in m.items()
+                if k.endswith(("_before", "_after")) and not k.startswith("reliability")
+            }
+    before, after = notes.get("test_before"), notes.get("test_after")
+    if before and after:
+        for key in ("accuracy", "macro_f1", "micro_f1"):
+            if key in before:
+                row[f"test_{key}_before"], row[f"test_{key}_after"] = before[key], after[key]
+    return row
+
+
+def _ood(path: Path) -> dict:
+    """AUROC of each score for in-distribution articles against tech and GoEmotions."""
+    import numpy as np
+    from scipy.special import logsumexp
+    from sklearn.metrics import roc_auc_score
+
+    run, _, _ = _calibrated(path)
+    probes = json.loads((SPLITS / "ood_probes.json").read_text())
+    scores = {}
+    for name, texts in probes.items():
+        out = run.outputs(texts)
+        logits, _ = run.logits_and_vectors(texts)
+        raw = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        scores[name] = {
+            "mahalanobis (ours)": out["ood_score"],
+            "1 - max softmax": 1 - raw.max(axis=1),
+            "1 - max calibrated probability": 1 - out["scores"].max(axis=1),
+            "entropy": -np.sum(raw * np.log(np.clip(raw, 1e-12, 1)), axis=1),
+            "energy (-logsumexp)": -logsumexp(logits, axis=1),
+            "p90_raw": raw.max(axis=1) >= 0.9,
+            "p90_calibrated": out["scores"].max(axis=1) >= 0.9,
+            "unusual": out["ood_score"]
+            > json.loads((path / "calibration.json").read_text())["fitted"]["ood_threshold"],
+        }
+    result = {}
+    for other in ("goemotions", "tech"):
+        y = np.r_[np.zeros(len(probes["inside"])), np.ones(len(probes[other]))]
+        result[other] = {
+            key: round(float(roc_auc_score(y, np.r_[scores["inside"][key], scores[other][key]])), 4)
+            for key in scores["inside"]
+            if not key.startswith(("p90", "unusual"))
+        }
+        for key in ("p90_raw", "p90_calibrated", "unusual"):
+            result[other][key] = f"{int(scores[other][key].sum())}/{len(probes[other])}"
+    result["inside"] = {
+        key: f"{int(scores['inside'][key].sum())}/{len(probes['inside'])}"
+        for key in ("p90_raw", "p90_calibrated", "unusual")
+    }
+    return result
+
+
+def _latency(path: Path, rounds: int = 5) -> dict:
+    """Batch 1 and batch 32 of the same run exported with and without the extra outputs
+    (a copy of the run without calibration.json exports as runs made before it did)."""
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    from bertclf.export.exporter import export
+    from common import bbc_texts
+
+    work = Path(tempfile.mkdtemp(prefix="bertclf-calib-lat-"))
+    plain = work / "plain-run"
+    shutil.copytree(path, plain, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    (plain / "calibration.json").unlink()
+    (plain / "ood.npz").unlink()
+    exports = {
+        "with extra outputs": export(path, work / "exports", name="calibrated").path,
+        "without": export(plain, work / "exports", name="plain").path,
+    }
+    sigs = {
+        k: tf.saved_model.load(str(v)).signatures["serving_default"] for k, v in exports.items()
+    }
+    one = tf.constant([" ".join(bbc_texts(1)[0].split()[:40])])
+    batch = tf.constant(bbc_texts(32))
+    result = {k: {"batch1_ms": [], "batch32_ms": []} for k in sigs}
+    for _ in range(rounds):  # alternate, so both see the same machine
+        for name, sig in sigs.items():
+            result[name]["batch1_ms"].append(pct(timed(lambda s=sig: s(text=one), 50), 50) * 1e3)
+            result[name]["batch32_ms"].append(pct(timed(lambda s=sig: s(text=batch), 5), 50) * 1e3)
+    shutil.rmtree(work, ignore_errors=True)
+    out = {
+        k: {m: round(sorted(v)[len(v) // 2], 3) for m, v in r.items()} for k, r in result.items()
+    }
+    for m in ("batch1_ms", "batch32_ms"):
+        out[f"{m} ratio"] = round(out["with extra outputs"][m] / out["without"][m], 4)
+    return out
+
+
 def measure(seeds: list[int], only: list[str]) -> None:
-    raise SystemExit("measure: not written yet")
+    wanted = [f"{k}-{s}" for k in ("civility", "bbc", "goemotions") for s in seeds]
+    result = {"machine": machine(), "runs": []}
+    for name in wanted:
+        path = HERE / name
+        if (only and not any(name.startswith(o) for o in only)) or not path.is_dir():
+            continue
+        row = _calibration_row(name, path)
+        result["runs"].append(row)
+        print(json.dumps(row))
+    if (HERE / "bbc-notech-1").is_dir() and (not only or "ood" in only):
+        result["ood"] = _ood(HERE / "bbc-notech-1")
+        print(json.dumps({"ood": result["ood"]}))
+    if (HERE / "civility-1").is_dir() and (not only or "latency" in only):
+        result["latency"] = _latency(HERE / "civility-1")
+        print(json.dumps({"latency": result["latency"]}))
+    target = OUT / ("calibration.json" if not only else f"calibration_{'_'.join(only)}.json")
+    target.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def test_export_signatures_parity_and_metadata(trained, tmp_path):
         "scores": ("DT_FLOAT", [-1, 3]),
         "classes": ("DT_STRING", [-1]),
         "class_ids": ("DT_INT32", [-1]),
+        # A calibrated run's extra outputs (the names and shapes above are unchanged).
+        "ood_score": ("DT_FLOAT", [-1]),
+        "abstain": ("DT_BOOL", [-1]),
     }
     assert classify["method_name"] == "tensorflow/serving/classify"
     assert list(classify["inputs"]) == ["inputs"]

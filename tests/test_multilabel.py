@@ -178,10 +178,12 @@ def test_tuned_thresholds_maximise_each_labels_f1():
     def f1_at(j, cut):  # scikit-learn's F1 of label j at one cut, as the graph compares
         return f1_score(labels[:, j], probs[:, j].astype(np.float32) >= cut, zero_division=0)
 
-    for j in range(3):
+    assert thresholds.support(labels)[0][2] < thresholds.MIN_SUPPORT <= labels[:, 1].sum()
+    for j in range(2):
         best = max(f1_at(j, cut) for cut in thresholds.GRID)
         assert f1_at(j, cuts[j]) == pytest.approx(best)
     assert cuts[1] < 0.5
+    assert cuts[2] == 0.5  # a handful of positives: too few to tune on
     assert cuts[3] == 0.5  # no positive to tune on
     assert (thresholds.decide("0.3", labels, probs) == np.float32(0.3)).all()
 
@@ -295,9 +297,8 @@ def test_cli_predict_and_evaluate_a_multilabel_run(ml_run, tmp_path):
     proc = run_cli("predict", str(root / "run"), "refund invoice crash error", "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout.splitlines()[0])
-    assert set(row) == {"text", "labels", "probabilities"} and set(row["probabilities"]) == set(
-        NAMES
-    )
+    keys = {"text", "labels", "probabilities", "abstain", "ood_score"}
+    assert set(row) == keys and set(row["probabilities"]) == set(NAMES)
     proc = run_cli(
         "evaluate", str(root / "run"), str(root / "test.jsonl"), "--label-field", "labels"
     )

@@ -188,6 +188,7 @@ TRAIN_GROUPS = (
             (TrainConfig, ("thresholds",)),
         ],
     ),
+    ("what a score means", [(TrainConfig, ("calibrate", "abstain_precision"))]),
     ("output", [(TrainConfig, ("checkpoint_every", "tb_histograms"))]),
     ("speed and devices", [(TrainConfig, ("precision", "bucketing", "jit", "strategy"))]),
 )

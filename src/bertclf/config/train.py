@@ -19,6 +19,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOGGLES = ("auto", "on", "off")
 SELECTS = ("macro_f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+CALIBRATIONS = ("temperature", "none")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class TrainConfig:
             epoch's end); `--resume` continues from the last checkpoint, mid-epoch too.
         thresholds: multilabel decision thresholds: `tune` (per label, best F1 on the
             validation split; see `bertclf.evaluation.thresholds`) or one probability for all.
+        calibrate: after training, fit a `temperature` on the validation split so that
+            scores mean what they say (`none`: the raw probabilities); see
+            `bertclf.training.calibration`.
+        abstain_precision: store the lowest confidence at which the validation
+            predictions reach this precision; below it, predictions say `abstain`
+            (None: never abstain).
         batch_size: global batch size (split across replicas).
         lr: peak learning rate.
         optimizer: `adamw` (decoupled weight decay, biases and LayerNorm
@@ -148,6 +155,20 @@ class TrainConfig:
         "multilabel decision thresholds: tune (per label, for the best F1 on the validation "
         "split) or one probability in (0, 1) for every label",
     )
+    calibrate: str = option(
+        "temperature",
+        "after training, fit a temperature on the validation split so that a score of 0.9 "
+        "is right about 90%% of the time (none: raw probabilities; see README, 'What a "
+        "score means')",
+        choices=CALIBRATIONS,
+    )
+    abstain_precision: float | None = option(
+        None,
+        "abstain (say so beside each prediction) below the lowest confidence at which the "
+        "validation predictions reach this precision, in (0, 1] (default: never abstain)",
+        type=float,
+        metavar="P",
+    )
     jit: str = option("auto", "XLA-compile the steps (auto: on GPUs)", choices=TOGGLES)
     precision: str = option(
         "auto",
@@ -172,6 +193,19 @@ class TrainConfig:
             self.thresholds,
             "use 'tune' or a probability in (0, 1) such as 0.5",
         )
+        check(
+            self.calibrate in CALIBRATIONS,
+            "--calibrate",
+            self.calibrate,
+            f"choose one of {CALIBRATIONS}",
+        )
+        if self.abstain_precision is not None:
+            check(
+                0.0 < self.abstain_precision <= 1.0,
+                "--abstain-precision",
+                self.abstain_precision,
+                "use a precision in (0, 1] such as 0.95",
+            )
         if self.patience is not None:
             check(self.patience >= 1, "--patience", self.patience, "use 1 or more (or omit it)")
         check(

@@ -198,3 +198,116 @@ def macro_f1_from_confusion(confusion: np.ndarray) -> float:
     confusion = np.asarray(confusion, dtype=np.float64)
     tp = np.diag(confusion)
     return float(f1_from_counts(tp, confusion.sum(axis=0) - tp, confusion.sum(axis=1) - tp).mean())
+
+
+# ------------------------------------------------------------------ calibration
+
+ECE_BINS = 15  # equal-width confidence bins, as Guo et al. 2017
+
+
+def _binary_view(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, correct) pairs whose agreement calibration measures.
+
+    Single-label: the top probability and whether the top label is right (Guo et al.).
+    Multi-label: every label's probability and whether the text has that label, all
+    labels pooled (each row of a label's reliability diagram then counts).
+    """
+    labels, probs = np.asarray(labels), np.asarray(probs, np.float64)
+    if labels.ndim == 2:
+        return probs.reshape(-1), labels.reshape(-1).astype(np.float64)
+    return probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(np.float64)
+
+
+def reliability(labels: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> dict[str, list]:
+    """Per equal-width bin: mean confidence, observed frequency, count (empty bins: None)."""
+    confidence, correct = _binary_view(labels, probs)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    conf = np.bincount(which, weights=confidence, minlength=bins)
+    hits = np.bincount(which, weights=correct, minlength=bins)
+    return {
+        "confidence": [float(c / n) if n else None for c, n in zip(conf, count, strict=True)],
+        "frequency": [float(h / n) if n else None for h, n in zip(hits, count, strict=True)],
+        "count": count.tolist(),
+    }
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray) -> float:
+    """ECE: the count-weighted mean |confidence - frequency| over `ECE_BINS` bins.
+
+    Multi-label: the mean of each label's ECE over its own probabilities.
+
+    >>> round(expected_calibration_error(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]])), 3)
+    0.45
+    """
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    if labels.ndim == 2:
+        return float(np.mean([_ece(labels[:, [j]], probs[:, [j]]) for j in range(labels.shape[1])]))
+    return _ece(labels, probs)
+
+
+def _ece(labels, probs) -> float:
+    r = reliability(labels, probs)
+    n = sum(r["count"])
+    return float(
+        sum(
+            c * abs(conf - freq)
+            for conf, freq, c in zip(r["confidence"], r["frequency"], r["count"], strict=True)
+            if c
+        )
+        / max(n, 1)
+    )
+
+
+def calibration_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """ECE (15 bins), negative log-likelihood and Brier score of `probs` against `labels`.
+
+    Single-label: NLL is the cross-entropy, Brier the squared distance to the one-hot
+    label summed over labels. Multi-label: each label's binary NLL and squared error,
+    averaged over labels and texts.
+    """
+    labels, probs = np.asarray(labels), np.clip(np.asarray(probs, np.float64), 1e-7, 1 - 1e-7)
+    if labels.ndim == 2:
+        y = labels.astype(np.float64)
+        nll = -np.mean(y * np.log(probs) + (1 - y) * np.log(1 - probs))
+        brier = np.mean((probs - y) ** 2)
+    else:
+        onehot = np.eye(probs.shape[1])[labels]
+        nll = -np.mean(np.log(probs[np.arange(len(labels)), labels]))
+        brier = np.mean(np.sum((probs - onehot) ** 2, axis=1))
+    return {
+        "ece": expected_calibration_error(labels, probs),
+        "nll": float(nll),
+        "brier": float(brier),
+    }
+
+
+def coverage_curve(labels, predicted, confidence, num_labels: int) -> dict[str, list[float]]:
+    """Accuracy and macro-F1 of the texts kept as the confidence threshold rises.
+
+    Args:
+        labels: [n] ids or [n, L] 0/1.
+        predicted: [n] predicted ids or [n, L] 0/1 predictions.
+        confidence: [n] each text's confidence (`bertclf.model.calibration.confidence_np`).
+        num_labels: L.
+
+    Returns: {"coverage", "threshold", "accuracy", "macro_f1"}: one point per 5% of
+    coverage, from every text down to the most confident 5% (multi-label accuracy: the
+    share of exactly right label sets).
+    """
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    confidence = np.asarray(confidence)
+    order = np.argsort(-confidence, kind="stable")
+    out = {"coverage": [], "threshold": [], "accuracy": [], "macro_f1": []}
+    for share in np.arange(20, 0, -1) / 20:
+        kept = order[: max(1, round(share * len(order)))]
+        y, p = labels[kept], predicted[kept]
+        right = np.all(y == p, axis=1) if y.ndim == 2 else y == p
+        ids = None if y.ndim == 2 else list(range(num_labels))
+        out["coverage"].append(len(kept) / len(order))
+        out["threshold"].append(float(confidence[kept[-1]]))
+        out["accuracy"].append(float(np.mean(right)))
+        out["macro_f1"].append(
+            float(skm.f1_score(y, p, labels=ids, average="macro", zero_division=0))
+        )
+    return out

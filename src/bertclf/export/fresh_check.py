@@ -50,6 +50,9 @@ def run_model(export_dir: Path, texts: list) -> dict:
         **{servable.EXAMPLES_INPUT: tf.constant(examples)}
     )
     result = {"scores": predicted["scores"].numpy().tolist()}
+    for extra in ("ood_score", "abstain"):  # a calibrated run's outputs
+        if extra in predicted:
+            result[extra] = predicted[extra].numpy().tolist()
     if "predicted" in predicted:  # a multi-label export: 0/1 per label
         result["predicted"] = predicted["predicted"].numpy().tolist()
     else:

@@ -126,6 +126,8 @@ def write_metadata(
         "signatures": result["signatures"],
         **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}),
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
+        # A run made before calibration existed has none: raw scores, no extra outputs.
+        "calibration": None if run.calibration is None else run.calibration.metadata(),
         "run": {
             "name": run.path.resolve().name,
             "config": portable_config(run.meta["config"]),

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from bertclf import servable
 from bertclf.fileio import atomic_path
-from bertclf.model.preprocessing import inference_features
 from bertclf.model.rundir import LABELS
 from bertclf.prediction.trained_run import TrainedRun
 
@@ -45,31 +44,29 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     Multi-label: `scores` [b, L] (each label's probability) and `predicted` [b, L] int32
     (1 where the score reaches the label's threshold, compiled in from thresholds.json):
     fixed-shape outputs, which TF Serving's REST API returns (ragged ones it cannot).
-    `classify` returns every label with its score, for both.
+    A calibrated run (`bertclf.model.calibration`) adds `ood_score` [b] float32 and
+    `abstain` [b] bool, and its `scores` are the calibrated probabilities. `classify`
+    returns every label with its score, for both.
     """
-    preprocessor, model = run.preprocessor, run.model
     table = labels_table(run.path / LABELS)
     num_labels = len(run.label_names)
     thresholds = run.thresholds  # multi-label: [L]; None otherwise
 
-    def scores_for(texts):
-        # texts [batch] -> probabilities [batch, num_labels], the training graph's layers,
-        # the batch padded only to its longest text (as `bertclf predict` does).
-        features = inference_features(preprocessor, texts)  # [batch, width]
-        return model.probabilities(model(features, training=False))
-
     def serve(text):
-        scores = scores_for(text)
+        # The run's own graph (`TrainedRun.outputs_graph`): the preprocessor, the
+        # classifier and the calibration, the batch padded only to its longest text.
+        outputs = run.outputs_graph(text)
+        scores = outputs["scores"]
         if thresholds is not None:
             cuts = tf.constant(thresholds, tf.float32)[None, :]  # [1, L]
-            return {"scores": scores, "predicted": tf.cast(scores >= cuts, tf.int32)}
+            return {**outputs, "predicted": tf.cast(scores >= cuts, tf.int32)}
         class_ids = tf.argmax(scores, axis=-1, output_type=tf.int32)
         classes = table.lookup(tf.cast(class_ids, tf.int64))
-        return {"scores": scores, "classes": classes, "class_ids": class_ids}
+        return {**outputs, "classes": classes, "class_ids": class_ids}
 
     def classify(inputs):
         parsed = tf.io.parse_example(inputs, {"text": tf.io.FixedLenFeature([], tf.string)})
-        scores = scores_for(parsed["text"])
+        scores = run.outputs_graph(parsed["text"])["scores"]
         # TF Serving's Classify API wants one class name per score.
         names = table.lookup(tf.range(num_labels, dtype=tf.int64))  # [num_labels]
         classes = tf.tile(names[None, :], [tf.shape(scores)[0], 1])

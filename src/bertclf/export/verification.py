@@ -105,7 +105,8 @@ def verify_version(
     audit(result["non_core_ops"], target)
     if not verify:
         return result, None
-    expected = run.predict_proba(texts)
+    outputs = run.outputs(texts)
+    expected = outputs["scores"]  # calibrated where the run is
     diff = float(np.max(np.abs(np.asarray(result["scores"]) - expected)))
     diff_classify = float(np.max(np.abs(np.asarray(result["classify_scores"]) - expected)))
     if max(diff, diff_classify) > 1e-5:
@@ -113,6 +114,7 @@ def verify_version(
             f"verification: the reloaded model's probabilities differ from the "
             f"trained model's by {max(diff, diff_classify):.2e} (> 1e-5)"
         )
+    _check_extras(outputs, result)
     thresholds = run.thresholds
     if thresholds is not None:
         if result["predicted"] != apply(expected, thresholds).tolist():
@@ -120,3 +122,20 @@ def verify_version(
     elif result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
         raise ExportError("verification: the reloaded model's classes differ from the run's")
     return result, diff
+
+
+def _check_extras(outputs: dict[str, np.ndarray], result: dict[str, Any]) -> None:
+    """A calibrated run's `ood_score` (relative 1e-4: distances of hundreds in float32)
+    and `abstain` must come back as the run computes them."""
+    if set(outputs) - {"scores"} != set(result) & {"ood_score", "abstain"}:
+        raise ExportError("verification: the reloaded model's outputs differ from the run's")
+    if "ood_score" not in outputs:
+        return
+    ood = np.asarray(result["ood_score"])
+    if not np.allclose(ood, outputs["ood_score"], rtol=1e-4, atol=1e-4):
+        raise ExportError(
+            "verification: the reloaded model's ood_score differs from the run's by "
+            f"{np.max(np.abs(ood - outputs['ood_score'])):.2e}"
+        )
+    if result["abstain"] != outputs["abstain"].tolist():
+        raise ExportError("verification: the reloaded model's abstain flags differ from the run's")

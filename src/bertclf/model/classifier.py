@@ -85,29 +85,37 @@ class BertClassifier(keras.Model):
         return total / count
 
     def call(self, inputs, training=False):
+        return self.logits_and_vectors(inputs, training)[0]
+
+    def logits_and_vectors(self, inputs, training=False):
+        """BERT inputs -> (logits [batch, num_labels] or [batch, 1], sentence vectors
+        [batch, hidden]): the vectors are what the out-of-distribution score measures
+        (`bertclf.model.calibration`), taken before dropout."""
         if inputs["token_ids"].shape.rank == 3:  # --long chunk: [batch, windows, width]
             return self._text_logits(inputs, training)
-        x = self.dropout(self.pool(inputs, training=training), training=training)
-        return self.classifier(x)  # [batch, num_labels] or [batch, 1]
+        vectors = self.pool(inputs, training=training)
+        x = self.dropout(vectors, training=training)
+        return self.classifier(x), vectors
 
     def _text_logits(self, inputs, training):
-        """Windows [b, C, w] -> logits [b, L]: each used window encoded, their logits
-        pooled per text (so the loss, and the batch, count texts, not windows): the
-        mean, or with `chunk_pool="max"` each label's largest."""
+        """Windows [b, C, w] -> logits [b, L] and vectors [b, hidden]: each used window
+        encoded, their logits pooled per text (so the loss, and the batch, count texts,
+        not windows): the mean, or with `chunk_pool="max"` each label's largest. A
+        text's vector is the mean of its windows' vectors."""
         shape = tf.shape(inputs["token_ids"])
         flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
         used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
         text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
         windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]
-        x = self.dropout(self.pool(windows, training=training), training=training)
-        logits = self.classifier(x)  # [n, L]
+        vectors = self.pool(windows, training=training)  # [n, hidden]
+        logits = self.classifier(self.dropout(vectors, training=training))  # [n, L]
         # Every text has a used window ([CLS] [SEP] at least), so no segment is empty.
         pool = (
             tf.math.unsorted_segment_max
             if self.chunk_pool == "max"
             else tf.math.unsorted_segment_mean
         )
-        return pool(logits, text, shape[0])  # [b, L]
+        return pool(logits, text, shape[0]), tf.math.unsorted_segment_mean(vectors, text, shape[0])
 
     def probabilities(self, logits):
         """Logits -> [batch, num_labels] probabilities, columns in label order."""

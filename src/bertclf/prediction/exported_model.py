@@ -12,7 +12,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from bertclf import servable
 from bertclf.errors import RunError
-from bertclf.prediction.predictor import Predictor
+from bertclf.prediction.predictor import EXTRA_OUTPUTS, Predictor
 
 
 class ExportedModel(Predictor):
@@ -52,6 +52,7 @@ class ExportedModel(Predictor):
         if self.metadata.get("task") == "multilabel":  # the thresholds compiled into the graph
             self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 
-    def _scores(self, texts: list[str]) -> np.ndarray:
+    def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         batch = tf.constant(texts, tf.string)
-        return self.signature(**{servable.TEXT_INPUT: batch})["scores"].numpy()
+        out = self.signature(**{servable.TEXT_INPUT: batch})
+        return {k: out[k].numpy() for k in ("scores", *EXTRA_OUTPUTS) if k in out}

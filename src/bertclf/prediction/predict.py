@@ -27,7 +27,7 @@ from bertclf.data.tables import Row, batches, read_rows
 from bertclf.errors import DataError, RunError
 from bertclf.fileio import atomic_path
 from bertclf.model import rundir
-from bertclf.prediction.predictor import Predictor
+from bertclf.prediction.predictor import EXTRA_OUTPUTS, Predictor
 from bertclf.tflog import stderr_is_terminal
 
 # ------------------------------------------------------------------ results
@@ -57,6 +57,7 @@ class ResultWriter:
             columns = ([self.id_field] if row.id is not None else []) + ["text"]
             columns += ["labels"] if multilabel else ["label", "probability"]
             columns += [f"p_{name}" for name in self.labels]
+            columns += [k for k in EXTRA_OUTPUTS if k in prediction]  # a calibrated model's
             self._writer = csv.DictWriter(self.stream, columns, extrasaction="ignore")
             self._writer.writeheader()
         probs = {f"p_{k}": v for k, v in prediction["probabilities"].items()}

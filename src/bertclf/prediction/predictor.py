@@ -3,7 +3,7 @@
 `Predictor` holds what both share (batching, `predict_proba`, `predict`); a run
 (`bertclf.prediction.trained_run.TrainedRun`) and an export
 (`bertclf.prediction.exported_model.ExportedModel`) each supply only `label_names` and
-`_scores`, their scoring of one batch. This module imports neither TensorFlow nor
+`_outputs`, their scoring of one batch. This module imports neither TensorFlow nor
 keras-hub, and neither of the two: inference on an export never loads the training side.
 """
 
@@ -17,7 +17,7 @@ DEFAULT = 0.5  # a multi-label decision threshold where none was tuned
 
 
 class Predictor:
-    """Label texts in batches. Subclasses set `label_names` and implement `_scores`.
+    """Label texts in batches. Subclasses set `label_names` and implement `_outputs`.
 
     A multi-label model also sets `thresholds` ([num_labels]); its predictions are
     label sets.
@@ -26,23 +26,41 @@ class Predictor:
     label_names: list[str]
     thresholds: np.ndarray | None = None
 
-    def _scores(self, texts: list[str]) -> np.ndarray:
-        """One batch: [b] texts -> [b, num_labels] probabilities in label order."""
+    def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """One batch: [b] texts -> `scores` [b, num_labels] (probabilities in label order)
+        and, where the model has them, `ood_score` [b] and `abstain` [b]."""
         raise NotImplementedError
 
+    def outputs(self, texts: list[str], batch_size: int = 32) -> dict[str, np.ndarray]:
+        """[n] texts -> each output for all of them (`scores` [n, num_labels], ...)."""
+        parts = [self._outputs(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        if not parts:
+            return {"scores": np.zeros((0, len(self.label_names)), np.float32)}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
     def predict_proba(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """[n] texts -> [n, num_labels] probabilities in label order."""
-        out = [self._scores(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.label_names)), np.float32)
+        """[n] texts -> [n, num_labels] probabilities in label order (calibrated where
+        the run was)."""
+        return self.outputs(texts, batch_size)["scores"]
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
         """Label, its probability and every label's probability, for each text.
 
         Multi-label: `labels`, the names whose probability reaches their threshold
-        (possibly none), and every label's probability.
+        (possibly none), and every label's probability. A calibrated model's rows also
+        say whether it abstains (`abstain`) and how unlike the training data the text is
+        (`ood_score`).
         """
-        probs = self.predict_proba(texts, batch_size)
-        return probabilities_to_predictions(probs, self.label_names, self.thresholds)
+        out = self.outputs(texts, batch_size)
+        rows = probabilities_to_predictions(out["scores"], self.label_names, self.thresholds)
+        for key in EXTRA_OUTPUTS:
+            for row, value in zip(rows, out.get(key, ()), strict=False):
+                row[key] = value.item()
+        return rows
+
+
+# Outputs beside `scores` that a calibrated model gives for each text.
+EXTRA_OUTPUTS = ("abstain", "ood_score")
 
 
 def probabilities_to_predictions(

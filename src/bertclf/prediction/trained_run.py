@@ -18,6 +18,8 @@ import tensorflow as tf
 from bertclf.config.run import RunConfig
 from bertclf.errors import RunError
 from bertclf.fileio import read_json
+from bertclf.model import calibration as calibration_lib
+from bertclf.model.calibration import Calibration
 from bertclf.model.classifier import BertClassifier, build_classifier
 from bertclf.model.preprocessing import TextPreprocessor, inference_features
 from bertclf.model.rundir import BEST_WEIGHTS, SAMPLES, THRESHOLDS, check_trained
@@ -76,13 +78,43 @@ class TrainedRun(Predictor):
             raise RunError(f"{file}: missing; a multi-label run stores its thresholds there")
         return np.asarray(read_json(file)["thresholds"], dtype=np.float32)
 
+    @functools.cached_property
+    def calibration(self) -> Calibration | None:
+        """The run's calibration (calibration.json), or None for a run made before it."""
+        return calibration_lib.read(self.path, self.thresholds)
+
     def __post_init__(self):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def forward(texts):
-            features = inference_features(self.preprocessor, texts)  # [b, width]
-            return self.model.probabilities(self.model(features, training=False))
+            return self.outputs_graph(texts)
 
-        self._forward = forward
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def raw(texts):
+            features = inference_features(self.preprocessor, texts)  # [b, width]
+            return self.model.logits_and_vectors(features, training=False)
+
+        self._forward, self._raw = forward, raw
+
+    def outputs_graph(self, texts) -> dict[str, tf.Tensor]:
+        """TensorFlow: texts [b] -> `scores` [b, L] and, for a calibrated run, `ood_score`
+        [b] and `abstain` [b]: the graph the export holds, traced by the caller."""
+        # The batch padded only to its longest text, as the export does.
+        features = inference_features(self.preprocessor, texts)  # [b, width]
+        logits, vectors = self.model.logits_and_vectors(features, training=False)
+        if self.calibration is None:
+            return {"scores": self.model.probabilities(logits)}
+        return self.calibration.outputs(self.model, logits, vectors)
+
+    def logits_and_vectors(self, texts: list[str], batch_size: int = 32):
+        """([n, L'] logits, [n, hidden] sentence vectors), uncalibrated: what calibration
+        is fitted on."""
+        parts = [
+            self._raw(tf.constant(texts[i : i + batch_size], tf.string))
+            for i in range(0, len(texts), batch_size)
+        ]
+        if not parts:
+            raise ValueError("no texts")
+        return tuple(np.concatenate([p[k].numpy() for p in parts]) for k in (0, 1))
 
     def sample_texts(self) -> list[str]:
         """The validation texts stored with the run (empty for runs made by older versions)."""
@@ -90,8 +122,8 @@ class TrainedRun(Predictor):
             return []
         return list(read_json(self.path / SAMPLES).get("texts", []))
 
-    def _scores(self, texts: list[str]) -> np.ndarray:
-        return self._forward(tf.constant(texts, tf.string)).numpy()
+    def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._forward(tf.constant(texts, tf.string)).items()}
 
 
 def load_run(path: str | Path, precision: str = "run") -> TrainedRun:

@@ -33,6 +33,7 @@ from bertclf.fileio import write_json
 from bertclf.model import encoders, rundir
 from bertclf.model.classifier import build_classifier
 from bertclf.training import cluster, hardware
+from bertclf.training.calibration import calibrate
 from bertclf.training.contrastive import contrastive_stage, stage_steps
 from bertclf.training.optimization import inner, make_optimizer
 from bertclf.training.pipeline import EpochDataset
@@ -336,7 +337,9 @@ def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas
     _compare_with_baseline(kept, baseline.validation["macro_f1"])
     test_metrics = None
     if chief:
-        # The kept weights, into the model in memory: the report scores the splits in hand.
+        # The kept weights, into the model in memory: calibration fits on them, then the
+        # report scores the splits in hand with the calibrated run.
+        calibrate(trainer.kept_run(), splits, trainer.cfg)
         report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
         logger.info("report: %s", report.path)
         test_metrics = report.metrics.get("test")
@@ -405,8 +408,9 @@ def _compare_with_baseline(kept: dict[str, float], baseline_f1: float) -> None:
         )
 
 
-# Settings that do not change what is trained: --resume may give other values.
-RESUMABLE_CHANGES = ("checkpoint_every",)
+# Settings that do not change what is trained (the last two act after it): --resume
+# may give other values.
+RESUMABLE_CHANGES = ("checkpoint_every", "calibrate", "abstain_precision")
 
 
 def check_resume(config: RunConfig, run_dir: Path) -> None:
