@@ -147,13 +147,19 @@ def main() -> None:
     ap.add_argument("step", choices=("prepare", "train", "measure"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--only", nargs="*", default=[], help="run names starting with these")
+    ap.add_argument("--recalibrate", action="store_true", help="fit every run's calibration again")
     a = ap.parse_args()
+    global RECALIBRATE
+    RECALIBRATE = a.recalibrate
     if a.step == "prepare":
         prepare()
     elif a.step == "train":
         train(a.seeds, a.only)
     else:
         measure(a.seeds, a.only)
+
+
+RECALIBRATE = False  # --recalibrate: fit again (after a change to the calibration step)
 
 
 def _calibrated(path: Path) -> tuple[object, object, dict]:
@@ -174,7 +180,7 @@ def _calibrated(path: Path) -> tuple[object, object, dict]:
         notes["test_before"] = json.loads((path / "test_metrics.json").read_text())
     if (path / "thresholds.json").is_file():
         notes["thresholds_before"] = json.loads((path / "thresholds.json").read_text())
-    if notes["calibrated_after_training"]:
+    if notes["calibrated_after_training"] or RECALIBRATE:
         calibrate(load_run(path), splits, config)
         write_run_report(path, run=load_run(path), splits=splits)
     run = load_run(path)

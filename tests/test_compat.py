@@ -44,6 +44,17 @@ def test_an_old_run_exports_and_is_evaluated_by_todays_cli(tmp_path):
     done = run_script("evaluate", str(run), str(data), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["examples"] == 3
+    said = [line for line in done.stderr.splitlines() if "before calibration" in line]
+    assert len(said) == 1, done.stderr  # one line says what the old run lacks
     done = run_script("export", str(run), "--to", str(tmp_path / "m"), "--name", "old")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "verified in a fresh process" in done.stdout
+    meta = json.loads((tmp_path / "m" / "old" / "1" / "assets.extra" / "bertclf.json").read_text())
+    assert meta["calibration"] is None  # no calibration, no new outputs: as before
+    assert set(meta["signatures"]["serving_default"]["outputs"]) == {
+        "scores",
+        "classes",
+        "class_ids",
+    }
+    done = run_script("predict", str(run), "refund my card", "--json")
+    assert set(json.loads(done.stdout)) == {"text", "label", "probability", "probabilities"}

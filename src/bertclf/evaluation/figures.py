@@ -143,3 +143,64 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path:
     ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_reliability(parts: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Reliability diagrams before and after calibration, one panel per split.
+
+    Args:
+        parts: split -> its calibration.json entry (`reliability_before`/`_after` bins,
+            `ece_before`/`_after`).
+    """
+    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 4.2), squeeze=False)
+    for ax, (split, m) in zip(axes.flat, parts.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="perfectly calibrated")
+        for when, style in (("before", "o--"), ("after", "s-")):
+            bins = m[f"reliability_{when}"]
+            points = [
+                (c, f)
+                for c, f, n in zip(
+                    bins["confidence"], bins["frequency"], bins["count"], strict=True
+                )
+                if n
+            ]
+            x, y = zip(*points, strict=True) if points else ((), ())
+            ax.plot(x, y, style, label=f"{when} (ECE {m[f'ece_{when}']:.3f})")
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1)
+        ax.set_xlabel("predicted probability (15 bins)")
+        ax.set_ylabel("observed frequency")
+        ax.set_title(f"{split}: {m['examples']} texts")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_coverage(curve: dict[str, list[float]], abstain: float | None, path: Path) -> Path:
+    """Accuracy and macro-F1 of the texts kept as the confidence threshold rises."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(curve["coverage"], curve["accuracy"], "o-", label="accuracy")
+    ax.plot(curve["coverage"], curve["macro_f1"], "s--", label="macro-F1")
+    if abstain is not None:
+        kept = [
+            c for c, t in zip(curve["coverage"], curve["threshold"], strict=True) if t >= abstain
+        ]
+        if kept:
+            ax.axvline(min(kept), color="tab:red", linestyle=":", label="abstain threshold")
+    ax.invert_xaxis()  # from every text to the most confident few
+    ax.set_xlabel("coverage: share of validation texts kept (most confident first)")
+    ax.set_ylabel("score on the kept texts")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_ood(scores: np.ndarray, threshold: float, path: Path) -> Path:
+    """The validation split's OOD scores, the top-1% threshold marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(scores, bins=40, color="tab:gray", edgecolor="white")
+    ax.axvline(threshold, color="tab:red", linestyle="--", label=f"top 1%: {threshold:.1f}")
+    ax.set_xlabel("out-of-distribution score (higher: less like the training texts)")
+    ax.set_ylabel("validation texts")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -2,6 +2,9 @@
 
 RUN/curves.png                 training and validation loss and accuracy per epoch
 RUN/confusion_validation.png   (and confusion_test.png when a test set is given)
+RUN/reliability.png            reliability diagrams before and after calibration
+RUN/coverage.png               validation accuracy and macro-F1 against coverage
+RUN/ood_validation.png         the validation split's out-of-distribution scores
 RUN/misclassified.jsonl        the most confident mistakes
 RUN/report.html                all of it in one file, images embedded
 """
@@ -21,9 +24,18 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import numpy as np  # noqa: E402
 
-from bertclf.evaluation.figures import plot_confusion, plot_curves
+from bertclf.evaluation.figures import (
+    plot_confusion,
+    plot_coverage,
+    plot_curves,
+    plot_ood,
+    plot_reliability,
+)
+from bertclf.evaluation.metrics import coverage_curve
 from bertclf.fileio import read_json, write_json, write_text  # noqa: E402
+from bertclf.model import calibration as calibration_lib  # noqa: E402
 from bertclf.model import rundir  # noqa: E402
+from bertclf.prediction.predictor import apply  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +84,12 @@ def misclassified_sets(texts, labels, probs, names, thresholds, sources, split, 
     ]
 
 
-def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _score(run, examples, split: str):
+    """(metrics, mistakes, the run's outputs) of one split."""
     from bertclf.evaluation.metrics import compute_metrics
 
-    probs = run.predict_proba(examples.texts)
+    outputs = run.outputs(examples.texts)
+    probs = outputs["scores"]
     thresholds = run.thresholds
     metrics = compute_metrics(np.asarray(examples.labels), probs, run.label_names, thresholds)
     if thresholds is not None:
@@ -92,7 +106,7 @@ def _score(run, examples, split: str) -> tuple[dict[str, Any], list[dict[str, An
         mistakes = misclassified(
             examples.texts, examples.labels, probs, run.label_names, examples.sources, split
         )
-    return metrics, mistakes
+    return metrics, mistakes, outputs
 
 
 @dataclass
@@ -140,7 +154,8 @@ def write_run_report(
         parts.append(("test", test_set))
     elif splits.test is not None:
         parts.append(("test", splits.test))
-    metrics, mistakes = _score_parts(run, parts, images)
+    metrics, mistakes, outputs = _score_parts(run, parts, images)
+    scores_html = _what_scores_mean(run, splits.val.labels, outputs["validation"])
     write_text(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
@@ -155,7 +170,16 @@ def write_run_report(
     checks = _read_if_there(run.path / rundir.DATA_CHECKS)
     top = mistakes[:20]
     page = render_html(
-        run.path.name, run.meta, history, metrics, images, top, baseline, stage, checks
+        run.path.name,
+        run.meta,
+        history,
+        metrics,
+        images,
+        top,
+        baseline,
+        stage,
+        checks,
+        scores_html,
     )
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
@@ -172,10 +196,11 @@ def _read_if_there(path: Path):
 
 
 def _score_parts(run, parts, images: dict[str, Path]):
-    """Metrics per split and the mistakes, most confident first; adds confusion plots."""
-    metrics, mistakes = {}, []
+    """Metrics per split, the mistakes (most confident first) and each split's outputs;
+    adds confusion plots."""
+    metrics, mistakes, outputs = {}, [], {}
     for split, examples in parts:
-        metrics[split], wrong = _score(run, examples, split)
+        metrics[split], wrong, outputs[split] = _score(run, examples, split)
         mistakes += wrong
         if "confusion_matrix" not in metrics[split]:  # multi-label: per-label counts instead
             continue
@@ -186,7 +211,7 @@ def _score_parts(run, parts, images: dict[str, Path]):
             run.path / f"confusion_{split}.png",
         )
     mistakes.sort(key=lambda m: -m["probability"])
-    return metrics, mistakes
+    return metrics, mistakes, outputs
 
 
 def _img(path: Path, alt: str, wide: bool = False) -> str:
@@ -291,10 +316,12 @@ def render_html(
     baseline: dict[str, Any] | None = None,
     stage: dict[str, Any] | None = None,
     checks: dict[str, Any] | None = None,
+    scores_html: str = "",
 ) -> str:
     """One self-contained page: images are embedded as data: URIs. `stage`: the
     contrastive stage's figures (contrastive.json), when it ran; `checks`: the data
-    checks (data_checks.json) and the texts `--exclude` dropped."""
+    checks (data_checks.json) and the texts `--exclude` dropped; `scores_html`: the
+    section on calibration, abstaining and the OOD score."""
     kept = kept_epoch(history) or "?"
     hist, wrong = _stage_html(stage) + _history_html(history), _mistakes_html(mistakes)
     # The curves across the page; the confusion matrices side by side under them.
@@ -308,7 +335,7 @@ def render_html(
         f"<body><h1>bertclf report: {html.escape(name)}</h1>"
         f"<h2>Metrics (kept epoch {kept}), beside the linear baseline</h2>"
         f"{_metrics_html(metrics, baseline)}"
-        f"<h2>Figures</h2>{figures}<h2>History</h2>{hist}"
+        f"<h2>Figures</h2>{figures}{scores_html}<h2>History</h2>{hist}"
         f"<h2>Most confident mistakes</h2>{wrong}"
         f"{_checks_html(checks, meta.get('excluded', []))}"
         f"<h2>Configuration</h2>{_table(['setting', 'value'], _config_rows(meta))}"
@@ -396,3 +423,120 @@ def _labels(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(value) or "(none)"
     return str(value)
+
+
+# ------------------------------------------------------------------ what a score means
+
+
+KEYS = ("ece", "nll", "brier")
+
+
+def _what_scores_mean(run, labels, outputs: dict[str, np.ndarray]) -> str:
+    """Calibration before and after (table and reliability diagram), accuracy against
+    coverage, the OOD score's validation distribution, and multi-label thresholds with
+    the validation support they were chosen on."""
+    head = "<h2>What a score means</h2>"
+    file = run.path / calibration_lib.CALIBRATION
+    if run.calibration is None or not file.is_file():
+        return head + (
+            "<p>This run was made before calibration existed: its scores are the raw "
+            "probabilities, with no abstain flag and no out-of-distribution score.</p>"
+        )
+    cal = read_json(file)
+    fitted = cal["fitted"]
+    splits = {s: cal[s] for s in ("validation", "test") if s in cal}
+    rows = [
+        [
+            s,
+            m["examples"],
+            *[m[f"{k}_{w}"] for k in ("ece", "nll", "brier") for w in ("before", "after")],
+        ]
+        for s, m in splits.items()
+    ]
+    header = ["split", "texts", "ECE before", "ECE after", "NLL before", "NLL after"]
+    table = _table([*header, "Brier before", "Brier after"], rows)
+    if cal.get("skipped"):
+        how = f"Not calibrated: {cal['skipped']}."
+    elif fitted["method"] == "none":
+        how = "Not calibrated (--calibrate none): the scores are the raw probabilities."
+    else:
+        t = fitted["temperature"]
+        value = f"{t[0]:.3f}" if len(t) == 1 else f"one per label, {min(t):.3f} to {max(t):.3f}"
+        how = (
+            f"Scores are divided by a temperature fitted on the validation split ({value}): "
+            "a score of 0.8 should be right about 80% of the time. ECE: the mean gap "
+            "between score and observed frequency over 15 bins (lower is better)."
+        )
+    confidence = calibration_lib.confidence_np(outputs["scores"], run.thresholds)
+    predicted = (
+        outputs["scores"].argmax(axis=1)
+        if run.thresholds is None
+        else apply(outputs["scores"], run.thresholds)
+    )
+    curve = coverage_curve(labels, predicted, confidence, len(run.label_names))
+    abstain = fitted.get("abstain_threshold")
+    figures = [
+        _img(
+            plot_reliability(splits, run.path / "reliability.png"),
+            "Reliability, before and after calibration",
+        ),
+        _img(
+            plot_coverage(curve, abstain, run.path / "coverage.png"),
+            "Validation accuracy and macro-F1 against coverage",
+        ),
+        _img(
+            plot_ood(
+                outputs["ood_score"], fitted["ood_threshold"], run.path / "ood_validation.png"
+            ),
+            "Out-of-distribution score, validation",
+        ),
+    ]
+    if abstain is None:
+        abstain_text = (
+            "The model never abstains: train with --abstain-precision P to store the lowest "
+            "confidence at which the validation predictions reach precision P."
+        )
+    else:
+        a = cal["abstain"]
+        reached = a["validation_precision"]
+        abstain_text = (
+            f"--abstain-precision {a['precision']}: predictions with confidence below "
+            f"{abstain:.4f} say abstain; on validation the rest "
+            f"({100 * a['validation_coverage']:.0f}% of the texts) reach precision "
+            f"{'-' if reached is None else f'{reached:.4f}'}."
+        )
+    ood_text = (
+        f"Each prediction carries ood_score, the Mahalanobis distance of the text's "
+        f"sentence vector to the nearest training class mean: higher is less like the "
+        f"training texts. 1% of validation texts score above {fitted['ood_threshold']:.2f}."
+    )
+    return (
+        f"{head}<p>{html.escape(how)}</p>{table}<p>{html.escape(abstain_text)}</p>"
+        f"<p>{html.escape(ood_text)}</p>{_thresholds_html(run)}"
+        f'<div class="figures">{"".join(figures)}</div>'
+    )
+
+
+def _thresholds_html(run) -> str:
+    """Multi-label: each label's threshold and the validation support behind it."""
+    file = run.path / rundir.THRESHOLDS
+    if run.thresholds is None or not file.is_file():
+        return ""
+    stored = read_json(file)
+    if "positives" not in stored:
+        return ""
+    tuned = stored.get("tuned") or [None] * len(stored["thresholds"])
+    rows = [
+        [name, t, p, n, "fixed" if ok is None else ("tuned" if ok else "0.5: too few to tune")]
+        for name, t, p, n, ok in zip(
+            run.label_names,
+            stored["thresholds"],
+            stored["positives"],
+            stored["negatives"],
+            tuned,
+            strict=True,
+        )
+    ]
+    return "<h3>Decision thresholds</h3>" + _table(
+        ["label", "threshold", "validation positives", "validation negatives", "how"], rows
+    )

@@ -148,4 +148,11 @@ def load_run(path: str | Path, precision: str = "run") -> TrainedRun:
                 f"{path / BEST_WEIGHTS}: does not fit the model config.json describes "
                 f"({type(e).__name__}); train again with --overwrite"
             ) from None
-    return TrainedRun(path, meta, preprocessor, model)
+    run = TrainedRun(path, meta, preprocessor, model)
+    if run.calibration is None:
+        logger.info(
+            "%s was trained before calibration existed: raw scores, no abstain flag and no "
+            "ood_score (train it again for them)",
+            path,
+        )
+    return run
