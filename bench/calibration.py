@@ -1,6 +1,6 @@
 """Benchmark: what a score means: calibration, abstaining and the out-of-distribution score.
 
-    python bench/calibration.py prepare                 # the splits (symlinks, bench/out)
+    python bench/calibration.py prepare [--per-class 200]  # the splits (symlinks, bench/out)
     python bench/calibration.py train [--seeds 1 2 3]   # the runs, defaults
     python bench/calibration.py measure                 # the figures, from the runs
 
@@ -66,8 +66,10 @@ def _with_header(name: str) -> Path:
     return target
 
 
-def prepare() -> None:
-    """The held-out BBC test split, the OOD run's training data and its three probe sets."""
+def prepare(per_class: int = 200) -> None:
+    """The held-out BBC test split, the OOD run's training data and its three probe sets
+    (`per_class` training articles a class; a quarter as many held out, half as many
+    tech articles, as many GoEmotions comments)."""
     rng = random.Random(0)
     classes = _by_class()
     train, test = [], []
@@ -84,8 +86,8 @@ def prepare() -> None:
     for name in OOD_CLASSES:
         files = list(classes[name])
         rng.shuffle(files)
-        ood_train += files[:200]
-        inside += files[200:250]
+        ood_train += files[:per_class]
+        inside += files[per_class : per_class + per_class // 4]
     _link(ood_train, SPLITS / "bbc-notech-train")
     tech = list(classes[OOD_OUT])
     rng.shuffle(tech)
@@ -93,8 +95,8 @@ def prepare() -> None:
     rng.shuffle(rows)
     probes = {
         "inside": [_read(f) for f in inside],
-        "tech": [_read(f) for f in tech[:100]],
-        "goemotions": rows[:200],
+        "tech": [_read(f) for f in tech[: per_class // 2]],
+        "goemotions": rows[:per_class],
     }
     (SPLITS / "ood_probes.json").write_text(json.dumps(probes))
     _with_header("dev.tsv"), _with_header("test.tsv")
@@ -129,7 +131,7 @@ def commands(seeds: list[int]) -> dict[str, list[str]]:
     return out
 
 
-def train(seeds: list[int], only: list[str]) -> None:
+def train(seeds: list[int], only: list[str], extra: list[str]) -> None:
     for name, args in commands(seeds).items():
         if only and not any(name.startswith(o) for o in only):
             continue
@@ -137,7 +139,8 @@ def train(seeds: list[int], only: list[str]) -> None:
         if (out / "best.weights.h5").is_file() and (out / "report.html").is_file():
             print(f"{name}: trained already")
             continue
-        cmd = [str(BERTCLF), "train", *args, "--out", str(out), "--overwrite", "--no-progress"]
+        cmd = [str(BERTCLF), "train", *args, *extra, "--out", str(out), "--overwrite"]
+        cmd.append("--no-progress")
         history, _, wall = run_training(cmd, out)
         print(json.dumps({"run": name, "epochs": len(history), "wall_seconds": round(wall, 1)}))
 
@@ -148,15 +151,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--only", nargs="*", default=[], help="run names starting with these")
     ap.add_argument("--recalibrate", action="store_true", help="fit every run's calibration again")
+    ap.add_argument("--per-class", type=int, default=200, help="prepare: OOD training articles")
+    ap.add_argument("--rounds", type=int, default=5, help="measure: latency rounds")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="train: more flags")
     a = ap.parse_args()
     global RECALIBRATE
     RECALIBRATE = a.recalibrate
     if a.step == "prepare":
-        prepare()
+        prepare(a.per_class)
     elif a.step == "train":
-        train(a.seeds, a.only)
+        train(a.seeds, a.only, a.extra)
     else:
-        measure(a.seeds, a.only)
+        measure(a.seeds, a.only, a.rounds)
 
 
 RECALIBRATE = False  # --recalibrate: fit again (after a change to the calibration step)
@@ -293,7 +299,7 @@ def _latency(path: Path, rounds: int = 5) -> dict:
     return out
 
 
-def measure(seeds: list[int], only: list[str]) -> None:
+def measure(seeds: list[int], only: list[str], rounds: int = 5) -> None:
     wanted = [f"{k}-{s}" for k in ("civility", "bbc", "goemotions") for s in seeds]
     result = {"machine": machine(), "runs": []}
     for name in wanted:
@@ -307,7 +313,7 @@ def measure(seeds: list[int], only: list[str]) -> None:
         result["ood"] = _ood(HERE / "bbc-notech-1")
         print(json.dumps({"ood": result["ood"]}))
     if (HERE / "civility-1").is_dir() and (not only or "latency" in only):
-        result["latency"] = _latency(HERE / "civility-1")
+        result["latency"] = _latency(HERE / "civility-1", rounds)
         print(json.dumps({"latency": result["latency"]}))
     target = OUT / ("calibration.json" if not only else f"calibration_{'_'.join(only)}.json")
     target.write_text(json.dumps(result, indent=2) + "\n")

@@ -169,3 +169,25 @@ def test_the_audit_benchmarks(env):
     [draw] = json.loads((out(env) / "audit_loop.json").read_text())["draws"]
     assert all(0 <= f1 <= 1 for f1 in [*draw["cleaned"], *draw["noisy"]])
     assert 0 <= draw["excluded_that_were_flipped"] <= draw["flipped"]
+
+
+def test_the_calibration_benchmark(env):
+    bench(env, "calibration.py", "prepare", "--per-class", "4")
+    bench(
+        env,
+        "calibration.py",
+        "train",
+        "--seeds",
+        "1",
+        "--only",
+        "civility",
+        "bbc-notech",
+        "--extra",
+        *SMALL,
+    )
+    bench(env, "calibration.py", "measure", "--seeds", "1", "--rounds", "1")
+    result = json.loads((out(env) / "calibration.json").read_text())
+    [row] = result["runs"]
+    assert row["run"] == "civility-1" and "ece_after" in row["test"]
+    assert 0 <= result["ood"]["goemotions"]["mahalanobis (ours)"] <= 1
+    assert result["latency"]["batch32_ms ratio"] > 0
