@@ -154,7 +154,8 @@ def test_status_and_metadata(server):
 
 
 def test_predict_matches_the_exported_model(server, base):
-    expected = ExportedModel(base / "tickets").predict_proba(TEXTS)
+    outputs = ExportedModel(base / "tickets").outputs(TEXTS)
+    expected = outputs["scores"]
     # Request shapes from TF Serving's REST API documentation.
     row = post(
         server,
@@ -163,8 +164,12 @@ def test_predict_matches_the_exported_model(server, base):
     )
     assert row.status_code == 200
     predictions = row.json()["predictions"]
-    assert [sorted(p) for p in predictions] == [["class_ids", "classes", "scores"]] * 3
+    keys = ["abstain", "class_ids", "classes", "ood_score", "scores"]  # a calibrated run's
+    assert [sorted(p) for p in predictions] == [keys] * 3
     np.testing.assert_allclose([p["scores"] for p in predictions], expected, atol=1e-6)
+    ood = [p["ood_score"] for p in predictions]
+    np.testing.assert_allclose(ood, outputs["ood_score"], rtol=1e-5)
+    assert [p["abstain"] for p in predictions] == outputs["abstain"].tolist() == [False] * 3
     assert [p["classes"] for p in predictions] == [LABELS[i] for i in expected.argmax(1)]
     named = post(
         server, "/v1/models/tickets/versions/1:predict", {"instances": [{"text": t} for t in TEXTS]}

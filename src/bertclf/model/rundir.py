@@ -14,6 +14,8 @@ RUN/
   data_checks.json   same texts with different labels, validation/test texts that repeat
                      a training text (bertclf.audit.duplicates.quick_checks)
   contrastive.json   --contrastive runs: the stage's pairs, steps, seconds and pair loss
+  calibration.json   the temperature, OOD and abstain thresholds, and ECE/NLL/Brier before
+                     and after (bertclf.model.calibration); ood.npz: the OOD statistics
   logs/train, logs/validation   TensorBoard event files
 
 Nothing here imports TensorFlow, so the CLI can check a run directory at once.
