@@ -37,7 +37,7 @@ from bertclf.config.score import ScoreConfig
 from bertclf.data.tables import Row, parse_rows
 from bertclf.errors import ConfigError, DataError
 from bertclf.prediction.predict import result_record
-from bertclf.prediction.predictor import probabilities_to_predictions
+from bertclf.prediction.predictor import EXTRA_OUTPUTS, probabilities_to_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +209,13 @@ def make_model_handler(version_dir: str, batch_size: int):
 
             signature = model.signatures[servable.DEFAULT_SIGNATURE]
             texts = tf.constant([row.text for row in batch], tf.string)
-            scores = signature(**{servable.TEXT_INPUT: texts})["scores"].numpy()  # [b, L]
-            return [PredictionResult(row, s) for row, s in zip(batch, scores, strict=True)]
+            out = signature(**{servable.TEXT_INPUT: texts})
+            # scores [b, L] and, from a calibrated run's export, abstain [b], ood_score [b]
+            named = {k: out[k].numpy() for k in ("scores", *EXTRA_OUTPUTS) if k in out}
+            return [
+                PredictionResult(row, {k: v[i] for k, v in named.items()})
+                for i, row in enumerate(batch)
+            ]
 
         def batch_elements_kwargs(self):
             return {"min_batch_size": 1, "max_batch_size": batch_size}
@@ -223,7 +228,9 @@ def to_record(result, labels: list[str], thresholds, id_field: str) -> dict[str,
     import numpy as np
 
     cuts = None if thresholds is None else np.asarray(thresholds, np.float32)
-    [prediction] = probabilities_to_predictions(result.inference[None, :], labels, cuts)
+    out = result.inference
+    [prediction] = probabilities_to_predictions(out["scores"][None, :], labels, cuts)
+    prediction.update({k: out[k].item() for k in EXTRA_OUTPUTS if k in out})
     return result_record(result.example, prediction, id_field)
 
 
@@ -271,6 +278,10 @@ def run_pipeline(config, beam_args, version_dir, labels, thresholds, prefix: str
     columns = [config.id_field, "text"]
     columns += ["labels"] if thresholds is not None else ["label", "probability"]
     columns += [f"p_{name}" for name in labels]
+    meta_file = Path(version_dir) / servable.METADATA
+    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+    if meta.get("calibration"):  # the export has abstain and ood_score outputs
+        columns += list(EXTRA_OUTPUTS)
     header = ",".join(columns) if config.format == "csv" else None
     fmt = (lambda r: json.dumps(r, ensure_ascii=False)) if config.format == "jsonl" else None
     options = PipelineOptions(["--runner", config.runner, *beam_args])
