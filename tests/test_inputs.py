@@ -120,6 +120,8 @@ def test_predict_files_with_a_real_run(tmp_path, runs):
         "label",
         "probability",
         *(f"p_{n}" for n in ("billing", "bug", "feature")),
+        "abstain",  # a calibrated run's
+        "ood_score",
     ]
     assert [r["text"] for r in table] == TEXTS
     assert [r["label"] for r in table] == [w["label"] for w in expected]

@@ -38,6 +38,9 @@ def test_training_writes_the_report(run_with_test):
         "curves.png",
         "confusion_validation.png",
         "confusion_test.png",
+        "reliability.png",
+        "coverage.png",
+        "ood_validation.png",
         "misclassified.jsonl",
         "report.html",
     ):
@@ -54,7 +57,7 @@ def test_training_writes_the_report(run_with_test):
     test_metrics = json.loads((run / "test_metrics.json").read_text())
     assert f"{test_metrics['accuracy']:.4f}" in page and "macro-F1" in page
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 3
+    assert len(images) == 6  # curves, 2 confusion matrices; reliability, coverage, OOD
     for data in images:
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
             assert img.format == "PNG"

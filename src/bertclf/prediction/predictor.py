@@ -17,7 +17,7 @@ DEFAULT = 0.5  # a multi-label decision threshold where none was tuned
 
 
 class Predictor:
-    """Label texts in batches. Subclasses set `label_names` and implement `_outputs`.
+    """Label texts in batches. Subclasses set `label_names` and implement `_outputs` (or `_scores`).
 
     A multi-label model also sets `thresholds` ([num_labels]); its predictions are
     label sets.
@@ -28,7 +28,12 @@ class Predictor:
 
     def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         """One batch: [b] texts -> `scores` [b, num_labels] (probabilities in label order)
-        and, where the model has them, `ood_score` [b] and `abstain` [b]."""
+        and, where the model has them, `ood_score` [b] and `abstain` [b]. A subclass
+        with scores only may implement `_scores` instead."""
+        return {"scores": self._scores(texts)}
+
+    def _scores(self, texts: list[str]) -> np.ndarray:
+        """One batch: [b] texts -> [b, num_labels] probabilities in label order."""
         raise NotImplementedError
 
     def outputs(self, texts: list[str], batch_size: int = 32) -> dict[str, np.ndarray]:
