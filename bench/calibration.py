@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import BERTCLF, DATA, OUT, machine, pct, run_training, timed  # noqa: E402
+from goemotions import with_header  # noqa: E402  (GoEmotions' TSV files with a header row)
 
 HERE = OUT / "calibration"
 SPLITS = HERE / "data"
@@ -55,15 +56,6 @@ def _by_class() -> dict[str, list[Path]]:
 
 def _read(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="replace")
-
-
-def _with_header(name: str) -> Path:
-    """GoEmotions' TSV files have no header row: a copy with one (text, labels, id)."""
-    target = SPLITS / "goemotions" / name
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text("text\tlabels\tid\n" + (GOEMOTIONS / name).read_text(encoding="utf-8"))
-    return target
 
 
 def prepare(per_class: int = 200) -> None:
@@ -99,16 +91,16 @@ def prepare(per_class: int = 200) -> None:
         "goemotions": rows[:per_class],
     }
     (SPLITS / "ood_probes.json").write_text(json.dumps(probes))
-    _with_header("dev.tsv"), _with_header("test.tsv")
+    with_header("dev.tsv"), with_header("test.tsv")
     print(f"prepared {SPLITS}: bbc {len(train)}/{len(test)}, notech {len(ood_train)}")
 
 
 def commands(seeds: list[int]) -> dict[str, list[str]]:
     """Each run's `bertclf train` arguments (besides --out), by run name."""
     goemotions = [
-        str(SPLITS / "goemotions" / "dev.tsv"),
+        str(with_header("dev.tsv")),
         "--test",
-        str(SPLITS / "goemotions" / "test.tsv"),
+        str(with_header("test.tsv")),
         "--task",
         "multilabel",
         "--label-field",
