@@ -83,7 +83,8 @@ def test_score_on_the_direct_runner_equals_predict(setup):
         )
         # A calibrated run's export: the same abstain flag and OOD score as predict's.
         assert got["abstain"] == want["abstain"], key
-        assert got["ood_score"] == pytest.approx(want["ood_score"], rel=1e-5), key
+        # (rel 1e-4, the export check's: batches padded to other widths round otherwise)
+        assert got["ood_score"] == pytest.approx(want["ood_score"], rel=1e-4), key
     # Beam wrote through its temporary files and renamed them: nothing else is left.
     assert sorted(p.name for p in out.parent.iterdir()) == [p.name for p in shards]
 
