@@ -28,6 +28,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 # ASCII digits only (str.isdigit() also accepts '²' and '١', which int() rejects or
@@ -42,6 +45,7 @@ WARMUP_REQUESTS = Path("assets.extra") / "tf_serving_warmup_requests"
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_SIGNATURE = "classify"
+EXPLAIN_SIGNATURE = "explain"  # word attributions (`bertclf.model.attribution`)
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 TEXT_INPUT = "text"  # serving_default's input, and the tf.Example feature classify reads
@@ -230,3 +234,49 @@ def replay_warmup(model, version_dir: Path) -> int:
             inputs = {TEXT_INPUT: tf.constant(request.texts)}
         model.signatures[request.signature](**inputs)
     return len(requests)
+
+
+# ------------------------------------------------------------------ explanations
+
+
+def explanation_rows(
+    outputs: dict[str, np.ndarray], labels: list[str], multilabel: bool
+) -> list[dict[str, Any]]:
+    """The `explain` signature's arrays -> one row per text (what `predict --explain` and
+    `bertclf serve`'s :explain return; `bertclf.prediction.predictor.Predictor.explain`
+    says what the keys mean)."""
+    rows = []
+    for i, n in enumerate(outputs["num_words"].tolist()):
+        words = [w.decode("utf-8", errors="replace") for w in outputs["words"][i, :n].tolist()]
+        read = outputs["read"][i, :n]
+        per_label = {}
+        for j in np.flatnonzero(outputs["explained"][i]).tolist():
+            weights = outputs["weights"][i, j, :n]
+            per_label[labels[j]] = (
+                [[w, float(x)] for w, x, r in zip(words, weights, read, strict=True) if r],
+                float(outputs["scores"][i, j]),
+                float(outputs["baseline_scores"][i, j]),
+            )
+        if multilabel:
+            row: dict[str, Any] = {
+                "explanation": {k: v[0] for k, v in per_label.items()},
+                "baseline_scores": {k: v[2] for k, v in per_label.items()},
+            }
+        else:
+            ((label, (pairs, score, base)),) = per_label.items()
+            row = {"label": label, "score": score, "baseline_score": base, "explanation": pairs}
+        if not read.all():
+            row["not_read"] = _ranges(np.flatnonzero(~read) + 1)
+        rows.append(row)
+    return rows
+
+
+def _ranges(numbers: np.ndarray) -> list[list[int]]:
+    """Sorted numbers -> [[first, last], ...] runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for k in numbers.tolist():
+        if runs and runs[-1][1] == k - 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return runs

@@ -24,6 +24,7 @@ class PredictConfig:
         json: print JSON lines instead of a table.
         batch_size: texts per model call (and per read from --input).
         overwrite: replace an existing --output file.
+        explain: add each text's word attributions (`explanation`; JSON lines only).
     """
 
     model: str = option(dataclasses.MISSING, "run directory, or exported BASE/NAME[/VERSION]")
@@ -39,9 +40,19 @@ class PredictConfig:
     json: bool = option(False, "print JSON lines")
     batch_size: int = option(64, "texts per model call (and per read from --input)")
     overwrite: bool = option(False, "replace an existing --output file")
+    explain: bool = option(
+        False,
+        "add which words drove each prediction (integrated gradients; about 34 model "
+        "passes a text): `explanation` in JSON lines, the top words in the table",
+    )
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "--batch-size", self.batch_size, "use 1 or more")
         check(bool(self.text_field), "--text-field", self.text_field, "name the text column")
+        if self.explain and self.output and self.output.lower().endswith(".csv"):
+            raise ConfigError(
+                f"--explain: {self.output} is CSV, which cannot hold a list of [word, weight] "
+                "pairs; write JSON lines (--output with .jsonl) or print them (--json)"
+            )
         if not self.texts and not self.input:
             raise ConfigError("predict: no texts; pass them as arguments or with --input FILE")

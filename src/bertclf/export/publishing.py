@@ -128,6 +128,12 @@ def write_metadata(
         "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
         # A run made before calibration existed has none: raw scores, no extra outputs.
         "calibration": None if run.calibration is None else run.calibration.metadata(),
+        "explain": {
+            "signature": servable.EXPLAIN_SIGNATURE,
+            "method": "integrated gradients on the token embeddings, summed to words",
+            "baseline": "every WordPiece token replaced by [PAD]",
+            "steps": run.explainer.steps,
+        },
         "run": {
             "name": run.path.resolve().name,
             "config": portable_config(run.meta["config"]),

@@ -46,7 +46,8 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     fixed-shape outputs, which TF Serving's REST API returns (ragged ones it cannot).
     A calibrated run (`bertclf.model.calibration`) adds `ood_score` [b] float32 and
     `abstain` [b] bool, and its `scores` are the calibrated probabilities. `classify`
-    returns every label with its score, for both.
+    returns every label with its score, for both. `explain` returns the word
+    attributions of each explained label (`bertclf.model.attribution`).
     """
     table = labels_table(run.path / LABELS)
     num_labels = len(run.label_names)
@@ -81,6 +82,14 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     )
     archive.add_endpoint(
         "classify", classify, input_signature=[tf.TensorSpec([None], tf.string, name="inputs")]
+    )
+    # Word attributions (integrated gradients: 34 forward and backward passes a text),
+    # a signature of its own so that predict's cost never includes them; TF Serving
+    # serves it as `"signature_name": "explain"`.
+    archive.add_endpoint(
+        servable.EXPLAIN_SIGNATURE,
+        run.explainer.explain,
+        input_signature=[tf.TensorSpec([None], tf.string, name=servable.TEXT_INPUT)],
     )
     return archive
 

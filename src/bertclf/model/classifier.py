@@ -70,10 +70,17 @@ class BertClassifier(keras.Model):
         fastops.install(self)
 
     def pool(self, inputs, training=False):
-        """BERT inputs -> [batch, hidden] sentence vector."""
-        # Keys in the backbone's own order (tf.data and tf.function sort dict keys).
-        inputs = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
-        outputs = self.backbone(inputs, training=training)
+        """BERT inputs -> [batch, hidden] sentence vector.
+
+        `inputs` may hold `token_embeddings` [batch, seq, hidden] in place of the token
+        ids' embeddings (what integrated gradients interpolates, `bertclf.model.attribution`).
+        """
+        if "token_embeddings" in inputs:
+            outputs = self.encode_embeddings(inputs)
+        else:
+            # Keys in the backbone's own order (tf.data and tf.function sort dict keys).
+            keys = ("token_ids", "segment_ids", "padding_mask")
+            outputs = self.backbone({k: inputs[k] for k in keys}, training=training)
         # float32 from here on, also under a bf16/fp16 policy: a sum over 512 tokens
         # in bf16 would lose most of its digits.
         if self.pooling == "cls":
@@ -84,6 +91,33 @@ class BertClassifier(keras.Model):
         count = tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
         return total / count
 
+    def encode_embeddings(self, inputs):
+        """The backbone's forward pass (inference) from given token embeddings.
+
+        keras-hub's `BertBackbone` takes token ids only; this runs its own layers in its
+        order (token + position + segment embeddings, layer norm, the transformer layers,
+        the pooler) from `inputs["token_embeddings"]` [batch, seq, hidden] instead of the
+        ids' lookup. Dropout is left out: it is the identity at inference.
+        tests/test_explain.py checks it equals the backbone on the ids' own embeddings.
+        """
+        bb = self.backbone
+        tokens = inputs["token_embeddings"]  # [batch, seq, hidden]
+        x = bb.embeddings_add(
+            (tokens, bb.position_embedding(tokens), bb.segment_embedding(inputs["segment_ids"]))
+        )
+        x = bb.embeddings_layer_norm(x)
+        mask = tf.cast(inputs["padding_mask"], tf.int32)
+        for layer in bb.transformer_layers:
+            x = layer(x, padding_mask=mask)
+        return {"sequence_output": x, "pooled_output": bb.pooled_dense(x[:, 0, :])}
+
+    def token_embeddings(self, token_ids):
+        """Token ids [..., seq] -> their embedding rows [..., seq, hidden] (float32)."""
+        # The float32 table itself, not the layer's call: under a bf16 policy the call
+        # rounds the rows to bf16, and the interpolation should start from the weights.
+        table = self.backbone.token_embedding.embeddings
+        return tf.gather(tf.cast(table, tf.float32), token_ids)
+
     def call(self, inputs, training=False):
         return self.logits_and_vectors(inputs, training)[0]
 
@@ -91,7 +125,7 @@ class BertClassifier(keras.Model):
         """BERT inputs -> (logits [batch, num_labels] or [batch, 1], sentence vectors
         [batch, hidden]): the vectors are what the out-of-distribution score measures
         (`bertclf.model.calibration`), taken before dropout."""
-        if inputs["token_ids"].shape.rank == 3:  # --long chunk: [batch, windows, width]
+        if inputs["padding_mask"].shape.rank == 3:  # --long chunk: [batch, windows, width]
             return self._text_logits(inputs, training)
         vectors = self.pool(inputs, training=training)
         x = self.dropout(vectors, training=training)
@@ -102,8 +136,9 @@ class BertClassifier(keras.Model):
         encoded, their logits pooled per text (so the loss, and the batch, count texts,
         not windows): the mean, or with `chunk_pool="max"` each label's largest. A
         text's vector is the mean of its windows' vectors."""
-        shape = tf.shape(inputs["token_ids"])
-        flat = {k: tf.reshape(v, [-1, shape[2]]) for k, v in inputs.items()}  # [b*C, w]
+        shape = tf.shape(inputs["padding_mask"])
+        # [b*C, w] (token_embeddings: [b*C, w, hidden])
+        flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in inputs.items()}
         used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
         text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
         windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]

@@ -52,6 +52,16 @@ class ExportedModel(Predictor):
         if self.metadata.get("task") == "multilabel":  # the thresholds compiled into the graph
             self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 
+    def _explain(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if servable.EXPLAIN_SIGNATURE not in self.model.signatures:
+            raise RunError(
+                f"{self.path}: this export has no '{servable.EXPLAIN_SIGNATURE}' signature "
+                "(it was made before explanations); export the run again, or explain the run"
+            )
+        batch = tf.constant(texts, tf.string)
+        out = self.model.signatures[servable.EXPLAIN_SIGNATURE](**{servable.TEXT_INPUT: batch})
+        return {k: v.numpy() for k, v in out.items()}
+
     def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         batch = tf.constant(texts, tf.string)
         out = self.signature(**{servable.TEXT_INPUT: batch})

@@ -109,11 +109,20 @@ def load_predictor(path: str | Path) -> Predictor:
 
 
 def predict_rows(
-    predictor: Predictor, rows: Iterable[Row], batch_size: int
+    predictor: Predictor, rows: Iterable[Row], batch_size: int, explain: bool = False
 ) -> Iterator[tuple[Row, dict[str, Any]]]:
-    """(row, prediction) pairs, scoring `batch_size` rows at a time (constant memory)."""
+    """(row, prediction) pairs, scoring `batch_size` rows at a time (constant memory).
+
+    With `explain`, each prediction also holds its explanation (`Predictor.explain`:
+    `explanation`, the baseline score(s) and, for a text cut short, `not_read`).
+    """
     for batch in batches(rows, batch_size):
-        predictions = predictor.predict([row.text for row in batch], batch_size)
+        texts = [row.text for row in batch]
+        predictions = predictor.predict(texts, batch_size)
+        if explain:
+            for prediction, why in zip(predictions, predictor.explain(texts), strict=True):
+                why.pop("label", None), why.pop("score", None)  # predict's own keys say them
+                prediction.update(why)
         yield from zip(batch, predictions, strict=True)
 
 
@@ -148,7 +157,7 @@ def predict_input(config: PredictConfig, out: TextIO | None = None) -> int:
         out = out or sys.stdout
         writer = ResultWriter(out, output, predictor.label_names, config.id_field)
         rows = _rows(config, bar.update)
-        for row, prediction in predict_rows(predictor, rows, config.batch_size):
+        for row, prediction in predict_rows(predictor, rows, config.batch_size, config.explain):
             if output is None and not config.json:
                 out.write(format_row(row, prediction) + "\n")
             else:
@@ -165,5 +174,29 @@ def format_row(row: Row, prediction: dict[str, Any]) -> str:
     probs = "  ".join(f"{k}={v:.4f}" for k, v in prediction["probabilities"].items())
     snippet = " ".join(row.text.split())[:60]
     if "labels" in prediction:
-        return f"{','.join(prediction['labels']) or '-'}\t{probs}\t{snippet}"
-    return f"{prediction['label']}\t{prediction['probability']:.4f}\t{probs}\t{snippet}"
+        line = f"{','.join(prediction['labels']) or '-'}\t{probs}\t{snippet}"
+    else:
+        line = f"{prediction['label']}\t{prediction['probability']:.4f}\t{probs}\t{snippet}"
+    return line + format_explanation(prediction)
+
+
+TOP_WORDS = 5  # words the table shows of an explanation
+
+
+def format_explanation(prediction: dict[str, Any]) -> str:
+    """The words that pushed hardest toward each explained label, as indented lines
+    ("" without an explanation): `  why billing: invoice +0.412, charged +0.218`."""
+    explanation = prediction.get("explanation")
+    if explanation is None:
+        return ""
+    if isinstance(explanation, list):
+        explanation = {prediction["label"]: explanation}
+    lines = []
+    for label, pairs in explanation.items():
+        top = sorted(pairs, key=lambda p: -p[1])[:TOP_WORDS]
+        words = ", ".join(f"{w} {x:+.3f}" for w, x in top if x > 0) or "(no word raised it)"
+        lines.append(f"\n  why {label}: {words}")
+    if "not_read" in prediction:
+        cut = ", ".join(f"{a}-{b}" for a, b in prediction["not_read"])
+        lines.append(f"\n  (words {cut} were cut and not read)")
+    return "".join(lines)

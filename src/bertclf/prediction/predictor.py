@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from bertclf import servable
+
 DEFAULT = 0.5  # a multi-label decision threshold where none was tuned
+
+# Texts an explanation call takes at once: each costs `attribution.STEPS + 2` forward and
+# backward passes, so a batch of 8 already holds 272 copies of the text.
+EXPLAIN_BATCH = 8
 
 
 class Predictor:
@@ -47,6 +53,31 @@ class Predictor:
         """[n] texts -> [n, num_labels] probabilities in label order (calibrated where
         the run was)."""
         return self.outputs(texts, batch_size)["scores"]
+
+    def _explain(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """One batch: [b] texts -> the outputs of the export's `explain` signature
+        (`bertclf.model.attribution.IntegratedGradients.explain`)."""
+        raise NotImplementedError
+
+    def explain(self, texts: list[str], batch_size: int = EXPLAIN_BATCH) -> list[dict[str, Any]]:
+        """Which words drove each prediction: integrated gradients, summed to words.
+
+        Each row: single-label, `label`, `score` (its calibrated probability),
+        `baseline_score` (the same with every word removed) and `explanation`, the
+        `[word, weight]` pairs of the words the model read, in text order (the weights
+        add up to `score - baseline_score`); multi-label, the same per predicted label,
+        keyed by label. `not_read`: the 1-based word ranges a long text's cut left out.
+
+        Example:
+        >>> run.explain(["The invoice was charged twice"])[0]["explanation"]  # doctest: +SKIP
+        [['The', 0.002], ['invoice', 0.41], ['was', -0.01], ['charged', 0.22], ...]
+        """
+        rows: list[dict[str, Any]] = []
+        multilabel = self.thresholds is not None
+        for i in range(0, len(texts), batch_size):
+            out = self._explain(texts[i : i + batch_size])
+            rows.extend(servable.explanation_rows(out, self.label_names, multilabel))
+        return rows
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
         """Label, its probability and every label's probability, for each text.

@@ -19,6 +19,7 @@ from bertclf.config.run import RunConfig
 from bertclf.errors import RunError
 from bertclf.fileio import read_json
 from bertclf.model import calibration as calibration_lib
+from bertclf.model.attribution import IntegratedGradients
 from bertclf.model.calibration import Calibration
 from bertclf.model.classifier import BertClassifier, build_classifier
 from bertclf.model.preprocessing import TextPreprocessor, inference_features
@@ -93,7 +94,17 @@ class TrainedRun(Predictor):
             features = inference_features(self.preprocessor, texts)  # [b, width]
             return self.model.logits_and_vectors(features, training=False)
 
-        self._forward, self._raw = forward, raw
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def explain(texts):
+            return self.explainer.explain(texts)
+
+        self._forward, self._raw, self._explain_graph = forward, raw, explain
+
+    @functools.cached_property
+    def explainer(self) -> IntegratedGradients:
+        """Integrated gradients of this run's calibrated scores (`bertclf.model.attribution`)."""
+        temperature = None if self.calibration is None else self.calibration.temperature
+        return IntegratedGradients(self.preprocessor, self.model, temperature, self.thresholds)
 
     def outputs_graph(self, texts) -> dict[str, tf.Tensor]:
         """TensorFlow: texts [b] -> `scores` [b, L] and, for a calibrated run, `ood_score`
@@ -124,6 +135,10 @@ class TrainedRun(Predictor):
 
     def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self._forward(tf.constant(texts, tf.string)).items()}
+
+    def _explain(self, texts: list[str]) -> dict[str, np.ndarray]:
+        out = self._explain_graph(tf.constant(texts, tf.string))
+        return {k: v.numpy() for k, v in out.items()}
 
 
 def load_run(path: str | Path, precision: str = "run") -> TrainedRun:
