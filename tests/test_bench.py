@@ -191,3 +191,16 @@ def test_the_calibration_benchmark(env):
     assert row["run"] == "civility-1" and "ece_after" in row["test"]
     assert 0 <= result["ood"]["goemotions"]["mahalanobis (ours)"] <= 1
     assert result["latency"]["batch32_ms ratio"] > 0
+
+
+def test_the_explanation_benchmark(env):
+    # Uses the civility-1 run test_the_calibration_benchmark trained (same module env).
+    if not (out(env) / "calibration" / "civility-1" / "report.html").is_file():
+        bench(env, "calibration.py", "prepare", "--per-class", "4")
+        bench(
+            env, "calibration.py", "train", "--seeds", "1", "--only", "civility", "--extra", *SMALL
+        )
+    bench(env, "explain.py", "--only", "civility", "--texts", "4", "--no-fp32", "--steps", "8")
+    result = json.loads((out(env) / "explain.json").read_text())["runs"]["civility"]
+    assert result["texts"] == 4 and result["explain_seconds_per_text"] > 0
+    assert result["deletion_ig"]["fall_random"] is not None and "run 8" in result["completeness"]

@@ -35,6 +35,15 @@ def error(fn, *args) -> str:
     return str(e.value)
 
 
+def test_explain_needs_the_explain_signature():
+    # An export made before explanations: a clear 400, not a 500.
+    message = error(p.parse_explain, {"instances": ["a"]}, SIGS, 8)
+    assert "no 'explain' signature" in message and "export the run again" in message
+    sigs = {**SIGS, "explain": {**SIGS["serving_default"]}}
+    assert p.parse_explain({"instances": ["a", "b"]}, sigs, 8) == [b"a", b"b"]
+    assert "(--max-explain)" in error(p.parse_explain, {"instances": ["a"] * 9}, sigs, 8)
+
+
 def test_parse_json_errors():
     assert error(p.parse_json, b"") == "JSON Parse error: The document is empty"
     assert error(p.parse_json, b"{bad").startswith("JSON Parse error: ")

@@ -42,6 +42,7 @@ def test_training_writes_the_report(run_with_test):
         "coverage.png",
         "ood_validation.png",
         "misclassified.jsonl",
+        "explanations.jsonl",
         "report.html",
     ):
         assert (run / name).is_file(), name
@@ -62,6 +63,16 @@ def test_training_writes_the_report(run_with_test):
         with Image.open(io.BytesIO(base64.b64decode(data))) as img:
             assert img.format == "PNG"
     assert 'src="http' not in page and "<script" not in page  # self-contained
+    # Why the model said it: the explained texts (mistakes first), their words
+    # highlighted, and the words that drive each class.
+    explained = [json.loads(line) for line in (run / "explanations.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in explained]
+    assert kinds == sorted(kinds, key=lambda k: k != "mistake") and "correct" in kinds
+    if mistakes:  # the most confident one is explained first
+        assert explained[0]["true"] == mistakes[0]["true"]
+        assert explained[0]["label"] == mistakes[0]["predicted"]
+    assert "<h2>Why the model said it</h2>" in page and "rgba(46,160,67" in page
+    assert "The words that most often drive each class" in page
 
 
 def test_report_command_regenerates(run_with_test):

@@ -190,6 +190,27 @@ def test_predict_matches_the_exported_model(server, base):
     assert long.status_code == 200  # truncated by the model, not an error
 
 
+def test_explain_matches_the_exported_model(server, base):
+    expected = ExportedModel(base / "tickets").explain(TEXTS)
+    r = post(server, "/v1/models/tickets:explain", {"instances": TEXTS})
+    assert r.status_code == 200, r.text
+    rows = r.json()["explanations"]
+    assert [row["label"] for row in rows] == [row["label"] for row in expected]
+    for got, want in zip(rows, expected, strict=True):
+        assert [w for w, _ in got["explanation"]] == [w for w, _ in want["explanation"]]
+        np.testing.assert_allclose(
+            [x for _, x in got["explanation"]], [x for _, x in want["explanation"]], atol=1e-5
+        )
+    # Its own limit (--max-explain, default 8): an explanation costs ~34 predictions.
+    r = post(server, "/v1/models/tickets:explain", {"instances": ["a"] * 9})
+    assert r.status_code == 400 and "the limit is 8 (--max-explain)" in r.json()["error"]
+    # TF Serving's way: the signature by name through :predict (raw arrays).
+    raw = post(
+        server, "/v1/models/tickets:predict", {"signature_name": "explain", "instances": TEXTS[:1]}
+    )
+    assert raw.status_code == 200 and "weights" in raw.json()["predictions"][0]
+
+
 @pytest.mark.parametrize(
     "path,body,code,message",
     [

@@ -252,19 +252,25 @@ def explanation_rows(
         per_label = {}
         for j in np.flatnonzero(outputs["explained"][i]).tolist():
             weights = outputs["weights"][i, j, :n]
-            per_label[labels[j]] = (
-                [[w, float(x)] for w, x, r in zip(words, weights, read, strict=True) if r],
-                float(outputs["scores"][i, j]),
-                float(outputs["baseline_scores"][i, j]),
-            )
-        if multilabel:
+            per_label[labels[j]] = {
+                "explanation": [
+                    [w, float(x)] for w, x, r in zip(words, weights, read, strict=True) if r
+                ],
+                "score": float(outputs["scores"][i, j]),
+                "baseline_score": float(outputs["baseline_scores"][i, j]),
+                "log_odds": float(outputs["log_odds"][i, j]),
+                "baseline_log_odds": float(outputs["baseline_log_odds"][i, j]),
+            }
+        if multilabel:  # each key holds {label: value}, for the predicted labels
             row: dict[str, Any] = {
-                "explanation": {k: v[0] for k, v in per_label.items()},
-                "baseline_scores": {k: v[2] for k, v in per_label.items()},
+                "explanation": {k: v["explanation"] for k, v in per_label.items()},
+                "baseline_scores": {k: v["baseline_score"] for k, v in per_label.items()},
+                "log_odds": {k: v["log_odds"] for k, v in per_label.items()},
+                "baseline_log_odds": {k: v["baseline_log_odds"] for k, v in per_label.items()},
             }
         else:
-            ((label, (pairs, score, base)),) = per_label.items()
-            row = {"label": label, "score": score, "baseline_score": base, "explanation": pairs}
+            ((label, values),) = per_label.items()
+            row = {"label": label, **values}
         if not read.all():
             row["not_read"] = _ranges(np.flatnonzero(~read) + 1)
         rows.append(row)

@@ -6,6 +6,7 @@ RUN/reliability.png            reliability diagrams before and after calibration
 RUN/coverage.png               validation accuracy and macro-F1 against coverage
 RUN/ood_validation.png         the validation split's out-of-distribution scores
 RUN/misclassified.jsonl        the most confident mistakes
+RUN/explanations.jsonl         the explained texts the report shows (single-label runs)
 RUN/report.html                all of it in one file, images embedded
 """
 
@@ -24,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import numpy as np  # noqa: E402
 
+from bertclf.evaluation import explanations
 from bertclf.evaluation.figures import (
     plot_confusion,
     plot_coverage,
@@ -156,6 +158,7 @@ def write_run_report(
         parts.append(("test", splits.test))
     metrics, mistakes, outputs = _score_parts(run, parts, images)
     scores_html = _what_scores_mean(run, splits.val.labels, outputs["validation"])
+    scores_html += _why_html(run, parts, mistakes)
     write_text(
         run.path / "misclassified.jsonl",
         "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in mistakes),
@@ -183,6 +186,21 @@ def write_run_report(
     )
     write_text(run.path / "report.html", page)
     return RunReport(run.path / "report.html", metrics)
+
+
+def _why_html(run, parts, mistakes: list[dict[str, Any]]) -> str:
+    """ "Why the model said it" (`bertclf.evaluation.explanations`); also written to
+    RUN/explanations.jsonl."""
+    full = {(split, s): t for split, ex in parts for s, t in zip(ex.sources, ex.texts, strict=True)}
+    wrong = [(m["true"], full[m["split"], m["source"]]) for m in mistakes]
+    val = parts[0][1]
+    rows, table = explanations.explain_for_report(run, val.texts, val.labels, wrong)
+    if rows is not None:
+        write_text(
+            run.path / "explanations.jsonl",
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+        )
+    return explanations.section_html(rows, table)
 
 
 def kept_epoch(history: list[dict[str, Any]]) -> int | None:

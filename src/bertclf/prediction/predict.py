@@ -121,7 +121,7 @@ def predict_rows(
         predictions = predictor.predict(texts, batch_size)
         if explain:
             for prediction, why in zip(predictions, predictor.explain(texts), strict=True):
-                why.pop("label", None), why.pop("score", None)  # predict's own keys say them
+                why.pop("label", None), why.pop("score", None)  # predict's keys say them
                 prediction.update(why)
         yield from zip(batch, predictions, strict=True)
 

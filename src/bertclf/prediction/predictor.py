@@ -63,10 +63,12 @@ class Predictor:
         """Which words drove each prediction: integrated gradients, summed to words.
 
         Each row: single-label, `label`, `score` (its calibrated probability),
-        `baseline_score` (the same with every word removed) and `explanation`, the
-        `[word, weight]` pairs of the words the model read, in text order (the weights
-        add up to `score - baseline_score`); multi-label, the same per predicted label,
-        keyed by label. `not_read`: the 1-based word ranges a long text's cut left out.
+        `baseline_score` (the same with every word removed), `explanation`, the
+        `[word, weight]` pairs of the words the model read, in text order, and
+        `log_odds` and `baseline_log_odds`: a weight is a share of the label's log-odds,
+        and the weights add up to `log_odds - baseline_log_odds`. Multi-label: the same
+        for each predicted label, keyed by label (`baseline_scores`). `not_read`: the
+        1-based word ranges a long text's cut left out.
 
         Example:
         >>> run.explain(["The invoice was charged twice"])[0]["explanation"]  # doctest: +SKIP

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 CLIENT_CLOSED = 499
 MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
-    r"(?:/labels/(?P<label>[^/:]+))?(?P<suffix>/metadata|:predict|:classify|:regress)?$"
+    r"(?:/labels/(?P<label>[^/:]+))?(?P<suffix>/metadata|:predict|:classify|:regress|:explain)?$"
 )
 
 
@@ -62,6 +62,7 @@ class Limits:
     max_body: int = int(ServeConfig.max_body_mb * 2**20)
     max_instances: int = ServeConfig.max_instances
     body_timeout: float = ServeConfig.body_timeout
+    max_explain: int = ServeConfig.max_explain
 
 
 class Metrics:
@@ -170,7 +171,7 @@ class Handlers:
             version = servable.parse_version(match["version"])
             if version is None:
                 raise NotFound(f"Malformed request: {request.method} {request.url.path}")
-        want = "POST" if suffix in (":predict", ":classify", ":regress") else "GET"
+        want = "POST" if suffix in (":predict", ":classify", ":regress", ":explain") else "GET"
         if request.method != want:
             raise MethodNotAllowed(f"{request.method} is not supported here; use {want}", want)
         if suffix is None:
@@ -192,6 +193,11 @@ class Handlers:
             return SafeJSONResponse(
                 protocol.format_predict({k: v.tolist() for k, v in out.items()}, req.columnar)
             )
+        if suffix == ":explain":
+            texts = protocol.parse_explain(doc, loaded.signatures, self.limits.max_explain)
+            out = await loaded.batcher.submit(servable.EXPLAIN_SIGNATURE, texts)
+            labels, multilabel = loaded.labels
+            return SafeJSONResponse(protocol.format_explain(out, labels, multilabel))
         if suffix == ":classify":
             signature, texts = protocol.parse_classify(
                 doc, loaded.signatures, self.limits.max_instances
@@ -214,7 +220,7 @@ class Handlers:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(self.limits.max_instances))
+        return JSONResponse(openapi_document(self.limits.max_instances, self.limits.max_explain))
 
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

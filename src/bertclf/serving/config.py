@@ -24,6 +24,8 @@ class ServeConfig:
         max_queue: texts waiting for the model before new requests get 429.
         max_body_mb: request body limit (413 above it).
         max_instances: texts in one request (400 above it); at most `max_queue`.
+        max_explain: texts in one :explain request (400 above it): an explanation
+            costs about 34 predictions (`bertclf.model.attribution.STEPS` + 2).
         header_timeout: seconds a client has to send a request's headers.
         body_timeout: seconds a client has to send a request's body once its headers are in.
         access_log: log every request.
@@ -41,6 +43,9 @@ class ServeConfig:
     max_queue: int = option(1024, "texts waiting for the model before requests get 429")
     max_body_mb: float = option(10.0, "request body limit in MiB (413 above it)")
     max_instances: int = option(512, "texts in one request (400 above it); at most --max-queue")
+    max_explain: int = option(
+        8, "texts in one :explain request (400 above it): each costs about 34 predictions"
+    )
     header_timeout: float = option(10.0, "seconds a client has to send a request's headers")
     # 30 s carries the default 10 MiB body at about 3 Mbit/s; a client slower than that
     # (or one trickling a byte at a time) gets 408 and its connection closed.
@@ -58,6 +63,7 @@ class ServeConfig:
             ("--max-batch", self.max_batch),
             ("--max-queue", self.max_queue),
             ("--max-instances", self.max_instances),
+            ("--max-explain", self.max_explain),
         ):
             check(value >= 1, flag, value, "use 1 or more")
         check(self.max_wait_ms >= 0, "--max-wait-ms", self.max_wait_ms, "use 0 or more")

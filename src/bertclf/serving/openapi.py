@@ -152,7 +152,21 @@ def _get(summary, response, params):
     }
 
 
-def openapi_document(max_instances: int = 512) -> dict[str, Any]:
+_EXPLAIN_RESPONSE = {
+    "type": "object",
+    "properties": {
+        "explanations": {
+            "type": "array",
+            "description": "one row per text: label, score, baseline_score and explanation "
+            "([word, weight] pairs in text order); multi-label: explanation and "
+            "baseline_scores keyed by label; not_read: word ranges a long text's cut left out",
+            "items": {"type": "object"},
+        }
+    },
+}
+
+
+def openapi_document(max_instances: int = 512, max_explain: int = 8) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for prefix, params in (
         ("/v1/models/{model}", [_NAME]),
@@ -162,6 +176,12 @@ def openapi_document(max_instances: int = 512) -> dict[str, Any]:
         paths[f"{prefix}/metadata"] = _get("Model metadata (signatures)", _METADATA, params)
         paths[f"{prefix}:predict"] = _post(
             "Predict", _predict_request(max_instances), _PREDICT_RESPONSE, params
+        )
+        paths[f"{prefix}:explain"] = _post(
+            "Which words drove each prediction (bertclf's own verb; integrated gradients)",
+            _predict_request(max_explain),
+            _EXPLAIN_RESPONSE,
+            params,
         )
         paths[f"{prefix}:classify"] = _post(
             "Classify tf.Examples with a 'text' feature",

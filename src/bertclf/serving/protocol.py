@@ -178,7 +178,10 @@ def _from_inputs(inputs: Any, input_name: str) -> list[bytes]:
 
 
 def parse_predict(
-    doc: dict[str, Any], signatures: dict[str, Any], max_instances: int
+    doc: dict[str, Any],
+    signatures: dict[str, Any],
+    max_instances: int,
+    limit_flag: str = "--max-instances",
 ) -> PredictRequest:
     """A :predict body against the model's signatures (each with one DT_STRING input)."""
     name = signature_name(doc)
@@ -206,13 +209,31 @@ def parse_predict(
     if len(values) > max_instances:
         raise InvalidArgument(
             f"{len(values)} instances in one request; the limit is "
-            f"{max_instances} (--max-instances); split the request"
+            f"{max_instances} ({limit_flag}); split the request"
         )
     if sig["method_name"] == servable.CLASSIFY_METHOD:
         # Serialized tf.Examples: checked here, one request at a time, so that a bad one
         # fails its own request instead of the batched ParseExample of everyone's.
         values = [text_of_example(v, i) for i, v in enumerate(values)]
     return PredictRequest(name, values, columnar=has_inputs)
+
+
+def parse_explain(doc: dict[str, Any], signatures: dict[str, Any], max_explain: int) -> list[bytes]:
+    """An :explain body (bertclf's own verb; a :predict body without `signature_name`)
+    -> its texts. A model exported before explanations has no such signature: 400."""
+    if servable.EXPLAIN_SIGNATURE not in signatures:
+        raise InvalidArgument(
+            "this model version has no 'explain' signature (it was exported before "
+            "explanations, see its metadata); export the run again with bertclf export"
+        )
+    doc = {**doc, "signature_name": servable.EXPLAIN_SIGNATURE}
+    return parse_predict(doc, signatures, max_explain, "--max-explain").inputs
+
+
+def format_explain(outputs: dict[str, Any], labels: list[str], multilabel: bool) -> dict:
+    """The explain signature's arrays -> {"explanations": [one row per text]}: the rows
+    `bertclf predict --explain` prints (`servable.explanation_rows`)."""
+    return {"explanations": servable.explanation_rows(outputs, labels, multilabel)}
 
 
 def parse_classify(

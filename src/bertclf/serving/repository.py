@@ -13,6 +13,8 @@ version keeps serving meanwhile. Names that are not version numbers are ignored.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -56,6 +58,13 @@ class LoadedVersion:
     @property
     def signatures(self) -> dict[str, Any]:
         return self.worker.signatures
+
+    @functools.cached_property
+    def labels(self) -> tuple[list[str], bool]:
+        """(label names in order, multi-label?), from the version's files (for :explain)."""
+        meta_file = self.path / servable.METADATA
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        return servable.read_labels(self.path), meta.get("task") == "multilabel"
 
     def run(self, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
         """One model call (blocking; in the model thread): texts -> {output: rows}."""

@@ -43,7 +43,12 @@ def serve(config: ServeConfig) -> int:
     from bertclf.serving.http import MAX_HEADER_BYTES, GuardedH11Protocol, limit_headers
 
     repo = make_repository(config)
-    limits = Limits(int(config.max_body_mb * 2**20), config.max_instances, config.body_timeout)
+    limits = Limits(
+        int(config.max_body_mb * 2**20),
+        config.max_instances,
+        config.body_timeout,
+        config.max_explain,
+    )
     app = create_app(repo, poll_interval=config.poll, limits=limits)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding to %s: the server is reachable from other hosts", config.host)
