@@ -8,9 +8,9 @@ weight in brackets. The class table is where spurious cues show: a name, a signa
 a project term among the words that most often drive a class.
 
 Cost: an explanation costs about 34 predictions (`bertclf.model.attribution.STEPS` + 2),
-so the report explains a bounded number of texts (`MISTAKES`, `CORRECT`, `AGGREGATED`):
-on the EPYC of BENCHMARKS.md about 0.4 s a civility-gh sentence, several seconds a BBC
-article. RUN/explanations.jsonl keeps the explanations the report shows.
+so the report explains a bounded number of texts (`MISTAKES` + `AGGREGATED`, 53 at most):
+0.38 s a civility-gh sentence and 0.96 s a BBC article on the EPYC of BENCHMARKS.md, so
+20-50 s a report. RUN/explanations.jsonl keeps the explanations the report shows.
 """
 
 from __future__ import annotations
