@@ -161,3 +161,35 @@ def test_explain_to_csv_is_refused(keyword_run, tmp_path):
     )
     assert "--explain" in line and "out.csv" in line and ".jsonl" in line
     assert not out.exists()
+
+
+def test_chunked_runs_explain_every_window_they_read(tmp_path, tiny_encoder):
+    from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from bertclf.prediction.trained_run import load_run
+    from bertclf.training.fine_tuning import train
+
+    data = tmp_path / "data.jsonl"
+    rows = keyword_texts(120, 0)
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    train(
+        RunConfig(
+            data=DataConfig(str(data)),
+            out=str(tmp_path / "run"),
+            # --long chunk: 3 windows of 14 tokens, 42 tokens read a text.
+            model=ModelConfig(model=tiny_encoder, seq_len=16, long="chunk", max_chunks=3),
+            train=TrainConfig(epochs=3, batch_size=8, lr=3e-3, contrastive=0),
+            seed=1,
+        ),
+        progress=False,
+    )
+    run = load_run(tmp_path / "run")
+    texts = [" ".join(["invoice"] * 20 + [KEYWORD] + ["refund"] * 30), "a crash in the invoice"]
+    for row, prediction in zip(run.explain(texts), run.predict(texts), strict=True):
+        assert row["label"] == prediction["label"]
+        assert row["score"] == pytest.approx(prediction["probability"], abs=1e-5)
+        total = sum(w for _, w in row["explanation"])
+        assert total == pytest.approx(
+            row["log_odds"] - row["baseline_log_odds"], rel=0.01, abs=0.05
+        )
+    long_row = run.explain(texts[:1])[0]
+    assert len(long_row["explanation"]) == 42 and long_row["not_read"] == [[43, 51]]

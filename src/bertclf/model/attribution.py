@@ -105,7 +105,7 @@ class IntegratedGradients:
         features = pre.pack(ids)  # [b, seq] or [b, C, seq]
         room = text_tokens(pre.sequence_length)
         if pre.long == "chunk":
-            word_rows, used = pre.windows(word_ids)  # [b*C, <= room]
+            word_rows, _ = pre.windows(word_ids)  # [b*C, <= room]
         else:
             word_rows = word_ids
         dense = word_rows.to_tensor(-1, shape=[None, room])
