@@ -2,6 +2,7 @@
 threshold; and whether dropping what it flags wins back accuracy.
 
     python bench/audit.py flips bbc civility goemotions [--draws 3] [--engines ...]
+    python bench/audit.py flips civility --engines finetune  (k fine-tunings a draw)
     python bench/audit.py oracle civility [--draws 3]
     python bench/audit.py near bbc civility
     python bench/audit.py loop [--draws 3] [--extra TRAIN ARGS...]
@@ -13,7 +14,8 @@ runs) rank the texts; recall = the share of flipped texts among the first k (and
 GoEmotions 2 k) rows of label_issues.csv, k = the number flipped. Each engine's features
 are computed once per dataset (the texts do not change between draws); the seconds of
 one audit's out-of-fold step (its features, computed once, + the folds and the ranking
-of that draw) are reported per engine and draw.
+of that draw) are reported per engine and draw. `finetune` (not in the default list: 5
+trainings a draw) writes each draw's noisy labels to a table its fold runs train on.
 oracle: the same flips, ranked by out-of-fold probabilities fitted on the clean labels:
 what each feature set could find if the noise did not hurt its fit (a ceiling).
 near: each text with one word in ten replaced by a random word of the corpus, against
@@ -22,7 +24,7 @@ an earlier one at or above each threshold.
 loop: civility-gh with 10% of train/ flipped (seeded), trained three ways: clean, noisy,
 and noisy with `--exclude` of the first k rows of the noisy data's audit (default
 engine); test macro-F1 on test/ for each, one run per `--seeds` seed.
-Results: bench/out/audit_<mode>.json.
+Results: bench/out/audit_<mode>.json (`_<engines>` added for a non-default engine list).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ from bertclf.config.data import DataConfig  # noqa: E402
 from bertclf.data.datasets import read_labelled  # noqa: E402
 
 CIVILITY = DATA / "civility-gh"
-PARTS = {"tfidf": ("tfidf",), "encoder": ("encoder",), "both": ("encoder", "tfidf")}
+PARTS = {"tfidf": ("tfidf",), "encoder": ("encoder",), "both": ("encoder", "tfidf"), "finetune": ()}
+DEFAULT_ENGINES = ["tfidf", "encoder", "both"]
 GOEMOTIONS = DATA / "goemotions"
 
 
@@ -112,7 +115,10 @@ def flips(a) -> dict:
                 noisy, rows = flip(labels, multi, 100 + draw)
                 ex.labels = list(noisy)
                 start = time.perf_counter()
-                oof = out_of_fold(config, ex, features=features)
+                if engine == "finetune":
+                    oof = fine_tuned(name, ex, noisy, draw)
+                else:
+                    oof = out_of_fold(config, ex, features=features)
                 issues = label_issues.rank_issues(noisy, oof.probs, multi)
                 seconds = time.perf_counter() - start
                 seconds += sum(feature_seconds[e] for e in PARTS[engine])
@@ -140,6 +146,25 @@ def flips(a) -> dict:
             }
         result["datasets"][name] = {"texts": len(ex), "multilabel": multi, "engines": per}
     return result
+
+
+def fine_tuned(name: str, ex, noisy: np.ndarray, draw: int):
+    """The `finetune` engine on the noisy labels: its fold runs read DATA from disk, so
+    the draw is written out as a JSONL table first (sources: row numbers, in `ex` order)."""
+    from bertclf.data.datasets import user_sources
+    from bertclf.training.cross_fitting import fine_tuned_out_of_fold
+
+    if ex.multilabel:
+        raise SystemExit("--engines finetune: single-label datasets only here")
+    table = OUT / "audit-finetune" / f"{name}-draw{draw}.jsonl"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    names = [ex.label_names[int(y)] for y in noisy]
+    rows = [{"text": t, "label": n} for t, n in zip(ex.texts, names, strict=True)]
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    noisy_ex = read_labelled(table)
+    assert noisy_ex.texts == ex.texts and noisy_ex.label_names == ex.label_names
+    sources = user_sources(table, noisy_ex.sources)
+    return fine_tuned_out_of_fold(DataConfig(str(table)), noisy_ex, sources, MODEL, seed=0)
 
 
 def oracle(a) -> dict:
@@ -272,11 +297,14 @@ def main() -> None:
     parser.add_argument("datasets", nargs="*", default=["civility"])
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="loop: per condition")
-    parser.add_argument("--engines", nargs="+", default=["tfidf", "encoder", "both"])
+    parser.add_argument(
+        "--engines", nargs="+", default=DEFAULT_ENGINES, choices=[*DEFAULT_ENGINES, "finetune"]
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[])
     a = parser.parse_args()
     result = {"flips": flips, "oracle": oracle, "near": near, "loop": loop}[a.mode](a)
-    path = OUT / f"audit_{a.mode}.json"
+    tag = "" if a.engines == DEFAULT_ENGINES else "_" + "_".join(a.engines)
+    path = OUT / f"audit_{a.mode}{tag}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"written: {path}")
 

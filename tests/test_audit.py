@@ -240,3 +240,61 @@ def test_the_audit_page_renders_in_headless_chromium(tmp_path):
     # Header rows of at least three tables (counts, issues, and the rest), drawn apart.
     assert header.sum() > 3000 and rows.max() - rows.min() > 300
     assert (pixels < 60).all(axis=-1).sum() > 2000  # text was drawn
+
+
+def test_the_finetune_engine_scores_each_fold_with_the_run_train_exclude_makes(
+    tmp_path, tiny_encoder
+):
+    from bertclf.audit import label_issues as li
+    from bertclf.config.model import ModelConfig
+    from bertclf.config.run import RunConfig
+    from bertclf.data.datasets import read_labelled
+    from bertclf.prediction.trained_run import load_run
+    from bertclf.training.cross_fitting import fine_tuned_out_of_fold
+    from bertclf.training.fine_tuning import train
+
+    data = write_folder(tmp_path / "data", per_class=8, labels=["billing", "bug"])
+    examples = read_labelled(data)
+    sources = user_sources(data, examples.sources)
+    oof = fine_tuned_out_of_fold(DataConfig(str(data)), examples, sources, tiny_encoder, seed=0)
+    assert oof.probs.shape == (16, 2) and oof.folds == 5 and oof.engine == "finetune"
+    np.testing.assert_allclose(oof.probs.sum(axis=1), 1.0, atol=1e-5)
+
+    # Fold 1's texts were scored by the model `bertclf train DATA --exclude FOLD1` makes.
+    _, held = li.split_folds(np.asarray(examples.labels), False, 0, 5)[0]
+    exclude = tmp_path / "fold1.txt"
+    exclude.write_text("".join(f"{sources[i]}\n" for i in held))
+    run = RunConfig(
+        data=DataConfig(str(data), exclude=str(exclude)),
+        out=str(tmp_path / "fold1"),
+        model=ModelConfig(model=tiny_encoder, seq_len=64),  # all the tiny encoder reads
+        seed=0,
+    )
+    train(run, progress=False, verbose=False)
+    assert sorted(json.loads((tmp_path / "fold1" / "config.json").read_text())["excluded"]) == (
+        sorted(sources[i] for i in held)
+    )
+    by_hand = load_run(tmp_path / "fold1").predict_proba([examples.texts[i] for i in held])
+    np.testing.assert_allclose(oof.probs[held], by_hand, atol=1e-5)
+
+    # The audit hands the engine the data, the texts and their sources, and writes its ranking.
+    seen = []
+
+    def engine(*args):
+        seen.append(args)
+        return oof
+
+    out = tmp_path / "audit"
+    config = AuditConfig(DataConfig(str(data)), out=str(out), engine="finetune", model=tiny_encoder)
+    summary = audit(config, fine_tune=engine)
+    [(given_data, given_examples, given_sources, model, seed, _)] = seen
+    assert given_data.train == str(data) and given_sources == sources and model == tiny_encoder
+    assert given_examples.texts == examples.texts and seed == 0
+    assert summary["engine"] == {"name": "finetune", "folds": 5, "C": None}
+    expected = li.rank_issues(np.asarray(examples.labels), oof.probs, False)
+    assert [r["source"] for r in rows(out / "label_issues.csv")] == [
+        sources[i.index] for i in expected
+    ]
+    with pytest.raises(Exception, match="--engine finetune: pass fine_tune="):
+        audit(AuditConfig(DataConfig(str(data)), out=str(tmp_path / "x"), engine="finetune"))
+    assert not (tmp_path / "x").exists()

@@ -27,6 +27,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,31 @@ def engine_features(config: AuditConfig, engine: str, texts: list[str], progress
     return li.encoder_features(texts, config.model, progress=progress)
 
 
+# `--engine finetune`: (data config, training examples, their sources, model, seed,
+# progress) -> OutOfFold. It trains, and `bertclf.training` imports this package (every
+# run's quick checks), so the caller hands it in: `bertclf.training.cross_fitting`.
+FineTuner = Callable[..., li.OutOfFold]
+
+
 def out_of_fold(
-    config: AuditConfig, train: Examples, progress: bool = False, features: dict | None = None
+    config: AuditConfig,
+    train: Examples,
+    progress: bool = False,
+    features: dict | None = None,
+    fine_tune: FineTuner | None = None,
 ) -> li.OutOfFold:
     """The engine's out-of-fold probabilities for every training text (`both`: the mean
     of the encoder's and TF-IDF's). `features`: engine -> rows already computed for
-    `train.texts` (a benchmark reuses them across label draws)."""
+    `train.texts` (a benchmark reuses them across label draws). `fine_tune`: the
+    `finetune` engine (`bertclf.training.cross_fitting.fine_tuned_out_of_fold`)."""
+    if config.engine == "finetune":
+        if fine_tune is None:
+            raise ConfigError(
+                "--engine finetune: pass fine_tune=bertclf.training.cross_fitting."
+                "fine_tuned_out_of_fold to audit() (the CLI does)"
+            )
+        sources = user_sources(config.data.train, train.sources)
+        return fine_tune(config.data, train, sources, config.model, config.seed, progress)
     labels = np.asarray(train.labels)
     engines = ("encoder", "tfidf") if config.engine == "both" else (config.engine,)
     results = []
@@ -146,10 +166,13 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
+def audit(
+    config: AuditConfig, progress: bool = False, fine_tune: FineTuner | None = None
+) -> dict[str, Any]:
     """Run every check on `config.data` and write `config.out` (layout above).
 
-    Returns the summary (also in summary.json).
+    Returns the summary (also in summary.json). `fine_tune`: the `finetune` engine
+    (`bertclf.training.cross_fitting.fine_tuned_out_of_fold`), needed for that engine only.
 
     Example:
     >>> from bertclf.config.data import DataConfig
@@ -166,7 +189,7 @@ def audit(config: AuditConfig, progress: bool = False) -> dict[str, Any]:
     timings["read"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    oof = out_of_fold(config, train, progress)
+    oof = out_of_fold(config, train, progress, fine_tune=fine_tune)
     issues = li.rank_issues(np.asarray(train.labels), oof.probs, train.multilabel)
     issue_rows = [table.issue_row(i) for i in issues]
     timings["label_issues"] = time.perf_counter() - start

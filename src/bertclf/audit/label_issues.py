@@ -109,12 +109,17 @@ def _regression(c: float, multilabel: bool):
     return OneVsRestClassifier(lr) if multilabel else lr
 
 
-def _folds(labels: np.ndarray, multilabel: bool, seed: int, folds: int):
+def split_folds(labels: np.ndarray, multilabel: bool, seed: int, folds: int) -> list:
+    """[(fit rows, held-out rows)] for each of `folds` folds: stratified by label, or
+    (multi-label: no one label to stratify by) plain shuffled k-fold."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if multilabel:
-        return KFold(folds, shuffle=True, random_state=seed)
-    return StratifiedKFold(folds, shuffle=True, random_state=seed)
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    split_on = np.zeros(len(labels)) if multilabel else labels
+    return list(splitter.split(split_on, split_on))
 
 
 def fold_count(labels: np.ndarray, multilabel: bool, names: Sequence[str]) -> int:
@@ -165,8 +170,7 @@ def _oof(features, labels: np.ndarray, multilabel: bool, seed: int, folds: int, 
 
     num = labels.shape[1] if multilabel else int(labels.max()) + 1
     probs = np.zeros((len(labels), num), dtype=np.float64)
-    split_on = np.zeros(len(labels)) if multilabel else labels
-    for fit, held in _folds(labels, multilabel, seed, folds).split(split_on, split_on):
+    for fit, held in split_folds(labels, multilabel, seed, folds):
         model = _regression(c, multilabel)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -184,12 +188,12 @@ def _oof(features, labels: np.ndarray, multilabel: bool, seed: int, folds: int, 
 @dataclass
 class OutOfFold:
     """Out-of-fold probabilities [n, labels] and how they were made (`c`: the regression
-    strength, or each engine's under `both`)."""
+    strength, each engine's under `both`, None for fine-tuned folds)."""
 
     probs: np.ndarray
     engine: str
     folds: int
-    c: float | dict[str, float]
+    c: float | dict[str, float] | None
 
 
 def out_of_fold(

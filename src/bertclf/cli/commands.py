@@ -189,8 +189,9 @@ def cmd_audit(a) -> int:
 
     check_inputs(config)  # before TensorFlow: a bad path costs well under a second
     from bertclf.audit.auditor import audit, summary_lines
+    from bertclf.training.cross_fitting import fine_tuned_out_of_fold
 
-    summary = audit(config, progress=not a.no_progress)
+    summary = audit(config, progress=not a.no_progress, fine_tune=fine_tuned_out_of_fold)
     if a.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -172,6 +172,7 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     verbose: bool = True,
+    report: bool = True,
 ) -> TrainResult:
     """Fine-tune per `config`; returns the run directory, history and metrics.
 
@@ -183,6 +184,8 @@ def train(
         verbose: log the run's choices, each epoch's metrics, the baseline and the kept
             epoch on stderr, as the CLI does (unless you configured logging: then your
             configuration decides; `False`: warnings only).
+        report: write report.html (and explanations.jsonl) at the end; the audit's
+            fine-tuned folds (`cross_fitting`), scratch runs, skip it.
 
     Example:
     >>> from bertclf import DataConfig, RunConfig, TrainConfig
@@ -196,10 +199,12 @@ def train(
         config = resolve_config(config)
         # Keras' dtype policy is global: set it for this run only, and give the caller's back.
         with hardware.precision_policy(config.train.precision):
-            return _train(config, resume, overwrite, progress)
+            return _train(config, resume, overwrite, progress, report)
 
 
-def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> TrainResult:
+def _train(
+    config: RunConfig, resume: bool, overwrite: bool, progress: bool, report: bool = True
+) -> TrainResult:
     task = cluster.read_tf_config() if config.train.strategy == "multiworker" else None
     if task is not None and task.workers > 1:
         cluster.rendezvous(task)  # every worker is up, or one line after PEER_TIMEOUT
@@ -208,7 +213,9 @@ def _train(config: RunConfig, resume: bool, overwrite: bool, progress: bool) -> 
     where, scratch = cluster.worker_out(config.out, task)
     source = Path(config.out if resume else where)
     try:
-        return _train_in(config, Path(where), source, resume, overwrite, progress, not scratch)
+        return _train_in(
+            config, Path(where), source, resume, overwrite, progress, not scratch, report
+        )
     except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
         raise RunError(
             f"a peer did not answer ({type(e).__name__}, timeout {cluster.PEER_TIMEOUT:.0f} s, "
@@ -227,6 +234,7 @@ def _train_in(
     overwrite: bool,
     progress: bool,
     chief: bool = True,
+    report: bool = True,
 ) -> TrainResult:
     """Train into `out`; with `resume`, continue the run in `source` (`out` but on a
     non-chief worker, whose `out` is a fresh scratch copy: `chief` False)."""
@@ -280,7 +288,7 @@ def _train_in(
     history = restore(trainer, source) if resume else []
     history = trainer.fit(history)
     replicas = strategy.num_replicas_in_sync
-    return _finish(trainer, history, splits, baseline, run_dir, replicas, chief)
+    return _finish(trainer, history, splits, baseline, run_dir, replicas, chief, report)
 
 
 def _read_and_check(config: RunConfig, source: Path, resume: bool, overwrite: bool):
@@ -326,7 +334,16 @@ def _fit_baseline_logged(splits, config: RunConfig):
     return baseline
 
 
-def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas: int, chief: bool):
+def _finish(
+    trainer: Trainer,
+    history,
+    splits,
+    baseline,
+    run_dir: Path,
+    replicas: int,
+    chief: bool,
+    write_report: bool = True,
+):
     """Compare the kept epoch with the baseline, write the report, gather the result.
 
     Only the chief reports: a non-chief worker's run folder is scratch, removed when it
@@ -340,9 +357,10 @@ def _finish(trainer: Trainer, history, splits, baseline, run_dir: Path, replicas
         # The kept weights, into the model in memory: calibration fits on them, then the
         # report scores the splits in hand with the calibrated run.
         calibrate(trainer.kept_run(), splits, trainer.cfg)
-        report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
-        logger.info("report: %s", report.path)
-        test_metrics = report.metrics.get("test")
+        if write_report:
+            report = write_run_report(run_dir, run=trainer.kept_run(), splits=splits)
+            logger.info("report: %s", report.path)
+            test_metrics = report.metrics.get("test")
     traces = {
         "train_step": trainer.train_step.experimental_get_tracing_count(),
         "eval_step": trainer.eval_step.experimental_get_tracing_count(),
