@@ -4,7 +4,8 @@
         [--onnx] [--rounds 7] [--env NAME:VAR=VALUE ...]
 
 Each EXPORT_DIR is a version directory (BASE/NAME/VERSION), called through its
-`serving_default` signature in-process; `--onnx` adds ONNX Runtime on the same
+`serving_default` signature in-process (an ONNX export, `--format onnx`: through ONNX
+Runtime, in a process without TensorFlow); `--onnx` adds ONNX Runtime on the same
 architecture (bench/latency_child.py says how it is built; it needs bench/.venv-onnx,
 `make bench-onnx`). Every engine runs in its own process, loaded once; the engines then
 take turns, round by round, so that they share the machine's state: per round each
@@ -99,7 +100,8 @@ def main() -> None:
     engines = {}
     for spec in a.exports:
         name, path = spec.split("=", 1)
-        engines[name] = start(Path(sys.executable), "savedmodel", path, texts, envs.get(name))
+        kind = "bertclf-onnx" if (Path(path) / "model.onnx").is_file() else "savedmodel"
+        engines[name] = start(Path(sys.executable), kind, path, texts, envs.get(name))
     if a.onnx:
         engines["onnxruntime"] = start(ONNX_PYTHON, "onnx", str(offline_model_dir()), texts)
     times = alternate(engines, a.rounds)

@@ -2,6 +2,7 @@
 
     python bench/latency_child.py savedmodel EXPORT_VERSION_DIR TEXTS_JSON
     python bench/latency_child.py onnx HF_MODEL_DIR TEXTS_JSON   (in bench/.venv-onnx)
+    python bench/latency_child.py bertclf-onnx EXPORT_VERSION_DIR TEXTS_JSON  (--format onnx)
 
 TEXTS_JSON maps a kind (short, medium, long, batch32) to its list of texts. The child
 loads its engine, warms every kind up, prints "ready", then for each "round" line on
@@ -35,6 +36,14 @@ def savedmodel(path: str):
 
     serve = tf.saved_model.load(path).signatures["serving_default"]
     return lambda texts: serve(text=tf.constant(texts))["scores"].numpy()
+
+
+def bertclf_onnx(path: str):
+    """A `bertclf export --format onnx` version: ONNX Runtime, tokenizer inside, no TensorFlow."""
+    from bertclf.prediction.onnx_model import OnnxModel
+
+    model = OnnxModel(path)
+    return lambda texts: model.run(texts)["scores"]
 
 
 def onnx(model_dir: str):
@@ -92,7 +101,7 @@ def export_onnx(torch, encoder, tokenizer, out: Path) -> None:
 def main() -> None:
     engine, path, texts_json = sys.argv[1:4]
     texts = json.loads(Path(texts_json).read_text())
-    call = {"savedmodel": savedmodel, "onnx": onnx}[engine](path)
+    call = {"savedmodel": savedmodel, "onnx": onnx, "bertclf-onnx": bertclf_onnx}[engine](path)
     calls = {kind: (30 if kind != "batch32" else 3) for kind in texts}
     for batch in texts.values():  # warm-up: trace, allocate, set up kernels
         for _ in range(3):

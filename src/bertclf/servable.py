@@ -38,6 +38,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 VERSION_RE = re.compile(r"^[0-9]{1,18}$")
 
 SAVED_MODEL = "saved_model.pb"
+# `bertclf export --format onnx`: the whole serving graph, tokenizer included, in one file
+# (`bertclf.export.onnx`); the same assets/labels.txt and assets.extra/bertclf.json.
+ONNX_MODEL = "model.onnx"
 LABELS_ASSET = Path("assets") / "labels.txt"
 METADATA = Path("assets.extra") / "bertclf.json"
 # TF Serving replays this file's requests when it loads a version (bertclf.servable).
@@ -82,12 +85,27 @@ def is_version_dir(path: Path) -> bool:
     return (path / SAVED_MODEL).is_file()
 
 
-def find_version_dir(path: Path) -> Path | None:
-    """BASE/NAME/VERSION itself, or the highest version under BASE/NAME."""
-    if is_version_dir(path):
+def find_version_dir(path: Path, onnx: bool = False) -> Path | None:
+    """BASE/NAME/VERSION itself, or the highest version under BASE/NAME. `onnx`: a
+    version holding an ONNX model counts too (`bertclf predict` runs both; the server,
+    for now, SavedModels only)."""
+    if is_version_dir(path) or (onnx and is_onnx_version(path)):
         return path
     found = published(path)
+    if onnx:
+        found = sorted([*found, *((v, model_dir) for v, model_dir in onnx_published(path))])
     return found[-1][1] if found else None
+
+
+def is_onnx_version(path: Path) -> bool:
+    return (path / ONNX_MODEL).is_file()
+
+
+def onnx_published(model_dir: Path) -> list[tuple[int, Path]]:
+    """(version, path) of the version directories that hold an ONNX model, sorted."""
+    return [
+        (v, model_dir / str(v)) for v in versions(model_dir) if is_onnx_version(model_dir / str(v))
+    ]
 
 
 def read_labels(version_dir: Path) -> list[str]:

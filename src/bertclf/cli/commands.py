@@ -253,12 +253,16 @@ def cmd_export(a) -> int:
         zip_archive=config.zip,
         sagemaker=config.sagemaker,
         precision=config.precision,
+        format=config.format,
     )
     if a.verbose:  # the whole SignatureDef, as saved_model_cli prints it
         print(format_signatures(r.signatures))
     else:
         print("signatures: " + ", ".join(_signature_line(k, s) for k, s in r.signatures.items()))
-    print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {config.target})")
+    if config.format == "onnx":
+        print(f"custom ops: {', '.join(r.non_core_ops)} (onnxruntime-extensions)")
+    else:
+        print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {config.target})")
     if r.max_abs_diff is not None:
         print(f"verified in a fresh process: max |probability difference| {r.max_abs_diff:.2e}")
     size = r.size_bytes / 2**20

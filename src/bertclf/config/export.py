@@ -52,6 +52,10 @@ DEFAULT_TARGET = "tfserving-2.19"
 
 EXPORT_PRECISIONS = ("run", "fp32")
 
+# savedmodel: TF Serving's layout (and `bertclf serve`'s); onnx: one ONNX model with the
+# tokenizer inside, for ONNX Runtime hosts (`bertclf.export.onnx`).
+EXPORT_FORMATS = ("savedmodel", "onnx")
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -68,6 +72,8 @@ class ExportConfig:
         sagemaker: also write BASE/NAME-VERSION.model.tar.gz.
         precision: `run` (compute as the run trained: bf16 runs export bf16) or `fp32`
             (float32 compute from the same weights, for hosts without native bf16).
+        format: `savedmodel` (TF Serving) or `onnx` (ONNX Runtime, tokenizer inside; an
+            ONNX model computes in float32).
     """
 
     run: str = option(dataclasses.MISSING, "run directory")
@@ -96,8 +102,27 @@ class ExportConfig:
         "from the same weights: faster on hosts without native bf16)",
         choices=EXPORT_PRECISIONS,
     )
+    format: str = option(
+        "savedmodel",
+        "savedmodel (TF Serving, bertclf serve) or onnx (one ONNX model with the tokenizer "
+        "inside, for ONNX Runtime; bertclf predict runs both)",
+        choices=EXPORT_FORMATS,
+    )
 
     def __post_init__(self) -> None:
+        check(
+            self.format in EXPORT_FORMATS,
+            "--format",
+            self.format,
+            f"choose one of {EXPORT_FORMATS}",
+        )
+        if self.format == "onnx":
+            check(
+                not self.sagemaker,
+                "--sagemaker",
+                self.sagemaker,
+                "SageMaker's TensorFlow container serves SavedModels: drop --format onnx",
+            )
         check(bool(self.base), "--to", self.base, "name a model base folder")
         check(
             self.precision in EXPORT_PRECISIONS,

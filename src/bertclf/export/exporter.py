@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertclf.config.export import DEFAULT_TARGET, EXPORT_PRECISIONS, TARGETS
+from bertclf.config.export import DEFAULT_TARGET, EXPORT_FORMATS, EXPORT_PRECISIONS, TARGETS
 from bertclf.errors import ExportError
 from bertclf.export.archives import package_sagemaker, package_zip
+from bertclf.export.onnx import write_onnx_version
 from bertclf.export.publishing import (
     check_name,
     clean_stale_temps,
@@ -30,7 +31,7 @@ from bertclf.export.publishing import (
     write_metadata,
 )
 from bertclf.export.savedmodel import write_version
-from bertclf.export.verification import verify_version
+from bertclf.export.verification import verify_onnx_version, verify_version
 from bertclf.prediction.trained_run import TrainedRun, load_run
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def export(
     zip_archive: bool = False,
     sagemaker: bool = False,
     precision: str = "run",
+    format: str = "savedmodel",
 ) -> ExportResult:
     """Publish RUN's best weights as BASE/NAME/VERSION (TF Serving layout).
 
@@ -87,6 +89,9 @@ def export(
         sagemaker: also write BASE/NAME-VERSION.model.tar.gz for SageMaker.
         precision: `run` (compute as trained) or `fp32` (float32 compute from the same
             weights; verified against the run loaded the same way).
+        format: `savedmodel`, or `onnx`: one model.onnx with the tokenizer inside
+            (`bertclf.export.onnx`), float32, verified (1e-4) in a process without
+            TensorFlow; `target` and `sagemaker` do not apply.
 
     Example:
     >>> result = export("runs/demo", "exports")  # doctest: +SKIP
@@ -94,14 +99,19 @@ def export(
     PosixPath('exports/demo/1')
     """
     start = time.perf_counter()
-    _check_choices(target, precision)
+    _check_choices(target, precision, format, sagemaker)
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
+    if format == "onnx":
+        precision = "fp32"  # ONNX Runtime's CPU kernels compute BERT in float32
     run = load_run(run_dir, precision)
-    _note_precision(run)
+    if format != "onnx":
+        _note_precision(run)
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)
-    final, version, result, diff = _publish_version(run, model_dir, name, version, verify, target)
+    final, version, result, diff = _publish_version(
+        run, model_dir, name, version, verify, target, format
+    )
     packages = []
     if zip_archive:
         packages.append(package_zip(base, name))
@@ -114,7 +124,13 @@ def export(
     )
 
 
-def _check_choices(target: str, precision: str) -> None:
+def _check_choices(target: str, precision: str, format: str, sagemaker: bool) -> None:
+    if format not in EXPORT_FORMATS:
+        raise ExportError(f"--format {format!r} is unknown; choose one of {list(EXPORT_FORMATS)}")
+    if format == "onnx" and sagemaker:
+        raise ExportError(
+            "--sagemaker: SageMaker's TensorFlow container serves SavedModels; drop --format onnx"
+        )
     if target not in TARGETS:
         raise ExportError(f"--target {target!r} is unknown; choose one of {sorted(TARGETS)}")
     if precision not in EXPORT_PRECISIONS:
@@ -123,7 +139,9 @@ def _check_choices(target: str, precision: str) -> None:
         )
 
 
-def _publish_version(run, model_dir: Path, name: str, version, verify: bool, target: str):
+def _publish_version(
+    run, model_dir: Path, name: str, version, verify: bool, target: str, format: str
+):
     """Write, verify and stamp a version in a temporary folder, then publish it by rename.
 
     Returns (final path, version number, the verification's result, its largest
@@ -137,11 +155,15 @@ def _publish_version(run, model_dir: Path, name: str, version, verify: bool, tar
         )
     )
     try:
-        write_version(run, tmp)
-        result, diff = verify_version(run, tmp, verify, target)
+        if format == "onnx":
+            write_onnx_version(run, tmp)
+            result, diff = verify_onnx_version(run, tmp, verify)
+        else:
+            write_version(run, tmp)
+            result, diff = verify_version(run, tmp, verify, target)
 
         def stamp(path: Path, number: int) -> None:
-            write_metadata(path, run, name, number, target, result)
+            write_metadata(path, run, name, number, target, result, format)
 
         final, version = publish(tmp, model_dir, version, stamp)
     except BaseException:

@@ -111,9 +111,19 @@ def portable_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_metadata(
-    tmp: Path, run: TrainedRun, name: str, version: int, target: str, result: dict[str, Any]
+    tmp: Path,
+    run: TrainedRun,
+    name: str,
+    version: int,
+    target: str,
+    result: dict[str, Any],
+    format: str = "savedmodel",
 ) -> None:
-    """assets.extra/bertclf.json: signatures, op audit and provenance (no local paths)."""
+    """assets.extra/bertclf.json: signatures, op audit and provenance (no local paths).
+
+    An ONNX export (`format` onnx) records the ops it needs beyond standard ONNX (from
+    onnxruntime-extensions) and the ONNX Runtime it was checked with, and has no
+    `explain` signature."""
     encoder = dict(run.meta["encoder"])
     if encoder.get("kind") != "hub":  # a local directory or the package's: names only
         encoder = {k: Path(v).name if k in ("name", "source") else v for k, v in encoder.items()}
@@ -125,10 +135,21 @@ def write_metadata(
         "compute_dtype": run.model.backbone.dtype_policy.compute_dtype,
         "signatures": result["signatures"],
         **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}),
-        "op_audit": {"target": target, "non_core_ops": result["non_core_ops"]},
+        "format": format,
+        "op_audit": (
+            {"target": target, "non_core_ops": result["non_core_ops"]}
+            if format != "onnx"
+            else {
+                "runtime": f"onnxruntime {result['onnxruntime']} with onnxruntime-extensions",
+                "custom_ops": result["custom_ops"],
+                "opsets": result["opsets"],
+            }
+        ),
         # A run made before calibration existed has none: raw scores, no extra outputs.
         "calibration": None if run.calibration is None else run.calibration.metadata(),
-        "explain": {
+        "explain": None
+        if format == "onnx"
+        else {
             "signature": servable.EXPLAIN_SIGNATURE,
             "method": "integrated gradients on the token embeddings, summed to words",
             "baseline": "every WordPiece token replaced by [PAD]",

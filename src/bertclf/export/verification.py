@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from bertclf import servable
 from bertclf.config.export import TARGETS
 from bertclf.errors import ExportError
 from bertclf.prediction.predictor import apply
@@ -26,15 +27,18 @@ from bertclf.prediction.trained_run import TrainedRun
 logger = logging.getLogger(__name__)
 
 
-def check_in_fresh_process(export_dir: Path, texts: list[str]) -> dict[str, Any]:
-    """Run `python -m bertclf.export.fresh_check` (tensorflow + tensorflow_text) on the export.
+def check_in_fresh_process(
+    export_dir: Path, texts: list[str], module: str = "bertclf.export.fresh_check"
+) -> dict[str, Any]:
+    """Run `python -m bertclf.export.fresh_check` (tensorflow + tensorflow_text) on the export
+    (`module`: `bertclf.export.onnx_check` for an ONNX model, without TensorFlow).
 
     The texts go in on stdin and the result comes back on stdout: no temporary files,
     and the child dies with this process (a killed export leaves no verifier running).
     """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
-        [sys.executable, "-m", "bertclf.export.fresh_check", str(export_dir), str(os.getpid())],
+        [sys.executable, "-m", module, str(export_dir), str(os.getpid())],
         input=json.dumps({"texts": texts}),
         capture_output=True,
         text=True,
@@ -43,7 +47,7 @@ def check_in_fresh_process(export_dir: Path, texts: list[str]) -> dict[str, Any]
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise ExportError(
-            f"{export_dir}: the SavedModel failed to load in a fresh process ({tail[0][:300]})"
+            f"{export_dir}: the model failed to load in a fresh process ({tail[0][:300]})"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -105,14 +109,49 @@ def verify_version(
     audit(result["non_core_ops"], target)
     if not verify:
         return result, None
+    diff = compare(run, texts, result, 1e-5)
+    expected = run.outputs(texts)["scores"]
+    diff_classify = float(np.max(np.abs(np.asarray(result["classify_scores"]) - expected)))
+    if diff_classify > 1e-5:
+        raise ExportError(
+            f"verification: the reloaded model's classify scores differ from the trained "
+            f"model's by {diff_classify:.2e} (> 1e-5)"
+        )
+    return result, diff
+
+
+def verify_onnx_version(run: TrainedRun, tmp: Path, verify: bool) -> tuple[dict, float | None]:
+    """The ONNX model in a process without TensorFlow (`onnx_check`): it loads, and (with
+    `verify`) its outputs on the sample texts are the run's within `onnx.PARITY`."""
+    from bertclf.export.onnx import PARITY
+
+    texts = sample_texts(run) if verify else []
+    result = check_in_fresh_process(tmp, texts, module="bertclf.export.onnx_check")
+    if result["tensorflow_imported"]:
+        raise ExportError("verification: checking the ONNX model imported TensorFlow (a bug)")
+    result["non_core_ops"] = result["custom_ops"]
+    result["signatures"] = {
+        servable.DEFAULT_SIGNATURE: {
+            "method_name": "onnx",
+            "inputs": result["inputs"],
+            "outputs": result["outputs"],
+        }
+    }
+    if not verify:
+        return result, None
+    return result, compare(run, texts, result, PARITY)
+
+
+def compare(run: TrainedRun, texts: list[str], result: dict[str, Any], tolerance: float) -> float:
+    """The largest probability difference between the reloaded model's `result` and the
+    run on `texts`; ExportError when above `tolerance` or when any other output differs."""
     outputs = run.outputs(texts)
     expected = outputs["scores"]  # calibrated where the run is
     diff = float(np.max(np.abs(np.asarray(result["scores"]) - expected)))
-    diff_classify = float(np.max(np.abs(np.asarray(result["classify_scores"]) - expected)))
-    if max(diff, diff_classify) > 1e-5:
+    if diff > tolerance:
         raise ExportError(
             f"verification: the reloaded model's probabilities differ from the "
-            f"trained model's by {max(diff, diff_classify):.2e} (> 1e-5)"
+            f"trained model's by {diff:.2e} (> {tolerance:.0e})"
         )
     _check_extras(outputs, result)
     thresholds = run.thresholds
@@ -121,7 +160,7 @@ def verify_version(
             raise ExportError("verification: the reloaded model's label sets differ from the run's")
     elif result["classes"] != [run.label_names[i] for i in expected.argmax(1)]:
         raise ExportError("verification: the reloaded model's classes differ from the run's")
-    return result, diff
+    return diff
 
 
 def _check_extras(outputs: dict[str, np.ndarray], result: dict[str, Any]) -> None:

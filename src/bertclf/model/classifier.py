@@ -140,8 +140,11 @@ class BertClassifier(keras.Model):
         # [b*C, w] (token_embeddings: [b*C, w, hidden])
         flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0)) for k, v in inputs.items()}
         used = tf.reduce_any(flat["padding_mask"], axis=-1)  # [b*C]; unused: all padding
-        text = tf.boolean_mask(tf.repeat(tf.range(shape[0]), shape[1]), used)  # [n]
-        windows = {k: tf.boolean_mask(v, used) for k, v in flat.items()}  # [n, w]
+        # Gathered by position rather than with tf.boolean_mask, the same rows: tf2onnx's
+        # lowering of boolean_mask fails on these shapes at run time (the ONNX export).
+        index = tf.where(used)[:, 0]  # [n] used windows' positions in [b*C]
+        text = tf.gather(tf.repeat(tf.range(shape[0]), shape[1]), index)  # [n]
+        windows = {k: tf.gather(v, index) for k, v in flat.items()}  # [n, w]
         vectors = self.pool(windows, training=training)  # [n, hidden]
         logits = self.classifier(self.dropout(vectors, training=training))  # [n, L]
         # Every text has a used window ([CLS] [SEP] at least), so no segment is empty.

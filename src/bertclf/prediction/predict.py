@@ -84,25 +84,34 @@ def model_kind(path: str | Path) -> str:
             f"{path}: no such run or export; pass the --out folder of 'bertclf train' or "
             "BASE/NAME[/VERSION] of 'bertclf export'"
         )
-    if (path / rundir.CONFIG).is_file() and not servable.is_version_dir(path):
+    if (
+        (path / rundir.CONFIG).is_file()
+        and not servable.is_version_dir(path)
+        and not servable.is_onnx_version(path)
+    ):
         return "run"
-    if servable.find_version_dir(path) is None:
+    if servable.find_version_dir(path, onnx=True) is None:
         raise RunError(
             f"{path}: neither a bertclf run (no config.json) nor an exported model "
-            "(no saved_model.pb); pass a run directory or BASE/NAME[/VERSION]"
+            "(no saved_model.pb, no model.onnx); pass a run directory or BASE/NAME[/VERSION]"
         )
     return "export"
 
 
 def load_predictor(path: str | Path) -> Predictor:
-    """A run directory -> `TrainedRun`; BASE/NAME[/VERSION] -> `ExportedModel`.
+    """A run directory -> `TrainedRun`; BASE/NAME[/VERSION] -> `ExportedModel`, or
+    `OnnxModel` where that version holds an ONNX model (no TensorFlow imported).
 
-    Both give the same output for the same texts.
+    All give the same output for the same texts.
     """
     if model_kind(path) == "run":
         from bertclf.prediction.trained_run import load_run
 
         return load_run(path)
+    if servable.is_onnx_version(servable.find_version_dir(Path(path), onnx=True)):
+        from bertclf.prediction.onnx_model import OnnxModel
+
+        return OnnxModel(path)
     from bertclf.prediction.exported_model import ExportedModel
 
     return ExportedModel(path)

@@ -1,0 +1,173 @@
+"""`bertclf export --format onnx`: the serving graph, tokenizer inside, as one ONNX model that
+ONNX Runtime runs without TensorFlow, with the run's outputs (tiny random BERT runs)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
+from bertclf.export.exporter import export
+from bertclf.prediction.trained_run import load_run
+from bertclf.training.fine_tuning import train
+
+from conftest import one_error_line, run_script, write_folder
+
+# Hard cases for the tokenizer: empty, case folding beyond lower-casing (ß, İ, ﬁ, …, ™,
+# ´), CJK, emoji, a word of more bytes than WordPiece reads but fewer characters, a text
+# longer than the window, control characters.
+TEXTS = [
+    "refund my invoice please",
+    "",
+    "The APP crash error!!",
+    "Straße İstanbul ﬁne … ™ husband´s ＦＵＬＬ",
+    "日本語のテキスト and 中文, 한국어!",
+    "emoji 😀 test 👍🏽 ok",
+    "дом" * 30,
+    "please add export " * 40,
+    "tab\tnew\nline\u00adsoft\u200bzero",
+]
+
+ONNX_OUTPUTS = """
+import json, sys
+from bertclf.prediction.onnx_model import OnnxModel
+model = OnnxModel(sys.argv[1])
+out = {k: v.tolist() for k, v in model.run(json.loads(sys.stdin.read())).items()}
+print(json.dumps({"outputs": out, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def onnx_outputs(export_dir: Path, texts: list[str]) -> dict:
+    """The ONNX model's outputs, computed in a process that never imports TensorFlow."""
+    done = subprocess.run(
+        [sys.executable, "-c", ONNX_OUTPUTS, str(export_dir)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["tensorflow"] is False
+    return result["outputs"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
+    """A calibrated single-label run, a multi-label run and a --long chunk run."""
+    root = tmp_path_factory.mktemp("onnx")
+    single = write_folder(root / "single", per_class=40)  # 24 validation texts: calibrated
+    rows = []
+    for label, texts in (("billing", "invoice refund"), ("bug", "crash error")):
+        for i in range(30):
+            both = ["billing", "bug"] if i % 5 == 0 else [label]
+            rows.append({"text": f"{texts} ticket {i} please", "labels": both})
+    tags = root / "tags.jsonl"
+    tags.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    settings = TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0)
+    made = {}
+    for kind, data, model in (
+        ("single", DataConfig(str(single)), ModelConfig(model=tiny_encoder, seq_len=32)),
+        (
+            "multilabel",
+            DataConfig(str(tags), task="multilabel", label_field="labels"),
+            ModelConfig(model=tiny_encoder, seq_len=32),
+        ),
+        (
+            "chunk",
+            DataConfig(str(single)),
+            ModelConfig(model=tiny_encoder, seq_len=16, long="chunk", max_chunks=4),
+        ),
+    ):
+        made[kind] = root / kind / "run"
+        train(
+            RunConfig(data=data, out=str(made[kind]), model=model, train=settings), progress=False
+        )
+    return made
+
+
+@pytest.mark.parametrize("kind", ["single", "multilabel", "chunk"])
+def test_the_onnx_export_gives_the_runs_outputs_without_tensorflow(runs, kind, tmp_path):
+    result = export(runs[kind], tmp_path / "models", name="m", format="onnx")
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    version = tmp_path / "models" / "m" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["assets", "assets.extra", "model.onnx"]
+    meta = json.loads((version / "assets.extra" / "bertclf.json").read_text())
+    assert meta["format"] == "onnx" and meta["explain"] is None
+    assert "ai.onnx.contrib:WordpieceTokenizer" in meta["op_audit"]["custom_ops"]
+    # No local path of this machine inside the export.
+    for path in version.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path).encode() not in path.read_bytes(), path
+
+    run = load_run(runs[kind], "fp32")  # an ONNX model computes in float32
+    expected = run.outputs(TEXTS)
+    got = onnx_outputs(version, TEXTS)
+    np.testing.assert_allclose(got["scores"], expected["scores"], atol=1e-4)
+    if kind == "multilabel":
+        assert got["predicted"] == (expected["scores"] >= run.thresholds).astype(int).tolist()
+    else:
+        best = expected["scores"].argmax(axis=1)
+        assert got["classes"] == [run.label_names[i] for i in best]
+        assert got["class_ids"] == best.tolist()
+    if kind == "single":  # calibrated: the extra outputs come through too
+        assert got["abstain"] == expected["abstain"].tolist()
+        np.testing.assert_allclose(got["ood_score"], expected["ood_score"], rtol=1e-4, atol=1e-4)
+
+
+def test_cli_exports_onnx_and_predict_reads_it(runs, tmp_path):
+    base = tmp_path / "models"
+    done = run_script("export", str(runs["single"]), "--to", str(base), "--format", "onnx")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "custom ops: " in done.stdout and "verified in a fresh process" in done.stdout
+    predicted = run_script("predict", str(base / "run"), *TEXTS[:4], "--json")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    rows = [json.loads(line) for line in predicted.stdout.splitlines()]
+    scores = load_run(runs["single"], "fp32").predict_proba(TEXTS[:4])
+    for row, expected in zip(rows, scores, strict=True):
+        np.testing.assert_allclose(list(row["probabilities"].values()), expected, atol=1e-4)
+        assert "ood_score" in row and "abstain" in row
+
+    unknown = run_script(
+        "export", str(runs["single"]), "--to", str(tmp_path / "x"), "--format", "tflite"
+    )
+    assert "--format" in one_error_line(unknown) and "tflite" in one_error_line(unknown)
+    sagemaker = run_script(
+        "export",
+        str(runs["single"]),
+        "--to",
+        str(tmp_path / "x"),
+        "--format",
+        "onnx",
+        "--sagemaker",
+    )
+    assert "--sagemaker" in one_error_line(sagemaker)
+    assert not (tmp_path / "x").exists()
+    explain = run_script("predict", str(base / "run"), "refund", "--explain")
+    assert "does not explain" in one_error_line(explain)
+
+
+KILL_DURING_ONNX_EXPORT = """
+import os, signal
+from bertclf.export import exporter
+def die(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+exporter.verify_onnx_version = die
+exporter.export({run!r}, {base!r}, format="onnx")
+"""
+
+
+def test_a_killed_onnx_export_publishes_nothing(runs, tmp_path):
+    base = tmp_path / "m"
+    script = KILL_DURING_ONNX_EXPORT.format(run=str(runs["single"]), base=str(base))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert proc.returncode == -9
+    left = [p.name for p in (base / "run").iterdir()]
+    assert len(left) == 1 and left[0].startswith(".1.pid")  # hidden, never a version
+    assert not any((base / "run" / left[0] / "assets.extra").glob("*.json"))
+    # The next export removes the dead one's leftover, as for SavedModels.
+    export(runs["single"], base, format="onnx", verify=False)
+    assert sorted(p.name for p in (base / "run").iterdir()) == ["1"]
