@@ -145,8 +145,39 @@ def test_latency_the_server_under_load_and_bulk_scoring(env, tmp_path):
         env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    bench(env, "batch1_latency.py", f"tiny={exports / 'tiny' / '1'}", "--rounds", "1")
-    assert "tiny" in json.loads((out(env) / "batch1_latency.json").read_text())["median_ms"]
+    bertclf = str(Path(sys.executable).with_name("bertclf"))
+    onnx = subprocess.run(
+        [
+            bertclf,
+            "export",
+            str(run),
+            "--to",
+            str(exports),
+            "--name",
+            "tiny-onnx",
+            "--format",
+            "onnx",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert onnx.returncode == 0, onnx.stderr[-2000:]
+    onnx_dir = exports / "tiny-onnx" / "1"
+    bench(
+        env,
+        "batch1_latency.py",
+        f"tiny={exports / 'tiny' / '1'}",
+        f"onnx={onnx_dir}",
+        "--rounds",
+        "1",
+    )
+    assert {"tiny", "onnx"} <= set(
+        json.loads((out(env) / "batch1_latency.json").read_text())["median_ms"]
+    )
+    bench(env, "onnx_parity.py", str(run), str(onnx_dir), "--per-corpus", "8")
+    parity = json.loads((out(env) / "onnx_parity.json").read_text())
+    assert parity["hard cases"]["token_ids_differ"] == 0 and parity["bbc"]["texts"] == 8
     bench(
         env, "serve_load.py", "--export", str(exports / "tiny"), "--paired", "1", "--clients", "raw"
     )

@@ -10,7 +10,7 @@ loads with that package's library. No TensorFlow is needed to run it.
 
 Written by hand here, where no converter or library op does the job (each measured
 against TensorFlow on every text of BBC, civility-gh and GoEmotions dev, 8,786 texts,
-with the MiniLM vocabulary: the same token ids for all; `bench/onnx_tokens.py`):
+with the MiniLM vocabulary: the same token ids for all; `bench/onnx_parity.py`):
 - `RegexSplitWithOffsets` (keras-hub's word split): onnxruntime-extensions' RE2 split
   returns each text unsplit (0.15.2) and its ECMAScript split has no `\p{..}` classes,
   so each dropped delimiter becomes a space and each kept one (punctuation, CJK) gets a
@@ -416,17 +416,8 @@ def convert(run: TrainedRun):
     """The run's serving graph as an ONNX ModelProto: input `text` [b] string; outputs as
     the SavedModel's `serving_default` (`scores`, `classes`/`class_ids` or `predicted`,
     and a calibrated run's `ood_score`, `abstain`)."""
-    try:
-        import tf2onnx
-        from tf2onnx import utils
-    except ImportError:
-        raise ExportError(
-            "--format onnx needs tf2onnx and onnxruntime: pip install 'bertclf[onnx]'"
-        ) from None
-
     names = list(run.label_names)
     thresholds = run.thresholds
-    tokenizer = run.preprocessor.tokenizer
 
     @tf.function
     def serve(text):
@@ -441,21 +432,35 @@ def convert(run: TrainedRun):
         classes = tf.gather(tf.constant(names), class_ids)
         return {**outputs, "classes": classes, "class_ids": class_ids}
 
-    vocabulary = [str(w) for w in tokenizer.get_vocabulary()]
     with dense_packing(run.preprocessor):
-        try:
-            model, _ = tf2onnx.convert.from_function(
-                serve,
-                input_signature=[tf.TensorSpec([None], tf.string, name=servable.TEXT_INPUT)],
-                opset=OPSET,
-                extra_opset=[utils.make_opsetid(CONTRIB, 1), utils.make_opsetid("ai.onnx.ml", 3)],
-                custom_op_handlers=_handlers(vocabulary, tokenizer.oov_token),
-            )
-        except Exception as e:  # noqa: BLE001 - tf2onnx raises many types
-            raise ExportError(
-                f"ONNX conversion failed ({type(e).__name__}: {str(e)[:200]}); export the "
-                "SavedModel instead (--format savedmodel)"
-            ) from None
+        return text_function_to_onnx(serve, run.preprocessor.tokenizer)
+
+
+def text_function_to_onnx(function, tokenizer):
+    """A tf.function of texts [b] (input `text`) that tokenizes with `tokenizer` (keras-hub's
+    BertTokenizer), as an ONNX ModelProto with this module's handlers. `convert` passes the
+    serving graph; `bench/onnx_parity.py` passes the tokenizer alone, to compare ids."""
+    try:
+        import tf2onnx
+        from tf2onnx import utils
+    except ImportError:
+        raise ExportError(
+            "--format onnx needs tf2onnx and onnxruntime: pip install 'bertclf[onnx]'"
+        ) from None
+    vocabulary = [str(w) for w in tokenizer.get_vocabulary()]
+    try:
+        model, _ = tf2onnx.convert.from_function(
+            function,
+            input_signature=[tf.TensorSpec([None], tf.string, name=servable.TEXT_INPUT)],
+            opset=OPSET,
+            extra_opset=[utils.make_opsetid(CONTRIB, 1), utils.make_opsetid("ai.onnx.ml", 3)],
+            custom_op_handlers=_handlers(vocabulary, tokenizer.oov_token),
+        )
+    except Exception as e:  # noqa: BLE001 - tf2onnx raises many types
+        raise ExportError(
+            f"ONNX conversion failed ({type(e).__name__}: {str(e)[:200]}); export the "
+            "SavedModel instead (--format savedmodel)"
+        ) from None
     model.ir_version = IR_VERSION
     return model
 
