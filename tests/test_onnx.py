@@ -4,8 +4,11 @@ ONNX Runtime runs without TensorFlow, with the run's outputs (tiny random BERT r
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -116,6 +119,17 @@ def test_the_onnx_export_gives_the_runs_outputs_without_tensorflow(runs, kind, t
     if kind == "single":  # calibrated: the extra outputs come through too
         assert got["abstain"] == expected["abstain"].tolist()
         np.testing.assert_allclose(got["ood_score"], expected["ood_score"], rtol=1e-4, atol=1e-4)
+    # Batches with no word at all, and no text at all.
+    for batch in ([""], ["   ", "\t"]):
+        np.testing.assert_allclose(
+            onnx_outputs(version, batch)["scores"], run.outputs(batch)["scores"], atol=1e-4
+        )
+    assert onnx_outputs(version, [])["scores"] == []
+    # In this process TensorFlow was imported first: the ONNX model reads texts the same.
+    from bertclf.prediction.onnx_model import OnnxModel
+
+    here = OnnxModel(version).run(TEXTS)
+    np.testing.assert_allclose(here["scores"], got["scores"], atol=1e-6)
 
 
 def test_cli_exports_onnx_and_predict_reads_it(runs, tmp_path):
@@ -171,3 +185,70 @@ def test_a_killed_onnx_export_publishes_nothing(runs, tmp_path):
     # The next export removes the dead one's leftover, as for SavedModels.
     export(runs["single"], base, format="onnx", verify=False)
     assert sorted(p.name for p in (base / "run").iterdir()) == ["1"]
+
+
+def test_serve_swaps_a_savedmodel_version_for_an_onnx_one_without_failures(runs, tmp_path):
+    from test_serving import Server
+
+    base = tmp_path / "models"
+    export(runs["single"], base, name="m", verify=False)  # version 1: a SavedModel
+    server = Server(base, "--poll", "0.2")
+    results, stop = [], threading.Event()
+
+    def client_loop():
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post("/v1/models/m:predict", json={"instances": TEXTS[:1]})
+                    results.append(r.status_code)
+                except Exception as e:  # noqa: BLE001 - recorded, and fails the test below
+                    results.append(type(e).__name__)
+
+    try:
+        server.wait_for("m", 1)
+        thread = threading.Thread(target=client_loop)
+        thread.start()
+        try:
+            time.sleep(0.5)
+            export(runs["single"], base, name="m", format="onnx", verify=False)  # version 2
+            server.wait_for("m", 2, timeout=60)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            thread.join()
+        assert results and all(code == 200 for code in results), results[:5]
+        answer = server.client.post("/v1/models/m:predict", json={"instances": TEXTS})
+        assert answer.status_code == 200, answer.text
+        expected = onnx_outputs(base / "m" / "2", TEXTS)
+        served = [row["scores"] for row in answer.json()["predictions"]]
+        np.testing.assert_allclose(served, expected["scores"], atol=1e-6)
+        assert [row["classes"] for row in answer.json()["predictions"]] == expected["classes"]
+        meta = server.client.get("/v1/models/m/versions/2/metadata").json()
+        outputs = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["outputs"]
+        assert {"scores", "classes", "ood_score", "abstain"} <= set(outputs)
+        classify = server.client.post("/v1/models/m:classify", json={"examples": [{"text": "x"}]})
+        assert classify.status_code == 400  # an ONNX version has serving_default only
+    finally:
+        server.stop()
+
+
+def test_score_runs_an_onnx_export_on_beam(runs, tmp_path):
+    from test_scoring import beam_cli
+
+    export(runs["single"], tmp_path / "models", name="m", format="onnx", verify=False)
+    texts = TEXTS[:4]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    done = beam_cli(
+        "score",
+        str(tmp_path / "models" / "m"),
+        "--input",
+        str(tmp_path / "in.jsonl"),
+        "--output",
+        str(tmp_path / "out" / "scores"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    [shard] = (tmp_path / "out").glob("scores-*-of-*.jsonl")
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    expected = onnx_outputs(tmp_path / "models" / "m" / "1", texts)["scores"]
+    by_text = {row["text"]: list(row["probabilities"].values()) for row in rows}
+    np.testing.assert_allclose([by_text[t] for t in texts], expected, atol=1e-6)

@@ -73,39 +73,28 @@ def versions(model_dir: Path) -> list[int]:
 
 
 def published(model_dir: Path) -> list[tuple[int, Path]]:
-    """(version, path) of the version directories that hold a SavedModel, sorted."""
+    """(version, path) of the version directories that hold a model (a SavedModel or an
+    ONNX model), sorted."""
     return [
-        (v, model_dir / str(v))
-        for v in versions(model_dir)
-        if (model_dir / str(v) / SAVED_MODEL).is_file()
+        (v, model_dir / str(v)) for v in versions(model_dir) if is_version_dir(model_dir / str(v))
     ]
 
 
 def is_version_dir(path: Path) -> bool:
-    return (path / SAVED_MODEL).is_file()
-
-
-def find_version_dir(path: Path, onnx: bool = False) -> Path | None:
-    """BASE/NAME/VERSION itself, or the highest version under BASE/NAME. `onnx`: a
-    version holding an ONNX model counts too (`bertclf predict` runs both; the server,
-    for now, SavedModels only)."""
-    if is_version_dir(path) or (onnx and is_onnx_version(path)):
-        return path
-    found = published(path)
-    if onnx:
-        found = sorted([*found, *((v, model_dir) for v, model_dir in onnx_published(path))])
-    return found[-1][1] if found else None
+    """A version directory holding a model: saved_model.pb or model.onnx."""
+    return (path / SAVED_MODEL).is_file() or is_onnx_version(path)
 
 
 def is_onnx_version(path: Path) -> bool:
     return (path / ONNX_MODEL).is_file()
 
 
-def onnx_published(model_dir: Path) -> list[tuple[int, Path]]:
-    """(version, path) of the version directories that hold an ONNX model, sorted."""
-    return [
-        (v, model_dir / str(v)) for v in versions(model_dir) if is_onnx_version(model_dir / str(v))
-    ]
+def find_version_dir(path: Path) -> Path | None:
+    """BASE/NAME/VERSION itself, or the highest version under BASE/NAME."""
+    if is_version_dir(path):
+        return path
+    found = published(path)
+    return found[-1][1] if found else None
 
 
 def read_labels(version_dir: Path) -> list[str]:

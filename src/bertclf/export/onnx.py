@@ -25,10 +25,12 @@ with the MiniLM vocabulary: the same token ids for all; `bench/onnx_parity.py`):
   and ONNX-ML's `LabelEncoder` (piece -> id); where a word has a piece that is not in
   the vocabulary, that op keeps the pieces matched before it where WordPiece gives one
   [UNK] for the word, so such words are cut back to one [UNK] (`_one_unknown_a_word`);
-- packing: keras-hub's `MultiSegmentPacker` trims with ragged ops that tf2onnx lowers
-  to a division by zero at run time; after `TextPreprocessor.cut` each row already
-  fits, its trimmer has nothing to do, and `dense_pack_rows` packs the same ids with
-  dense ops ([CLS], the ids, [SEP], padding).
+- packing and cutting (`onnx_friendly`): keras-hub's `MultiSegmentPacker` trims with
+  ragged ops that tf2onnx lowers to a division by zero at run time; after
+  `TextPreprocessor.cut` each row already fits, its trimmer has nothing to do, and
+  `dense_pack_rows` packs the same ids with dense ops ([CLS], the ids, [SEP], padding).
+  The cut's `value_rowids` fails the same way on a batch without a token
+  (`dense_value_rowids`).
 
   Its length limit counts characters where TF Text counts bytes: `_too_long` makes the
   words of more than 100 bytes one [UNK] too.
@@ -64,30 +66,69 @@ PARITY = 1e-4  # largest probability difference the check allows (float32, other
 MAX_WORD_BYTES = 100  # TF Text's FastWordpiece: a longer word is one [UNK]
 
 
+def dense_rows(token_ids, pad, width: int, offset: int = 0):
+    """Ragged ids [b, <= width - offset] -> [b, width] int32: each row's ids from column
+    `offset`, padding around them. Scattered into place, with the rows found by
+    `dense_value_rowids`: `RaggedTensor.to_tensor` converts to ops that fail on a batch
+    without a token."""
+    splits = tf.cast(token_ids.row_splits, tf.int32)  # [b + 1]
+    rows = tf.cast(dense_value_rowids(token_ids), tf.int32)  # [tokens]
+    columns = tf.range(tf.shape(rows)[0]) - tf.gather(splits, rows) + offset  # [tokens]
+    ids = tf.fill([tf.shape(splits)[0] - 1, width], tf.cast(pad, tf.int32))
+    values = tf.cast(token_ids.flat_values, tf.int32)
+    return tf.tensor_scatter_nd_update(ids, tf.stack([rows, columns], axis=1), values)
+
+
 def dense_pack_rows(preprocessor, token_ids, sequence_length=None) -> dict:
     """Ragged ids [b, <= seq_len - 2] -> `TextPreprocessor._pack_rows`' dense inputs, with
     dense ops only: [CLS] ids [SEP] then padding, segment 0, mask where not padding."""
     tokenizer = preprocessor.tokenizer
     seq = sequence_length or preprocessor.sequence_length
-    room = seq - 2
     lengths = tf.cast(token_ids.row_lengths(), tf.int32)  # [b]
-    pad = tokenizer.pad_token_id
-    ids = token_ids.to_tensor(default_value=pad, shape=[None, room])  # [b, room]
-    rows = tf.shape(ids)[0]
-    ids = tf.concat([tf.fill([rows, 1], tokenizer.cls_token_id), ids, tf.fill([rows, 1], pad)], 1)
+    ids = dense_rows(token_ids, tokenizer.pad_token_id, seq, offset=1)  # after [CLS]
     position = tf.range(seq)[None, :]  # [1, seq]
-    ids = tf.where(position == lengths[:, None] + 1, tokenizer.sep_token_id, ids)  # [b, seq]
+    ids = tf.where(position == 0, tokenizer.cls_token_id, ids)
+    ids = tf.where(position == lengths[:, None] + 1, tokenizer.sep_token_id, ids)
+    pad = tokenizer.pad_token_id
     return {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": ids != pad}
 
 
+def dense_value_rowids(token_ids):
+    """Ragged [b, None] -> [tokens] each token's row, with dense ops: a token's row is the
+    number of rows that end at or before it. tf2onnx lowers `value_rowids` with a division
+    by the longest row, which is zero for a batch without a token (an empty text alone):
+    ONNX Runtime then fails on it. [tokens, b] comparisons: small at serving batch sizes."""
+    ends = token_ids.row_splits[1:]  # [b]
+    position = tf.range(tf.shape(token_ids.flat_values, out_type=ends.dtype)[0])  # [tokens]
+    return tf.reduce_sum(tf.cast(ends[None, :] <= position[:, None], ends.dtype), axis=1)
+
+
+def dense_head(token_ids, count: int):
+    """Each row's first `count` ids, as `token_ids[:, :count]` gives them, without the
+    ragged slice (tf2onnx's lowering fails on a batch without a token)."""
+    rows = dense_value_rowids(token_ids)  # [tokens]
+    position = tf.range(tf.size(rows, out_type=rows.dtype)) - tf.gather(
+        token_ids.row_starts(), rows
+    )
+    kept = tf.boolean_mask(token_ids.flat_values, position < count)
+    lengths = tf.minimum(token_ids.row_lengths(), count)
+    return tf.RaggedTensor.from_row_lengths(kept, lengths, validate=False)
+
+
 @contextlib.contextmanager
-def dense_packing(preprocessor):
-    """The preprocessor packs with `dense_pack_rows` inside the block."""
+def onnx_friendly(preprocessor):
+    """Inside the block the preprocessor packs with `dense_pack_rows` and finds rows with
+    `dense_value_rowids`: the same values, from ops tf2onnx converts (the parity check
+    compares every export with the run)."""
     preprocessor._pack_rows = lambda ids, length: dense_pack_rows(preprocessor, ids, length)
+    preprocessor._value_rowids = dense_value_rowids
+    preprocessor._dense = dense_rows
+    preprocessor._head = dense_head
     try:
         yield
-    finally:
-        del preprocessor._pack_rows  # the class's method again
+    finally:  # the class's methods again
+        for name in ("_pack_rows", "_value_rowids", "_dense", "_head"):
+            delattr(preprocessor, name)
 
 
 def fold_map() -> dict[str, str]:
@@ -100,8 +141,6 @@ def fold_map() -> dict[str, str]:
     return {c: f.decode("utf-8") for c, f in zip(chars, folded, strict=True) if f.decode() != c}
 
 
-# Stands for "not in the map" in the fold's lookup (a noncharacter: never in a text).
-UNMAPPED = "\uffff\uffff"
 # A space that case folding puts inside a word (NFKC of "´" is " ́"): TensorFlow's
 # WordPiece reads the word whole, onnxruntime-extensions' would cut it at the space; this
 # noncharacter, in no vocabulary, keeps the word whole and unknown, as in TensorFlow.
@@ -153,24 +192,40 @@ def _case_fold(ctx, node, folds: dict[str, str]) -> None:
         CONTRIB,
         outputs=4,
     )  # chars [c], their offsets, row splits [w + 1]
+    keys = list(folds)
     looked_up = n(
         "LabelEncoder",
         [chars],
         STR,
         "ai.onnx.ml",
-        keys_strings=list(folds),
+        keys_strings=keys,
         values_strings=[v.replace(" ", INNER_SPACE) for v in folds.values()],
-        default_string=UNMAPPED,
+        default_string="",
     )
-    unmapped = n("StringEqual", [looked_up, n.strings([UNMAPPED])], TensorProto.BOOL, CONTRIB)
-    folded = n("Where", [unmapped, chars, looked_up], STR)  # [c]
+    # Which characters the table holds (a second lookup, not a string comparison with a
+    # sentinel: onnxruntime-extensions' StringEqual fails to broadcast over zero characters).
+    mapped = n(
+        "LabelEncoder",
+        [chars],
+        INT,
+        "ai.onnx.ml",
+        keys_strings=keys,
+        values_int64s=[1] * len(keys),
+        default_int64=0,
+    )
+    mapped = n("Cast", [mapped], TensorProto.BOOL, to=TensorProto.BOOL)
+    folded = n("Where", [mapped, looked_up, chars], STR)  # [c]
     # Back into words: a [w, longest] grid of characters ("" after a word's end), joined.
     starts = n("Slice", [splits, n.ints([0]), n.ints([-1])], INT)
     ends = n("Slice", [splits, n.ints([1]), n.ints([np.iinfo(np.int64).max])], INT)
     lengths = n("Sub", [ends, starts], INT)  # [w]
     longest = n("ReduceMax", [n("Concat", [lengths, n.ints([1])], INT, axis=0)], INT, keepdims=1)
-    shape = n("Concat", [n("Shape", [starts], INT), longest], INT, axis=0)  # [2]
-    grid = n("Expand", [n.strings([""]), shape], STR)  # [w, longest]
+    # One row more than there are words: onnxruntime-extensions' StringJoin crashes the
+    # process (SIGSEGV, measured) on a grid of zero rows, which a batch without a word
+    # would make; the extra row is dropped after the join.
+    rows = n("Add", [n("Shape", [starts], INT), n.ints([1])], INT)
+    shape = n("Concat", [rows, longest], INT, axis=0)  # [2]
+    grid = n("Expand", [n.strings([""]), shape], STR)  # [w + 1, longest]
     count = n("Shape", [chars], INT)
     marks = n(
         "ScatterElements",
@@ -198,7 +253,8 @@ def _case_fold(ctx, node, folds: dict[str, str]) -> None:
         axis=1,
     )
     filled = n("ScatterND", [grid, where, folded], STR)  # [w, longest]
-    joined = n("StringJoin", [filled, n.strings([""]), n.ints([1])], STR, CONTRIB)  # [w]
+    joined = n("StringJoin", [filled, n.strings([""]), n.ints([1])], STR, CONTRIB)  # [w + 1]
+    joined = n("Slice", [joined, n.ints([0]), n.ints([-1])], STR)  # [w]
     outputs = list(node.output)
     ctx.remove_node(node.name)
     ctx.replace_all_inputs(outputs[0], joined)
@@ -432,7 +488,7 @@ def convert(run: TrainedRun):
         classes = tf.gather(tf.constant(names), class_ids)
         return {**outputs, "classes": classes, "class_ids": class_ids}
 
-    with dense_packing(run.preprocessor):
+    with onnx_friendly(run.preprocessor):
         return text_function_to_onnx(serve, run.preprocessor.tokenizer)
 
 

@@ -176,21 +176,36 @@ class TextPreprocessor(keras.layers.Layer):
             rows = token_ids or [[]]
             token_ids = tf.ragged.constant(rows, dtype=tf.int32, ragged_rank=1)[: len(token_ids)]
         if self.long == "chunk":  # what `max_chunks` windows cover
-            return token_ids[:, : (self.max_chunks - 1) * self.stride + room]
+            return self._head(token_ids, (self.max_chunks - 1) * self.stride + room)
         if self.truncate != "head_tail":
-            return token_ids[:, :room]
+            return self._head(token_ids, room)
         head, tail = head_tail_sizes(self.sequence_length)
         # On the flat values rather than with a ragged mask: measured in a tf.function,
         # it adds 15 us to a plain slice's call at batch 1 where the mask added 110-150
         # (200 us against 750 at batch 32).
         lengths = token_ids.row_lengths()  # [batch]
-        rows = token_ids.value_rowids()  # [tokens]: each token's row
+        rows = self._value_rowids(token_ids)  # [tokens]: each token's row
         position = tf.range(tf.size(rows, out_type=rows.dtype)) - tf.gather(
             token_ids.row_starts(), rows
         )  # [tokens]: 0..length-1 within its row
         keep = (position < head) | (position >= tf.gather(lengths, rows) - tail)
         kept = tf.boolean_mask(token_ids.flat_values, keep)
         return tf.RaggedTensor.from_row_lengths(kept, tf.minimum(lengths, room), validate=False)
+
+    def _head(self, token_ids, count: int):
+        """Ragged [b, None] -> each row's first `count` ids (the ONNX export swaps in dense
+        ops: `bertclf.export.onnx.onnx_friendly`)."""
+        return token_ids[:, :count]
+
+    def _dense(self, token_ids, pad, width):
+        """Ragged [b, <= width] -> [b, width], padded (the ONNX export swaps in a scatter:
+        `bertclf.export.onnx.onnx_friendly`)."""
+        return token_ids.to_tensor(pad, shape=[None, width])
+
+    def _value_rowids(self, token_ids):
+        """[tokens] each token's row (the ONNX export swaps in a dense formula:
+        `bertclf.export.onnx.onnx_friendly`)."""
+        return token_ids.value_rowids()
 
     def windows(self, token_ids):
         """Cut ragged ids [batch, None] -> (ragged [batch * max_chunks, <= room], used
@@ -206,7 +221,7 @@ class TextPreprocessor(keras.layers.Layer):
             (starts - step + room)[None, :] < lengths[:, None]
         )  # [batch, C]
         pad = self.tokenizer.pad_token_id
-        dense = token_ids.to_tensor(pad, shape=[None, (count - 1) * step + room])  # [batch, T]
+        dense = self._dense(token_ids, pad, (count - 1) * step + room)  # [batch, T]
         grid = tf.gather(dense, starts[:, None] + tf.range(room)[None, :], axis=1)  # [b, C, room]
         sizes = tf.where(used, tf.clip_by_value(lengths[:, None] - starts, 0, room), 0)
         flat = tf.reshape(grid, [-1, room])  # [batch * C, room]

@@ -34,6 +34,10 @@ class ExportedModel(Predictor):
                 f"{path}: no SavedModel (no saved_model.pb, no numeric version "
                 "directory); pass BASE/NAME or BASE/NAME/VERSION of 'bertclf export'"
             )
+        if servable.is_onnx_version(version_dir):
+            raise RunError(
+                f"{version_dir}: an ONNX export; load it with OnnxModel or load_predictor"
+            )
         self.path = version_dir
         self.version = servable.parse_version(version_dir.name)
         self.metadata: dict[str, Any] = {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,29 @@ from bertclf.errors import RunError
 from bertclf.prediction.predictor import EXTRA_OUTPUTS, Predictor
 
 
+def _load_extensions_privately() -> None:
+    """Load onnxruntime-extensions' library with its own symbols first (RTLD_DEEPBIND).
+
+    Why: it carries a build of RE2, and so does TensorFlow. In a process that imported
+    TensorFlow first, the library's RE2 calls went to TensorFlow's build and its string
+    ops split and replaced wrongly ("New Orleans??" read as [UNK] [UNK]; measured, diary
+    2026-12 §9). Bound to its own symbols, it reads texts as in a process without
+    TensorFlow, whatever was imported before. Done once, before the package is imported."""
+    import ctypes
+    import glob
+    import importlib.util
+
+    if "onnxruntime_extensions" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for library in glob.glob(
+        os.path.join(spec.submodule_search_locations[0], "_extensions_pydll*.so")
+    ):
+        ctypes.CDLL(library, mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
+
+
 def session(model_file: Path, threads: int = 0):
     """An ONNX Runtime session with onnxruntime-extensions' ops (the string side) registered.
 
@@ -20,6 +45,7 @@ def session(model_file: Path, threads: int = 0):
         model_file: a model.onnx.
         threads: intra-op threads; 0 lets ONNX Runtime choose (one per core).
     """
+    _load_extensions_privately()
     try:
         import onnxruntime as ort
         import onnxruntime_extensions
@@ -36,6 +62,15 @@ def session(model_file: Path, threads: int = 0):
     return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
 
 
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(string)": object,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": bool,
+}
+
+
 class OnnxModel(Predictor):
     """An ONNX export, with the same `predict` interface as a `TrainedRun`.
 
@@ -49,7 +84,7 @@ class OnnxModel(Predictor):
     """
 
     def __init__(self, path: str | Path):
-        version_dir = servable.find_version_dir(Path(path), onnx=True)
+        version_dir = servable.find_version_dir(Path(path))
         if version_dir is None or not servable.is_onnx_version(version_dir):
             raise RunError(
                 f"{path}: no ONNX model (no {servable.ONNX_MODEL} in a numeric version "
@@ -74,7 +109,15 @@ class OnnxModel(Predictor):
             self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 
     def run(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Every output of the model for one batch of texts."""
+        """Every output of the model for one batch of texts (none: empty outputs, which
+        the converted graph cannot make itself)."""
+        if not len(texts):
+            return {
+                o.name: np.zeros(
+                    (0, *[len(self.label_names)] * (len(o.shape) - 1)), _DTYPES[o.type]
+                )
+                for o in self.session.get_outputs()
+            }
         feed = {servable.TEXT_INPUT: np.asarray(texts, dtype=object).reshape(-1)}
         return dict(zip(self.outputs_named, self.session.run(None, feed), strict=True))
 

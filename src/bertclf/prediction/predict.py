@@ -84,13 +84,9 @@ def model_kind(path: str | Path) -> str:
             f"{path}: no such run or export; pass the --out folder of 'bertclf train' or "
             "BASE/NAME[/VERSION] of 'bertclf export'"
         )
-    if (
-        (path / rundir.CONFIG).is_file()
-        and not servable.is_version_dir(path)
-        and not servable.is_onnx_version(path)
-    ):
+    if (path / rundir.CONFIG).is_file() and not servable.is_version_dir(path):
         return "run"
-    if servable.find_version_dir(path, onnx=True) is None:
+    if servable.find_version_dir(path) is None:
         raise RunError(
             f"{path}: neither a bertclf run (no config.json) nor an exported model "
             "(no saved_model.pb, no model.onnx); pass a run directory or BASE/NAME[/VERSION]"
@@ -108,7 +104,7 @@ def load_predictor(path: str | Path) -> Predictor:
         from bertclf.prediction.trained_run import load_run
 
         return load_run(path)
-    if servable.is_onnx_version(servable.find_version_dir(Path(path), onnx=True)):
+    if servable.is_onnx_version(servable.find_version_dir(Path(path))):
         from bertclf.prediction.onnx_model import OnnxModel
 
         return OnnxModel(path)

@@ -73,7 +73,7 @@ def export_info(model: str) -> tuple[Path, list[str], list[float] | None]:
     version_dir = servable.find_version_dir(Path(model))
     if version_dir is None:
         raise DataError(
-            f"{model}: no exported model (no saved_model.pb); bertclf score takes "
+            f"{model}: no exported model (no saved_model.pb, no model.onnx); bertclf score takes "
             "BASE/NAME[/VERSION] of 'bertclf export' (export a run first)"
         )
     meta_file = version_dir / servable.METADATA
@@ -194,24 +194,33 @@ def make_model_handler(version_dir: str, batch_size: int):
     from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
     class BertclfModelHandler(ModelHandler[Row, PredictionResult, Any]):
-        """Loads the export once per worker; scores batches of rows with serving_default."""
+        """Loads the export once per worker (a SavedModel or an ONNX model); scores batches
+        of rows with serving_default."""
 
         def load_model(self):
+            """texts -> {output: array}: ONNX Runtime for an ONNX export, else TensorFlow."""
+            if servable.is_onnx_version(Path(version_dir)):
+                from bertclf.prediction.onnx_model import OnnxModel
+
+                return OnnxModel(version_dir).run
             import tensorflow as tf
             import tensorflow_text  # noqa: F401  (registers the TF Text ops of the graph)
 
-            return tf.saved_model.load(version_dir)
+            signature = tf.saved_model.load(version_dir).signatures[servable.DEFAULT_SIGNATURE]
+
+            def run(texts):
+                out = signature(**{servable.TEXT_INPUT: tf.constant(texts, tf.string)})
+                return {k: v.numpy() for k, v in out.items()}
+
+            run.model = signature  # keeps the loaded model alive with its function
+            return run
 
         def run_inference(
             self, batch: Sequence[Row], model, inference_args=None
         ) -> Iterable[PredictionResult]:
-            import tensorflow as tf
-
-            signature = model.signatures[servable.DEFAULT_SIGNATURE]
-            texts = tf.constant([row.text for row in batch], tf.string)
-            out = signature(**{servable.TEXT_INPUT: texts})
+            out = model([row.text for row in batch])
             # scores [b, L] and, from a calibrated run's export, abstain [b], ood_score [b]
-            named = {k: out[k].numpy() for k in ("scores", *EXTRA_OUTPUTS) if k in out}
+            named = {k: out[k] for k in ("scores", *EXTRA_OUTPUTS) if k in out}
             return [
                 PredictionResult(row, {k: v[i] for k, v in named.items()})
                 for i, row in enumerate(batch)

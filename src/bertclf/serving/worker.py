@@ -9,6 +9,10 @@ exits, so memory stays bounded however many versions are published; a crash in a
 model call ends that process, not the server. The server process itself never imports
 TensorFlow: it parses requests and batches them, and sends each batch here.
 
+A version holding a model.onnx (`bertclf export --format onnx`) runs on ONNX Runtime in
+its child, which then never imports TensorFlow; a SavedModel on TensorFlow: the server
+neither knows nor cares, and a model may change format from one version to the next.
+
 The child runs `python -m bertclf.serving.worker VERSION_DIR READ_FD WRITE_FD PARENT_PID`
 and talks over two pipes with `multiprocessing.connection` (length-prefixed pickles):
 first ("ready", signatures) or ("error", message); then, for each ("run", signature,
@@ -97,38 +101,92 @@ class ModelWorker:
 # ------------------------------------------------------------------ the child
 
 
+class _SavedModel:
+    """A SavedModel version, run by TensorFlow (imported here, in the child only)."""
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
+
+        self.tf, self.path = tf, Path(path)
+        self.signatures = servable.signatures(servable.read_saved_model(self.path))
+        self.model = tf.saved_model.load(path)
+
+    def warm_up(self) -> None:
+        """Trace and allocate before taking traffic: the export's TF Serving records, or,
+        for an export without them, one text per signature."""
+        if not servable.replay_warmup(self.model, self.path):
+            for name in self.signatures:
+                self.call(name, [b"warm up"])
+
+    def call(self, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
+        sig = self.signatures[signature]
+        if sig["method_name"] == servable.CLASSIFY_METHOD:
+            texts = [servable.text_example(t) for t in texts]
+        input_name = next(iter(sig["inputs"]))
+        batch = self.tf.constant(texts, self.tf.string)
+        outputs = self.model.signatures[signature](**{input_name: batch})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+
+class _Onnx:
+    """An ONNX version (`bertclf export --format onnx`), run by ONNX Runtime: this process
+    never imports TensorFlow. It has one signature, `serving_default`, described in
+    TensorFlow's terms for the REST API's metadata."""
+
+    DTYPES = {
+        "FLOAT": "DT_FLOAT",
+        "STRING": "DT_STRING",
+        "INT32": "DT_INT32",
+        "INT64": "DT_INT64",
+        "BOOL": "DT_BOOL",
+    }
+
+    def __init__(self, path: str):
+        from bertclf.prediction.onnx_model import OnnxModel
+
+        self.model = OnnxModel(path)
+        session = self.model.session
+
+        def tensors(values):
+            return {
+                v.name: {
+                    "dtype": self.DTYPES.get(v.type[len("tensor(") : -1].upper(), v.type),
+                    "shape": [d if isinstance(d, int) else -1 for d in v.shape],
+                    "name": v.name,
+                }
+                for v in values
+            }
+
+        self.signatures = {
+            servable.DEFAULT_SIGNATURE: {
+                "method_name": servable.PREDICT_METHOD,
+                "inputs": tensors(session.get_inputs()),
+                "outputs": tensors(session.get_outputs()),
+            }
+        }
+
+    def warm_up(self) -> None:
+        self.call(servable.DEFAULT_SIGNATURE, [b"warm up", b""])
+
+    def call(self, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
+        # The REST API's texts are JSON strings (valid Unicode) sent on as UTF-8 bytes.
+        return self.model.run([t.decode("utf-8", errors="replace") for t in texts])
+
+
 def _load(path: str):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
-
-    from bertclf.servable import read_saved_model, signatures
-
-    sigs = signatures(read_saved_model(Path(path)))
-    model = tf.saved_model.load(path)
-    return tf, model, sigs
-
-
-def _call(tf, model, sigs, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
-    sig = sigs[signature]
-    if sig["method_name"] == servable.CLASSIFY_METHOD:
-        texts = [servable.text_example(t) for t in texts]
-    input_name = next(iter(sig["inputs"]))
-    outputs = model.signatures[signature](**{input_name: tf.constant(texts, tf.string)})
-    return {k: v.numpy() for k, v in outputs.items()}
+    """The version's runtime: ONNX Runtime for a model.onnx, TensorFlow otherwise."""
+    return _Onnx(path) if servable.is_onnx_version(Path(path)) else _SavedModel(path)
 
 
 def _serve(path: str, recv: Connection, send: Connection) -> None:
     try:
-        tf, model, sigs = _load(path)
-        # Warm-up before taking traffic (trace, allocate): the export's TF Serving
-        # records, or, for an export without them, one text per signature.
-        if not servable.replay_warmup(model, Path(path)):
-            for name in sigs:
-                _call(tf, model, sigs, name, [b"warm up"])
+        model = _load(path)
+        model.warm_up()
     except Exception as e:  # noqa: BLE001 - any load failure is reported, then we exit
         send.send(("error", f"{type(e).__name__}: {str(e).strip().splitlines()[0][:500]}"))
         return
-    send.send(("ready", sigs))
+    send.send(("ready", model.signatures))
     while True:
         try:
             message = recv.recv()
@@ -136,7 +194,7 @@ def _serve(path: str, recv: Connection, send: Connection) -> None:
             return
         _, signature, texts = message
         try:
-            send.send(("ok", _call(tf, model, sigs, signature, texts)))
+            send.send(("ok", model.call(signature, texts)))
         except Exception as e:  # noqa: BLE001 - the caller decides what the client sees
             send.send(("error", f"{type(e).__name__}: {str(e).strip()[:2000]}"))
 
