@@ -2,6 +2,7 @@
 
     BASE/NAME/VERSION/saved_model.pb, variables/, assets/labels.txt,
                       assets.extra/bertclf.json, assets.extra/tf_serving_warmup_requests
+    or (an ONNX export) BASE/NAME/VERSION/model.onnx, assets/labels.txt, assets.extra/...
 
 TF Serving serves every numeric VERSION directory under BASE/NAME (the highest by
 default) and ignores anything else there, such as a hidden export still in progress.
@@ -20,7 +21,11 @@ ends of the trimmed widths are set up. `bertclf serve` replays the same file, so
 servers warm up alike; the fresh-process check replays it too, so a record that a
 server could not run fails the export instead of the server's load.
 
-May import: nothing of bertclf.
+An ONNX version runs through `onnx_session` and `run_onnx` (onnxruntime with
+onnxruntime-extensions, imported when asked for): `bertclf predict`, `bertclf serve`'s
+worker and `bertclf score` share them.
+
+May import: nothing of bertclf but `errors`.
 """
 
 from __future__ import annotations
@@ -293,3 +298,96 @@ def _ranges(numbers: np.ndarray) -> list[list[int]]:
         else:
             runs.append([k, k])
     return runs
+
+
+# ------------------------------------------------------------------ running an ONNX version
+
+# ONNX Runtime's element types -> numpy's, and TensorFlow's names for the REST metadata.
+ONNX_TYPES = {
+    "tensor(float)": (np.float32, "DT_FLOAT"),
+    "tensor(string)": (object, "DT_STRING"),
+    "tensor(int32)": (np.int32, "DT_INT32"),
+    "tensor(int64)": (np.int64, "DT_INT64"),
+    "tensor(bool)": (bool, "DT_BOOL"),
+}
+
+
+def _load_extensions_privately() -> None:
+    """Load onnxruntime-extensions' library with its own symbols first (RTLD_DEEPBIND).
+
+    Why: it carries a build of RE2, and so does TensorFlow. In a process that imported
+    TensorFlow first, the library's RE2 calls went to TensorFlow's build and its string
+    ops split and replaced wrongly ("New Orleans??" read as [UNK] [UNK]; measured, diary
+    2026-12 §9). Bound to its own symbols, it reads texts as in a process without
+    TensorFlow, whatever was imported before. Done once, before the package is imported."""
+    import ctypes
+    import glob
+    import importlib.util
+    import os
+    import sys
+
+    if "onnxruntime_extensions" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
+        return
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    pattern = os.path.join(spec.submodule_search_locations[0], "_extensions_pydll*.so")
+    for library in glob.glob(pattern):
+        ctypes.CDLL(library, mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
+
+
+def onnx_session(model_file: Path, threads: int = 0):
+    """An ONNX Runtime session of an ONNX export's model.onnx, with onnxruntime-extensions'
+    string ops registered (`threads`: intra-op threads, 0: ONNX Runtime's choice)."""
+    from bertclf.errors import RunError
+
+    _load_extensions_privately()
+    try:
+        import onnxruntime as ort
+        import onnxruntime_extensions
+    except ImportError:
+        raise RunError(
+            f"{model_file}: running an ONNX export needs onnxruntime and "
+            "onnxruntime-extensions: pip install 'bertclf[onnx]'"
+        ) from None
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # errors only: its warnings are for ONNX Runtime's authors
+    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, texts: list, num_labels: int) -> dict[str, np.ndarray]:
+    """Every output of an ONNX export for a batch of texts (str, or UTF-8 bytes as the REST
+    API hands them on). No text: empty outputs, which the converted graph cannot make."""
+    outputs = session.get_outputs()
+    if not len(texts):
+        return {
+            o.name: np.zeros((0, *[num_labels] * (len(o.shape) - 1)), ONNX_TYPES[o.type][0])
+            for o in outputs
+        }
+    strings = [t.decode("utf-8", errors="replace") if isinstance(t, bytes) else t for t in texts]
+    feed = {TEXT_INPUT: np.asarray(strings, dtype=object).reshape(-1)}
+    return dict(zip([o.name for o in outputs], session.run(None, feed), strict=True))
+
+
+def onnx_signatures(session) -> dict:
+    """An ONNX export's one signature, `serving_default`, in `signatures()`' form."""
+
+    def tensors(values):
+        return {
+            v.name: {
+                "dtype": ONNX_TYPES.get(v.type, (None, v.type))[1],
+                "shape": [d if isinstance(d, int) else -1 for d in v.shape],
+                "name": v.name,
+            }
+            for v in values
+        }
+
+    return {
+        DEFAULT_SIGNATURE: {
+            "method_name": PREDICT_METHOD,
+            "inputs": tensors(session.get_inputs()),
+            "outputs": tensors(session.get_outputs()),
+        }
+    }

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,60 +13,9 @@ from bertclf.errors import RunError
 from bertclf.prediction.predictor import EXTRA_OUTPUTS, Predictor
 
 
-def _load_extensions_privately() -> None:
-    """Load onnxruntime-extensions' library with its own symbols first (RTLD_DEEPBIND).
-
-    Why: it carries a build of RE2, and so does TensorFlow. In a process that imported
-    TensorFlow first, the library's RE2 calls went to TensorFlow's build and its string
-    ops split and replaced wrongly ("New Orleans??" read as [UNK] [UNK]; measured, diary
-    2026-12 §9). Bound to its own symbols, it reads texts as in a process without
-    TensorFlow, whatever was imported before. Done once, before the package is imported."""
-    import ctypes
-    import glob
-    import importlib.util
-
-    if "onnxruntime_extensions" in sys.modules or not hasattr(os, "RTLD_DEEPBIND"):
-        return
-    spec = importlib.util.find_spec("onnxruntime_extensions")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    for library in glob.glob(
-        os.path.join(spec.submodule_search_locations[0], "_extensions_pydll*.so")
-    ):
-        ctypes.CDLL(library, mode=os.RTLD_NOW | os.RTLD_DEEPBIND)
-
-
 def session(model_file: Path, threads: int = 0):
-    """An ONNX Runtime session with onnxruntime-extensions' ops (the string side) registered.
-
-    Args:
-        model_file: a model.onnx.
-        threads: intra-op threads; 0 lets ONNX Runtime choose (one per core).
-    """
-    _load_extensions_privately()
-    try:
-        import onnxruntime as ort
-        import onnxruntime_extensions
-    except ImportError:
-        raise RunError(
-            f"{model_file}: running an ONNX export needs onnxruntime and "
-            "onnxruntime-extensions: pip install 'bertclf[onnx]'"
-        ) from None
-
-    options = ort.SessionOptions()
-    options.register_custom_ops_library(onnxruntime_extensions.get_library_path())
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3  # errors only: its warnings are for ONNX Runtime's authors
-    return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
-
-
-_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(string)": object,
-    "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64,
-    "tensor(bool)": bool,
-}
+    """An ONNX Runtime session for a model.onnx (`bertclf.servable.onnx_session`)."""
+    return servable.onnx_session(model_file, threads)
 
 
 class OnnxModel(Predictor):
@@ -103,23 +50,13 @@ class OnnxModel(Predictor):
                 f"{version_dir / servable.ONNX_MODEL}: ONNX Runtime cannot load it "
                 f"({type(e).__name__}: {str(e)[:160]}); export the run again"
             ) from None
-        self.outputs_named = [o.name for o in self.session.get_outputs()]
         self.label_names = servable.read_labels(version_dir)
         if self.metadata.get("task") == "multilabel":  # the thresholds compiled into the graph
             self.thresholds = np.asarray(self.metadata["thresholds"], dtype=np.float32)
 
     def run(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Every output of the model for one batch of texts (none: empty outputs, which
-        the converted graph cannot make itself)."""
-        if not len(texts):
-            return {
-                o.name: np.zeros(
-                    (0, *[len(self.label_names)] * (len(o.shape) - 1)), _DTYPES[o.type]
-                )
-                for o in self.session.get_outputs()
-            }
-        feed = {servable.TEXT_INPUT: np.asarray(texts, dtype=object).reshape(-1)}
-        return dict(zip(self.outputs_named, self.session.run(None, feed), strict=True))
+        """Every output of the model for one batch of texts."""
+        return servable.run_onnx(self.session, texts, len(self.label_names))
 
     def _outputs(self, texts: list[str]) -> dict[str, np.ndarray]:
         out = self.run(texts)

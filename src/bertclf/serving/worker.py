@@ -131,47 +131,19 @@ class _SavedModel:
 
 class _Onnx:
     """An ONNX version (`bertclf export --format onnx`), run by ONNX Runtime: this process
-    never imports TensorFlow. It has one signature, `serving_default`, described in
-    TensorFlow's terms for the REST API's metadata."""
-
-    DTYPES = {
-        "FLOAT": "DT_FLOAT",
-        "STRING": "DT_STRING",
-        "INT32": "DT_INT32",
-        "INT64": "DT_INT64",
-        "BOOL": "DT_BOOL",
-    }
+    never imports TensorFlow. One signature, `serving_default`, described in TensorFlow's
+    terms for the REST API's metadata."""
 
     def __init__(self, path: str):
-        from bertclf.prediction.onnx_model import OnnxModel
-
-        self.model = OnnxModel(path)
-        session = self.model.session
-
-        def tensors(values):
-            return {
-                v.name: {
-                    "dtype": self.DTYPES.get(v.type[len("tensor(") : -1].upper(), v.type),
-                    "shape": [d if isinstance(d, int) else -1 for d in v.shape],
-                    "name": v.name,
-                }
-                for v in values
-            }
-
-        self.signatures = {
-            servable.DEFAULT_SIGNATURE: {
-                "method_name": servable.PREDICT_METHOD,
-                "inputs": tensors(session.get_inputs()),
-                "outputs": tensors(session.get_outputs()),
-            }
-        }
+        self.session = servable.onnx_session(Path(path) / servable.ONNX_MODEL)
+        self.num_labels = len(servable.read_labels(Path(path)))
+        self.signatures = servable.onnx_signatures(self.session)
 
     def warm_up(self) -> None:
         self.call(servable.DEFAULT_SIGNATURE, [b"warm up", b""])
 
     def call(self, signature: str, texts: list[bytes]) -> dict[str, np.ndarray]:
-        # The REST API's texts are JSON strings (valid Unicode) sent on as UTF-8 bytes.
-        return self.model.run([t.decode("utf-8", errors="replace") for t in texts])
+        return servable.run_onnx(self.session, texts, self.num_labels)
 
 
 def _load(path: str):
