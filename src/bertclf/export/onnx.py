@@ -52,6 +52,7 @@ import tensorflow as tf
 
 from bertclf import servable
 from bertclf.errors import ExportError
+from bertclf.export.savedmodel import serving_outputs
 from bertclf.fileio import atomic_path
 from bertclf.model.rundir import LABELS
 from bertclf.prediction.trained_run import TrainedRun
@@ -477,16 +478,11 @@ def convert(run: TrainedRun):
 
     @tf.function
     def serve(text):
-        outputs = run.outputs_graph(text)
-        scores = outputs["scores"]
-        if thresholds is not None:
-            cuts = tf.constant(thresholds, tf.float32)[None, :]  # [1, L]
-            return {**outputs, "predicted": tf.cast(scores >= cuts, tf.int32)}
-        class_ids = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        # A constant made here, inside the function: one captured from outside would
-        # become a graph input.
-        classes = tf.gather(tf.constant(names), class_ids)
-        return {**outputs, "classes": classes, "class_ids": class_ids}
+        # The label names as a constant made inside the function (one captured from
+        # outside would become a graph input), gathered rather than looked up in a table.
+        return serving_outputs(
+            run.outputs_graph(text), thresholds, lambda ids: tf.gather(tf.constant(names), ids)
+        )
 
     with onnx_friendly(run.preprocessor):
         return text_function_to_onnx(serve, run.preprocessor.tokenizer)

@@ -37,6 +37,19 @@ def labels_table(labels_file: Path) -> tf.lookup.StaticHashTable:
     )
 
 
+def serving_outputs(outputs: dict, thresholds, class_names) -> dict:
+    """`serving_default`'s outputs from the run's (`scores` [b, L], a calibrated run's
+    `ood_score`, `abstain`): multi-label (`thresholds` [L]) adds `predicted` [b, L] int32,
+    single-label `class_ids` [b] int32 and `classes` [b] (`class_names`: ids -> names).
+    The SavedModel and the ONNX export (`bertclf.export.onnx`) both answer with these."""
+    scores = outputs["scores"]
+    if thresholds is not None:
+        cuts = tf.constant(thresholds, tf.float32)[None, :]  # [1, L]
+        return {**outputs, "predicted": tf.cast(scores >= cuts, tf.int32)}
+    class_ids = tf.argmax(scores, axis=-1, output_type=tf.int32)
+    return {**outputs, "classes": class_names(class_ids), "class_ids": class_ids}
+
+
 def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     """An ExportArchive with `serving_default` (predict) and `classify` endpoints.
 
@@ -56,14 +69,9 @@ def build_archive(run: TrainedRun) -> keras.export.ExportArchive:
     def serve(text):
         # The run's own graph (`TrainedRun.outputs_graph`): the preprocessor, the
         # classifier and the calibration, the batch padded only to its longest text.
-        outputs = run.outputs_graph(text)
-        scores = outputs["scores"]
-        if thresholds is not None:
-            cuts = tf.constant(thresholds, tf.float32)[None, :]  # [1, L]
-            return {**outputs, "predicted": tf.cast(scores >= cuts, tf.int32)}
-        class_ids = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        classes = table.lookup(tf.cast(class_ids, tf.int64))
-        return {**outputs, "classes": classes, "class_ids": class_ids}
+        return serving_outputs(
+            run.outputs_graph(text), thresholds, lambda ids: table.lookup(tf.cast(ids, tf.int64))
+        )
 
     def classify(inputs):
         parsed = tf.io.parse_example(inputs, {"text": tf.io.FixedLenFeature([], tf.string)})
