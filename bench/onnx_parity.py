@@ -5,8 +5,8 @@
 Corpora: every text of BBC, civility-gh (train/ and test/) and GoEmotions dev.tsv (or the
 first N of each), and a list of hard cases (case folding beyond lower-casing, CJK,
 emoji, long words, control characters). Two checks, each side in its own process (ONNX
-Runtime never shares a process with TensorFlow here, as on a serving host: in one
-process the two load different builds of RE2 and the string ops misbehave):
+Runtime as on a serving host, never beside TensorFlow: `OnnxModel` binds onnxruntime-
+extensions to its own RE2, diary 2026-12 §9, and this keeps the measurement free of it):
 - tokens: the run's tokenizer (TensorFlow) against the same tokenizer converted with the
   export's handlers (`bertclf.export.onnx.text_function_to_onnx`): texts whose ids differ;
 - scores: the run loaded in float32 against the ONNX export: the largest probability

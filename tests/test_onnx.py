@@ -137,6 +137,10 @@ def test_cli_exports_onnx_and_predict_reads_it(runs, tmp_path):
     done = run_script("export", str(runs["single"]), "--to", str(base), "--format", "onnx")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "custom ops: " in done.stdout and "verified in a fresh process" in done.stdout
+    verbose = run_script(
+        "export", str(runs["single"]), "--to", str(base), "--format", "onnx", "--no-verify", "-v"
+    )
+    assert verbose.returncode == 0 and "signature_def['serving_default']" in verbose.stdout
     predicted = run_script("predict", str(base / "run"), *TEXTS[:4], "--json")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     rows = [json.loads(line) for line in predicted.stdout.splitlines()]

@@ -29,7 +29,8 @@ def describe(version_dir: Path) -> dict:
         for v in values:
             t = v.type.tensor_type
             shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-            out[v.name] = {"dtype": onnx.TensorProto.DataType.Name(t.elem_type), "shape": shape}
+            dtype = onnx.TensorProto.DataType.Name(t.elem_type)
+            out[v.name] = {"dtype": dtype, "shape": shape, "name": v.name}
         return out
 
     custom = sorted({f"{n.domain}:{n.op_type}" for n in model.graph.node if n.domain})
