@@ -5,7 +5,7 @@ threshold; and whether dropping what it flags wins back accuracy.
     python bench/audit.py flips civility --engines finetune  (k fine-tunings a draw)
     python bench/audit.py oracle civility [--draws 3]
     python bench/audit.py near bbc civility
-    python bench/audit.py loop [--draws 3] [--extra TRAIN ARGS...]
+    python bench/audit.py loop [--draws 3] [--drop audit oracle] [--extra TRAIN ARGS...]
 
 flips: a seeded draw flips 10% of the training labels, each to another label chosen
 uniformly (GoEmotions, multi-label: on 5% of the texts one label added or removed), and
@@ -23,7 +23,8 @@ the original (the cosine `bertclf.audit.duplicates` uses), and the distinct text
 an earlier one at or above each threshold.
 loop: civility-gh with 10% of train/ flipped (seeded), trained three ways: clean, noisy,
 and noisy with `--exclude` of the first k rows of the noisy data's audit (default
-engine); test macro-F1 on test/ for each, one run per `--seeds` seed.
+engine); test macro-F1 on test/ for each, one run per `--seeds` seed. `--drop oracle`
+excludes exactly the flipped texts instead (a perfect audit: the most dropping can win).
 Results: bench/out/audit_<mode>.json (`_<engines>` added for a non-default engine list).
 """
 
@@ -246,9 +247,20 @@ def _mean_f1(data: Path, out: Path, seeds: list[int], extra: list[str]) -> list[
     return [_train(data, out.with_name(f"{out.name}-seed{s}"), s, extra) for s in seeds]
 
 
+def _audit_top(data: Path, audit_dir: Path, k: int) -> list[str]:
+    """The sources of the first k rows of `bertclf audit`'s label_issues.csv (default engine)."""
+    import subprocess
+
+    cmd = [str(BERTCLF), "audit", str(data), "--out", str(audit_dir), "--model", MODEL]
+    done = subprocess.run([*cmd, "--quiet", "--no-progress"], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"audit failed:\n{done.stderr[-3000:]}")
+    listed = (audit_dir / "label_issues.csv").read_text(encoding="utf-8")
+    return [r["source"] for r in list(csv.DictReader(io.StringIO(listed)))[:k]]
+
+
 def loop(a) -> dict:
     import shutil
-    import subprocess
 
     root = OUT / "audit_loop"
     shutil.rmtree(root, ignore_errors=True)
@@ -262,30 +274,24 @@ def loop(a) -> dict:
     for draw in range(a.draws):
         noisy, rows = flip(labels, False, 100 + draw)
         data = write_class_folders(root / f"noisy{draw}", ex.texts, list(noisy), ex.label_names)
-        audit_dir = root / f"audit{draw}"
-        cmd = [str(BERTCLF), "audit", str(data), "--out", str(audit_dir), "--model", MODEL]
-        done = subprocess.run([*cmd, "--quiet", "--no-progress"], capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"audit failed:\n{done.stderr[-3000:]}")
-        listed = (audit_dir / "label_issues.csv").read_text(encoding="utf-8")
-        top = list(csv.DictReader(io.StringIO(listed)))[: len(rows)]
-        exclude = root / f"exclude{draw}.txt"
-        exclude.write_text("".join(r["source"] + "\n" for r in top))
         names = {f"{ex.label_names[noisy[i]]}/{i:04d}.txt" for i in rows}  # write_class_folders
-        noisy_f1 = _mean_f1(data, root / f"noisy{draw}", a.seeds, a.extra)
-        cleaned_f1 = _mean_f1(
-            data, root / f"cleaned{draw}", a.seeds, [*a.extra, "--exclude", str(exclude)]
-        )
-        row = {
-            "draw": draw,
-            "flipped": len(rows),
-            "excluded_that_were_flipped": sum(r["source"] in names for r in top),
-            "noisy": noisy_f1,
-            "cleaned": cleaned_f1,
-        }
-        cost = clean - float(np.mean(noisy_f1))  # what the noise cost; none: nothing to win
-        gain = float(np.mean(cleaned_f1)) - float(np.mean(noisy_f1))
-        row["recovered"] = gain / cost if cost > 0 else None
+        row = {"draw": draw, "flipped": len(rows)}
+        row["noisy"] = _mean_f1(data, root / f"noisy{draw}", a.seeds, a.extra)
+        cost = clean - float(np.mean(row["noisy"]))  # what the noise cost; none: nothing to win
+        for drop in a.drop:
+            if drop == "audit":
+                top = _audit_top(data, root / f"audit{draw}", len(rows))
+                row["excluded_that_were_flipped"] = sum(source in names for source in top)
+            else:  # oracle: a perfect audit, exactly the flipped texts (the loop's ceiling)
+                top = sorted(names)
+            exclude = root / f"exclude-{drop}{draw}.txt"
+            exclude.write_text("".join(source + "\n" for source in top))
+            key = "cleaned" if drop == "audit" else "oracle"
+            row[key] = _mean_f1(
+                data, root / f"{key}{draw}", a.seeds, [*a.extra, "--exclude", str(exclude)]
+            )
+            gain = float(np.mean(row[key])) - float(np.mean(row["noisy"]))
+            row[f"{key}_recovered"] = gain / cost if cost > 0 else None
         result["draws"].append(row)
         print(row, flush=True)
     return result
@@ -300,10 +306,18 @@ def main() -> None:
     parser.add_argument(
         "--engines", nargs="+", default=DEFAULT_ENGINES, choices=[*DEFAULT_ENGINES, "finetune"]
     )
+    parser.add_argument(
+        "--drop",
+        nargs="+",
+        default=["audit"],
+        choices=["audit", "oracle"],
+        help="loop: what to --exclude: the audit's first k rows, or exactly the flipped texts",
+    )
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[])
     a = parser.parse_args()
     result = {"flips": flips, "oracle": oracle, "near": near, "loop": loop}[a.mode](a)
     tag = "" if a.engines == DEFAULT_ENGINES else "_" + "_".join(a.engines)
+    tag += "" if a.drop == ["audit"] else "_" + "_".join(a.drop)
     path = OUT / f"audit_{a.mode}{tag}.json"
     path.write_text(json.dumps(result, indent=2))
     print(f"written: {path}")

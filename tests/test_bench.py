@@ -179,9 +179,10 @@ def test_the_audit_benchmarks(env):
     bench(env, "audit.py", "near", "civility")
     near = json.loads((out(env) / "audit_near.json").read_text())["datasets"]["civility"]
     assert 0 < near["edited_cosine_median"] <= 1 and "0.8" in near["thresholds"]
-    bench(env, "audit.py", "loop", "--draws", "1", "--seeds", "1", "--extra", *SMALL)
-    [draw] = json.loads((out(env) / "audit_loop.json").read_text())["draws"]
-    assert all(0 <= f1 <= 1 for f1 in [*draw["cleaned"], *draw["noisy"]])
+    loop = ("loop", "--draws", "1", "--seeds", "1", "--drop", "audit", "oracle")
+    bench(env, "audit.py", *loop, "--extra", *SMALL)
+    [draw] = json.loads((out(env) / "audit_loop_audit_oracle.json").read_text())["draws"]
+    assert all(0 <= f1 <= 1 for f1 in [*draw["cleaned"], *draw["noisy"], *draw["oracle"]])
     assert 0 <= draw["excluded_that_were_flipped"] <= draw["flipped"]
 
 
