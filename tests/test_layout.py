@@ -21,7 +21,7 @@ ALLOWED = {
     "model": {"config"},
     "prediction": {"model", "data", "config"},
     "evaluation": {"prediction", "model", "data", "config"},
-    "export": {"prediction", "model", "config"},
+    "export": {"evaluation", "prediction", "model", "data", "config"},
     "audit": {"evaluation", "model", "data", "config"},
     "training": {"audit", "evaluation", "prediction", "model", "data", "config"},
     "serving": {"config.fields"},  # its own ServeConfig is declared with config's fields

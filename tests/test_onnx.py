@@ -2,6 +2,7 @@
 ONNX Runtime runs without TensorFlow, with the run's outputs (tiny random BERT runs)."""
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -85,7 +86,7 @@ def runs(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
             ModelConfig(model=tiny_encoder, seq_len=16, long="chunk", max_chunks=4),
         ),
     ):
-        made[kind] = root / kind / "run"
+        made[kind] = root / "runs" / kind / "run"  # not inside a data folder: a class
         train(
             RunConfig(data=data, out=str(made[kind]), model=model, train=settings), progress=False
         )
@@ -166,6 +167,54 @@ def test_cli_exports_onnx_and_predict_reads_it(runs, tmp_path):
     assert not (tmp_path / "x").exists()
     explain = run_script("predict", str(base / "run"), "refund", "--explain")
     assert "does not explain" in one_error_line(explain)
+
+
+def test_the_int8_guard_refuses_a_costly_or_slow_model():
+    from bertclf.export.quantization import MAX_F1_DROP, QuantizationCheck
+
+    def check(f1_int8: float, ms_int8: float) -> QuantizationCheck:
+        return QuantizationCheck(24, 0.9, f1_int8, 2.0, ms_int8, 96)
+
+    costly = check(0.9 - MAX_F1_DROP - 0.001, 1.0).refusal()
+    assert "0.9000 to 0.8890" in costly and "export without --quantize" in costly
+    slow = check(0.9, 2.0).refusal()  # as slow is not faster
+    assert "not faster" in slow and "2.00 ms int8 against 2.00 ms float32" in slow
+    assert check(0.9 - MAX_F1_DROP + 0.001, 1.99).refusal() is None
+    assert check(0.95, 1.0).refusal() is None  # int8 may also score higher
+
+
+def test_cli_quantizes_only_with_its_numbers(runs, tmp_path):
+    base = tmp_path / "models"
+    quantize = ("--format", "onnx", "--quantize", "int8", "--quiet")  # quiet: no progress lines
+    done = run_script("export", str(runs["single"]), "--to", str(base), *quantize)
+    if done.returncode == 0:  # kept: int8 weights, the guard's numbers in the metadata
+        import onnx
+
+        version = base / "run" / "1"
+        meta = json.loads((version / "assets.extra" / "bertclf.json").read_text())
+        q = meta["quantization"]
+        assert q["macro_f1_float32"] - q["macro_f1_int8"] <= q["max_macro_f1_drop"]
+        assert q["p50_ms_int8"] < q["p50_ms_float32"] and q["texts"] == 24
+        ops = {n.op_type for n in onnx.load(str(version / "model.onnx")).graph.node}
+        assert "DynamicQuantizeLinear" in ops and "int8: validation macro-F1" in done.stdout
+        assert len(list(version.parent.iterdir())) == 1  # no float32 copy left beside it
+    else:  # refused: one line with the numbers, nothing published
+        line = one_error_line(done)
+        assert "--quantize int8: " in line and " ms" in line and "float32" in line
+        assert not any((base / "run").glob("[0-9]*"))
+    savedmodel = run_script("export", str(runs["single"]), "--to", str(base), "--quantize", "int8")
+    assert "add --format onnx" in one_error_line(savedmodel)
+    moved = tmp_path / "moved"  # a run whose data is gone: refused before any work
+    shutil.copytree(runs["single"], moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["config"]["data"]["train"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    gone = run_script(
+        "export", str(moved), "--to", str(tmp_path / "y"), "--format", "onnx", "--quantize", "int8"
+    )
+    line = one_error_line(gone)
+    assert "gone" in line and "drop --quantize" in line
+    assert not any((tmp_path / "y").glob("*/[0-9]*"))
 
 
 KILL_DURING_ONNX_EXPORT = """

@@ -254,6 +254,7 @@ def cmd_export(a) -> int:
         sagemaker=config.sagemaker,
         precision=config.precision,
         format=config.format,
+        quantize=config.quantize,
     )
     if a.verbose:  # the whole SignatureDef, as saved_model_cli prints it
         print(format_signatures(r.signatures))
@@ -263,8 +264,19 @@ def cmd_export(a) -> int:
         print(f"custom ops: {', '.join(r.non_core_ops)} (onnxruntime-extensions)")
     else:
         print(f"non-core ops: {', '.join(r.non_core_ops) or 'none'} (allowed on {config.target})")
+    q = r.quantization
+    if q is not None:
+        print(
+            f"int8: validation macro-F1 {q['macro_f1_int8']:.4f} (float32 "
+            f"{q['macro_f1_float32']:.4f}, {q['texts']} texts), batch-1 p50 "
+            f"{q['p50_ms_int8']:.2f} ms (float32 {q['p50_ms_float32']:.2f} ms)"
+        )
     if r.max_abs_diff is not None:
-        print(f"verified in a fresh process: max |probability difference| {r.max_abs_diff:.2e}")
+        against = " against this process's int8 model" if q is not None else ""
+        print(
+            f"verified in a fresh process: max |probability difference|{against} "
+            f"{r.max_abs_diff:.2e}"
+        )
     size = r.size_bytes / 2**20
     print(f"exported: {r.path} (version {r.version}, {size:.1f} MiB, {r.seconds:.1f} s)")
     for package in r.packages:

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertclf.config.export import DEFAULT_TARGET, EXPORT_FORMATS, EXPORT_PRECISIONS, TARGETS
+from bertclf.config.export import (
+    DEFAULT_TARGET,
+    EXPORT_FORMATS,
+    EXPORT_PRECISIONS,
+    QUANTIZE_CHOICES,
+    TARGETS,
+)
 from bertclf.errors import ExportError
 from bertclf.export.archives import package_sagemaker, package_zip
 from bertclf.export.onnx import write_onnx_version
@@ -30,6 +36,7 @@ from bertclf.export.publishing import (
     publish,
     write_metadata,
 )
+from bertclf.export.quantization import quantize_version, validation_split
 from bertclf.export.savedmodel import write_version
 from bertclf.export.verification import verify_onnx_version, verify_version
 from bertclf.prediction.trained_run import TrainedRun, load_run
@@ -49,6 +56,7 @@ class ExportResult:
     signatures: dict[str, Any]
     max_abs_diff: float | None = None
     packages: list[Path] = field(default_factory=list)
+    quantization: dict | None = None  # --quantize int8: what the guard measured
 
 
 def _note_precision(run: TrainedRun) -> None:
@@ -75,6 +83,7 @@ def export(
     sagemaker: bool = False,
     precision: str = "run",
     format: str = "savedmodel",
+    quantize: str = "none",
 ) -> ExportResult:
     """Publish RUN's best weights as BASE/NAME/VERSION (TF Serving layout).
 
@@ -92,6 +101,10 @@ def export(
         format: `savedmodel`, or `onnx`: one model.onnx with the tokenizer inside
             (`bertclf.export.onnx`), float32, verified (1e-4) in a process without
             TensorFlow; `target` and `sagemaker` do not apply.
+        quantize: `none`, or `int8` (format onnx): int8 weights, published only when
+            validation macro-F1 falls by at most 0.01 and batch-1 latency is lower,
+            both measured at export on the run's validation split
+            (`bertclf.export.quantization`); ExportError with the numbers otherwise.
 
     Example:
     >>> result = export("runs/demo", "exports")  # doctest: +SKIP
@@ -99,18 +112,20 @@ def export(
     PosixPath('exports/demo/1')
     """
     start = time.perf_counter()
-    _check_choices(target, precision, format, sagemaker)
+    _check_choices(target, precision, format, sagemaker, quantize)
     name = check_name(name or Path(run_dir).resolve().name)
     base = Path(base)
     if format == "onnx":
         precision = "fp32"  # ONNX Runtime's CPU kernels compute BERT in float32
     run = load_run(run_dir, precision)
+    # --quantize int8 measures on the run's validation split: read it before any work.
+    val = validation_split(run) if quantize == "int8" else None
     if format != "onnx":
         _note_precision(run)
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)
     final, version, result, diff = _publish_version(
-        run, model_dir, name, version, verify, target, format
+        run, model_dir, name, version, verify, target, format, val
     )
     packages = []
     if zip_archive:
@@ -120,13 +135,29 @@ def export(
     size = sum(p.stat().st_size for p in final.rglob("*") if p.is_file())
     elapsed = time.perf_counter() - start
     return ExportResult(
-        final, version, elapsed, size, result["non_core_ops"], result["signatures"], diff, packages
+        final,
+        version,
+        elapsed,
+        size,
+        result["non_core_ops"],
+        result["signatures"],
+        diff,
+        packages,
+        result.get("quantization"),
     )
 
 
-def _check_choices(target: str, precision: str, format: str, sagemaker: bool) -> None:
+def _check_choices(
+    target: str, precision: str, format: str, sagemaker: bool, quantize: str
+) -> None:
     if format not in EXPORT_FORMATS:
         raise ExportError(f"--format {format!r} is unknown; choose one of {list(EXPORT_FORMATS)}")
+    if quantize not in QUANTIZE_CHOICES:
+        raise ExportError(f"--quantize {quantize!r} is unknown; choose one of {QUANTIZE_CHOICES}")
+    if quantize != "none" and format != "onnx":
+        raise ExportError(
+            f"--quantize {quantize}: only ONNX exports are quantized; add --format onnx"
+        )
     if format == "onnx" and sagemaker:
         raise ExportError(
             "--sagemaker: SageMaker's TensorFlow container serves SavedModels; drop --format onnx"
@@ -140,10 +171,18 @@ def _check_choices(target: str, precision: str, format: str, sagemaker: bool) ->
 
 
 def _publish_version(
-    run, model_dir: Path, name: str, version, verify: bool, target: str, format: str
+    run,
+    model_dir: Path,
+    name: str,
+    version,
+    verify: bool,
+    target: str,
+    format: str,
+    val=None,
 ):
     """Write, verify and stamp a version in a temporary folder, then publish it by rename.
 
+    `val` (--quantize int8): the run's validation examples the int8 guard measures on.
     Returns (final path, version number, the verification's result, its largest
     probability difference). Nothing is left behind if any step fails.
     """
@@ -157,7 +196,11 @@ def _publish_version(
     try:
         if format == "onnx":
             write_onnx_version(run, tmp)
-            result, diff = verify_onnx_version(run, tmp, verify)
+            result, diff = verify_onnx_version(run, tmp, verify)  # float32: the run's outputs
+            if val is not None:
+                check = quantize_version(run, tmp, val)  # refuses, with the numbers, or replaces
+                result, diff = verify_onnx_version(run, tmp, verify, quantized=True)
+                result["quantization"] = check.metadata()
         else:
             write_version(run, tmp)
             result, diff = verify_version(run, tmp, verify, target)

@@ -136,6 +136,8 @@ def write_metadata(
         "signatures": result["signatures"],
         **({"thresholds": [float(t) for t in thresholds]} if thresholds is not None else {}),
         "format": format,
+        # --quantize int8: what the guard measured (None: float32 weights).
+        **({"quantization": result.get("quantization")} if format == "onnx" else {}),
         "op_audit": (
             {"target": target, "non_core_ops": result["non_core_ops"]}
             if format != "onnx"

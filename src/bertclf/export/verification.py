@@ -120,9 +120,13 @@ def verify_version(
     return result, diff
 
 
-def verify_onnx_version(run: TrainedRun, tmp: Path, verify: bool) -> tuple[dict, float | None]:
+def verify_onnx_version(
+    run: TrainedRun, tmp: Path, verify: bool, quantized: bool = False
+) -> tuple[dict, float | None]:
     """The ONNX model in a process without TensorFlow (`onnx_check`): it loads, and (with
-    `verify`) its outputs on the sample texts are the run's within `onnx.PARITY`."""
+    `verify`) its outputs on the sample texts are the run's within `onnx.PARITY`. An
+    int8 model (`quantized`) cannot equal the run: its outputs must equal the ones
+    the quantization guard measured, in this process, on the same file."""
     from bertclf.export.onnx import PARITY
 
     texts = sample_texts(run) if verify else []
@@ -139,6 +143,16 @@ def verify_onnx_version(run: TrainedRun, tmp: Path, verify: bool) -> tuple[dict,
     }
     if not verify:
         return result, None
+    if quantized:
+        session = servable.onnx_session(tmp / servable.ONNX_MODEL)
+        here = servable.run_onnx(session, texts, len(run.label_names))["scores"]
+        diff = float(np.max(np.abs(np.asarray(result["scores"]) - here))) if texts else 0.0
+        if diff > PARITY:
+            raise ExportError(
+                f"verification: the int8 model's probabilities in a fresh process differ from "
+                f"this process's by {diff:.2e} (> {PARITY:.0e})"
+            )
+        return result, diff
     return result, compare(run, texts, result, PARITY)
 
 
