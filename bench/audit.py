@@ -271,7 +271,7 @@ def loop(a) -> dict:
     result["clean"] = _mean_f1(CIVILITY / "train", root / "clean", a.seeds, a.extra)
     clean = float(np.mean(result["clean"]))
     print("clean", result["clean"], flush=True)
-    for draw in range(a.draws):
+    for draw in range(a.from_draw, a.draws):
         noisy, rows = flip(labels, False, 100 + draw)
         data = write_class_folders(root / f"noisy{draw}", ex.texts, list(noisy), ex.label_names)
         names = {f"{ex.label_names[noisy[i]]}/{i:04d}.txt" for i in rows}  # write_class_folders
@@ -305,6 +305,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="loop: per condition")
     parser.add_argument(
         "--engines", nargs="+", default=DEFAULT_ENGINES, choices=[*DEFAULT_ENGINES, "finetune"]
+    )
+    parser.add_argument(
+        "--from-draw", type=int, default=0, help="loop: start at this draw (the same flips)"
     )
     parser.add_argument(
         "--drop",
