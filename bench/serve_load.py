@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_load.py [--export bench/out/exports/bbc] [--max-wait-ms 0 2]
 
+--export may hold a SavedModel or an ONNX model (`bertclf export --format onnx`).
 In one run: the exported model called in-process (batch 1, median of 60 calls;
 batch 32, median of 10 calls) and through a model process's pipe as the server calls
 it (`ModelWorker`, batch 1), then for each --max-wait-ms a server on a free loopback
@@ -62,10 +63,10 @@ def batch_totals(url: str) -> tuple[float, float]:
 
 def in_process(export_dir: str, text: str) -> dict[str, float]:
     from bertclf import servable
-    from bertclf.prediction.exported_model import ExportedModel
+    from bertclf.prediction.predict import load_predictor
     from bertclf.serving.worker import ModelWorker
 
-    model = ExportedModel(export_dir)
+    model = load_predictor(export_dir)  # a SavedModel or an ONNX export
     b1 = timed(lambda: model.predict_proba([text]), repeats=60, warmup=5)
     # The same call through a model process, as the server makes it: pickles over pipes.
     worker = ModelWorker(servable.find_version_dir(Path(export_dir)))
@@ -244,9 +245,9 @@ def paired(export: str, wait: float, text: str, rounds: int, clients: list[str])
     so a reference measured once, minutes before the server, moves the ratio with it.
     With several load clients, each round measures the server with each of them, their
     order reversed every other round."""
-    from bertclf.prediction.exported_model import ExportedModel
+    from bertclf.prediction.predict import load_predictor
 
-    bare = ExportedModel(export)
+    bare = load_predictor(export)  # a SavedModel or an ONNX export
     proc, url = start_server(str(Path(export).parent), wait)
     model, rows, same32 = Path(export).name, [], [text] * 32
     try:
