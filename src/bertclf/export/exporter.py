@@ -9,6 +9,7 @@ temporary folder: nothing is half-published.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -122,11 +123,20 @@ def export(
     val = validation_split(run) if quantize == "int8" else None
     if format != "onnx":
         _note_precision(run)
+    # Folders this export creates, removed again (when still empty) if it fails: a refused
+    # or failed export leaves the base as it found it.
+    created = [p for p in (base / name, base) if not p.exists()]
     model_dir = prepare_model_dir(base, name, version)
     clean_stale_temps(base, model_dir)
-    final, version, result, diff = _publish_version(
-        run, model_dir, name, version, verify, target, format, val
-    )
+    try:
+        final, version, result, diff = _publish_version(
+            run, model_dir, name, version, verify, target, format, val
+        )
+    except BaseException:
+        for folder in created:  # innermost first; rmdir refuses a folder with anything in it
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     packages = []
     if zip_archive:
         packages.append(package_zip(base, name))
