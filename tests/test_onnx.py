@@ -169,6 +169,23 @@ def test_cli_exports_onnx_and_predict_reads_it(runs, tmp_path):
     assert "does not explain" in one_error_line(explain)
 
 
+def test_an_op_the_converter_cannot_translate_is_named(tiny_encoder):
+    import keras_hub
+    import tensorflow as tf
+
+    from bertclf.errors import ExportError
+    from bertclf.export.onnx import text_function_to_onnx
+
+    @tf.function
+    def hashed(text):  # no ONNX form: tf2onnx logs it and leaves it in the graph
+        bucket = tf.strings.to_hash_bucket_strong(text, 7, [1, 2])
+        return {"scores": tf.cast(bucket, tf.float32)}
+
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(tiny_encoder)
+    with pytest.raises(ExportError, match=r"StringToHashBucketStrong; .*--format savedmodel"):
+        text_function_to_onnx(hashed, tokenizer)
+
+
 def test_the_int8_guard_refuses_a_costly_or_slow_model():
     from bertclf.export.quantization import MAX_F1_DROP, QuantizationCheck
 
@@ -282,6 +299,23 @@ def test_serve_swaps_a_savedmodel_version_for_an_onnx_one_without_failures(runs,
         assert {"scores", "classes", "ood_score", "abstain"} <= set(outputs)
         classify = server.client.post("/v1/models/m:classify", json={"examples": [{"text": "x"}]})
         assert classify.status_code == 400  # an ONNX version has serving_default only
+        # A corrupt model.onnx in version 3: its error in the status, version 2 keeps serving.
+        good, bad = base / "m" / "2", base / "m" / "3"
+        shutil.copytree(good, bad, ignore=shutil.ignore_patterns("model.onnx"))
+        (bad / "model.onnx").write_bytes((good / "model.onnx").read_bytes()[:4096])
+
+        def version_3():
+            rows = server.client.get("/v1/models/m").json()["model_version_status"]
+            return {row["version"]: row for row in rows}.get("3", {})
+
+        deadline = time.monotonic() + 60
+        while version_3().get("state") != "END" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status = version_3()
+        assert status["state"] == "END", status
+        assert status["status"]["error_code"] != "OK" and status["status"]["error_message"]
+        again = server.client.post("/v1/models/m:predict", json={"instances": TEXTS})
+        assert again.status_code == 200 and again.json() == answer.json()
     finally:
         server.stop()
 

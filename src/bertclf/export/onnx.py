@@ -513,8 +513,31 @@ def text_function_to_onnx(function, tokenizer):
             f"ONNX conversion failed ({type(e).__name__}: {str(e)[:200]}); export the "
             "SavedModel instead (--format savedmodel)"
         ) from None
+    untranslated = _untranslated_ops(model.graph)
+    if untranslated:  # tf2onnx logs these and leaves them in the graph as TensorFlow ops
+        raise ExportError(
+            f"ONNX conversion: tf2onnx cannot translate the TensorFlow op(s) "
+            f"{', '.join(untranslated)}; export the SavedModel instead (--format savedmodel), "
+            "which runs every TensorFlow op"
+        )
     model.ir_version = IR_VERSION
     return model
+
+
+def _untranslated_ops(graph) -> list[str]:
+    """Op types in the standard ONNX domain that ONNX does not define (in `graph` and the
+    graphs nested in its nodes' attributes: a Loop's or an If's body)."""
+    import onnx
+
+    found = set()
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            found.add(node.op_type)
+        for attribute in node.attribute:
+            nested = [attribute.g] if attribute.HasField("g") else []
+            for sub in [*nested, *attribute.graphs]:
+                found.update(_untranslated_ops(sub))
+    return sorted(found)
 
 
 def write_onnx_version(run: TrainedRun, tmp: Path) -> None:
