@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import onnx
 import pytest
 
 from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -102,6 +103,9 @@ def test_the_onnx_export_gives_the_runs_outputs_without_tensorflow(runs, kind, t
     meta = json.loads((version / "assets.extra" / "bertclf.json").read_text())
     assert meta["format"] == "onnx" and meta["explain"] is None
     assert "ai.onnx.contrib:WordpieceTokenizer" in meta["op_audit"]["custom_ops"]
+    # Every layer norm (the embeddings' and two a layer) is one fused node.
+    ops = [n.op_type for n in onnx.load(str(version / "model.onnx")).graph.node]
+    assert ops.count("LayerNormalization") == 3 and "GlobalAveragePool" not in ops
     # No local path of this machine inside the export.
     for path in version.rglob("*"):
         if path.is_file():
@@ -206,8 +210,6 @@ def test_cli_quantizes_only_with_its_numbers(runs, tmp_path):
     quantize = ("--format", "onnx", "--quantize", "int8", "--quiet")  # quiet: no progress lines
     done = run_script("export", str(runs["single"]), "--to", str(base), *quantize)
     if done.returncode == 0:  # kept: int8 weights, the guard's numbers in the metadata
-        import onnx
-
         version = base / "run" / "1"
         meta = json.loads((version / "assets.extra" / "bertclf.json").read_text())
         q = meta["quantization"]
