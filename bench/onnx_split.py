@@ -1,9 +1,9 @@
 """Benchmark: where a batch-1 ONNX call's time goes, the text side against the encoder.
 
-    .venv/bin/python bench/onnx_split.py RUN ONNX_VERSION_DIR [--rounds 5]
+    .venv/bin/python bench/onnx_split.py RUN ONNX_VERSION_DIR [--onnx] [--rounds 5]
 
-Compares a `bertclf export --format onnx` model with the reference pipeline of
-`bench/batch1_latency.py --onnx` (the Hugging Face fast tokenizer, then ONNX Runtime on
+Times a `bertclf export --format onnx` model (and, with `--onnx`, the reference pipeline
+of `bench/batch1_latency.py --onnx`: the Hugging Face fast tokenizer, then ONNX Runtime on
 the same architecture exported from PyTorch; needs bench/.venv-onnx, `make bench-onnx`),
 split in two: the text side alone (bertclf: RUN's text-to-features graph converted with
 the export's own handlers, in ONNX Runtime; the reference: its tokenizer call) and the
@@ -88,6 +88,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="the run the export was made from")
     p.add_argument("export", help="the ONNX export's version directory")
+    p.add_argument("--onnx", action="store_true", help="add the reference (bench/.venv-onnx)")
     p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args()
     words = bbc_texts(1)[0].split()
@@ -96,10 +97,9 @@ def main() -> None:
     features_model(a.run, features)
     from bertclf.model.encoders import offline_model_dir
 
-    engines = {
-        "bertclf": [sys.executable, a.export, features],
-        "reference": [ONNX_PYTHON, str(offline_model_dir()), ""],
-    }
+    engines = {"bertclf": [sys.executable, a.export, features]}
+    if a.onnx:
+        engines["reference"] = [ONNX_PYTHON, str(offline_model_dir()), ""]
     times: dict = {e: {} for e in engines}
     for _ in range(a.rounds):
         for engine, (python, target, extra) in engines.items():

@@ -161,6 +161,9 @@ def test_latency_the_server_under_load_and_bulk_scoring(env, tmp_path):
     bench(env, "onnx_parity.py", str(run), str(onnx_dir), "--per-corpus", "8")
     parity = json.loads((out(env) / "onnx_parity.json").read_text())
     assert parity["hard cases"]["token_ids_differ"] == 0 and parity["bbc"]["texts"] == 8
+    bench(env, "onnx_split.py", str(run), str(onnx_dir), "--rounds", "1")
+    split = json.loads((out(env) / "onnx_split.json").read_text())["median_ms"]["bertclf"]
+    assert split["text side"]["medium"] < split["whole"]["medium"]
     bench(
         env, "serve_load.py", "--export", str(exports / "tiny"), "--paired", "1", "--clients", "raw"
     )
