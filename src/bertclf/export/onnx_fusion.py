@@ -43,6 +43,8 @@ def fuse_layer_norms(model) -> int:
             continue
         group, x, gamma, beta, eps = match
         stem = node.name.rsplit("/moments", 1)[0]
+        if any(w.name.startswith(f"{stem}/fused_") for w in weights):
+            stem = f"{stem}_{len(replacements)}"  # two layer norms under one name scope
         names = []
         for value, suffix in ((gamma, "gamma"), (beta, "beta")):
             weights.append(numpy_helper.from_array(value.reshape(-1), f"{stem}/fused_{suffix}"))
