@@ -28,10 +28,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, bbc_texts, machine  # noqa: E402
+from common import LATENCY_WORDS as WORDS  # noqa: E402
+from common import ONNX_PYTHON, OUT, bbc_texts, machine  # noqa: E402
 
-WORDS = {"short": 10, "medium": 40, "long": 200}
-ONNX_PYTHON = ROOT / "bench" / ".venv-onnx" / "bin" / "python"
 CHILD = Path(__file__).with_name("latency_child.py")
 
 

@@ -28,6 +28,10 @@ MODEL = os.environ.get("BERTCLF_BENCH_MODEL", "minilm-l6")
 OUT = Path(os.environ.get("BERTCLF_BENCH_OUT", ROOT / "bench" / "out"))
 OUT.mkdir(parents=True, exist_ok=True)
 BERTCLF = Path(sys.executable).with_name("bertclf")  # the console script of this venv
+# The reference pipeline's venv (`make bench-onnx`), and the batch-1 latency texts: the
+# first N words of BBC's first article (batch1_latency.py, onnx_split.py).
+ONNX_PYTHON = ROOT / "bench" / ".venv-onnx" / "bin" / "python"
+LATENCY_WORDS = {"short": 10, "medium": 40, "long": 200}
 
 
 def free_port() -> int:

@@ -24,10 +24,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, ROOT, bbc_texts, machine  # noqa: E402
+from common import LATENCY_WORDS, ONNX_PYTHON, OUT, ROOT, bbc_texts, machine  # noqa: E402
 
-ONNX_PYTHON = ROOT / "bench" / ".venv-onnx" / "bin" / "python"
-WORDS = {"short": 10, "medium": 40}
+WORDS = {k: LATENCY_WORDS[k] for k in ("short", "medium")}  # batch 1: its 10 and 40 words
 CALLS = 40
 
 # The child: times `text side` and `whole` for each kind; prints {part: {kind: [s, ...]}}.
