@@ -12,10 +12,10 @@ Written by hand here, where no converter or library op does the job (each measur
 against TensorFlow on every text of BBC, civility-gh and GoEmotions dev, 8,786 texts,
 with the MiniLM vocabulary: the same token ids for all; `bench/onnx_parity.py`):
 - `RegexSplitWithOffsets` (keras-hub's word split): onnxruntime-extensions' RE2 split
-  returns each text unsplit (0.15.2) and its ECMAScript split has no `\p{..}` classes,
-  so each dropped delimiter becomes a space and each kept one (punctuation, CJK) gets a
-  space on either side (RE2 replaces, which work), then the ECMAScript split cuts at
-  spaces (`_split_with_replaces`);
+  returns each text unsplit (0.15.2) and its regex ops compile their pattern on every
+  call, so its `BasicTokenizer` cuts the words (its character tables are compiled in),
+  after one RE2 replace that spaces out or drops the characters where its tables and TF
+  Text's patterns disagree, measured on every code point (`_split_words`);
 - `CaseFoldUTF8` (ICU's NFKC_Casefold): no ONNX op folds so (`StringLower` differs on
   `ß`, `İ`, `…`, `™`, fullwidth forms...), so each word is cut into characters, each
   looked up in the table of the 10,554 characters TensorFlow's folding changes (made at
@@ -328,7 +328,7 @@ def _handlers(vocabulary: list[str], unknown: str) -> dict:
             ctx.remove_node(model_input.name)
 
     def regex_split(ctx, node, name, args):
-        _split_with_replaces(ctx, node)
+        _split_words(ctx, node)
 
     return {
         "CaseFoldUTF8": (case_fold, []),
@@ -337,74 +337,227 @@ def _handlers(vocabulary: list[str], unknown: str) -> dict:
     }
 
 
-# Whitespace and control characters: keras-hub's split drops them (its delimiter pattern
-# is these, then the kept punctuation and CJK pattern).
-DROPPED = r"\s|\p{Cc}|\p{Cf}"
+# fmt: off
+# Where BasicTokenizer's character classes and TF Text's split disagree, measured on every
+# code point (tests/test_onnx_words.py compares the two on all of them): (first, last).
+# TF drops these (\p{Cc}, \p{Cf}); BasicTokenizer keeps them in the word or deletes them.
+CUT_ONLY_BY_TF = (
+    (0x1, 0x8), (0xB, 0xC), (0xE, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605),
+    (0x61C, 0x61C), (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2),
+    (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+
+# TF keeps these as words of their own (\p{P}); BasicTokenizer's punctuation table lacks them.
+PUNCTUATION_ONLY_FOR_TF = (
+    (0x55A, 0x55F), (0x589, 0x58A), (0x5BE, 0x5BE), (0x5C0, 0x5C0), (0x5C3, 0x5C3),
+    (0x5C6, 0x5C6), (0x5F3, 0x5F4), (0x609, 0x60A), (0x60C, 0x60D), (0x61B, 0x61B),
+    (0x61D, 0x61F), (0x66A, 0x66D), (0x6D4, 0x6D4), (0x700, 0x70D), (0x7F7, 0x7F9),
+    (0x830, 0x83E), (0x85E, 0x85E), (0x964, 0x965), (0x970, 0x970), (0x9FD, 0x9FD),
+    (0xA76, 0xA76), (0xAF0, 0xAF0), (0xC77, 0xC77), (0xC84, 0xC84), (0xDF4, 0xDF4),
+    (0xE4F, 0xE4F), (0xE5A, 0xE5B), (0xF04, 0xF12), (0xF14, 0xF14), (0xF3A, 0xF3D),
+    (0xF85, 0xF85), (0xFD0, 0xFD4), (0xFD9, 0xFDA), (0x104A, 0x104F), (0x10FB, 0x10FB),
+    (0x1360, 0x1368), (0x1400, 0x1400), (0x166E, 0x166E), (0x169B, 0x169C), (0x16EB, 0x16ED),
+    (0x1735, 0x1736), (0x17D4, 0x17D6), (0x17D8, 0x17DA), (0x1800, 0x180A), (0x1944, 0x1945),
+    (0x1A1E, 0x1A1F), (0x1AA0, 0x1AA6), (0x1AA8, 0x1AAD), (0x1B5A, 0x1B60), (0x1B7D, 0x1B7E),
+    (0x1BFC, 0x1BFF), (0x1C3B, 0x1C3F), (0x1C7E, 0x1C7F), (0x1CC0, 0x1CC7), (0x1CD3, 0x1CD3),
+    (0x207D, 0x207E), (0x208D, 0x208E), (0x2308, 0x230B), (0x2329, 0x232A), (0x2768, 0x2775),
+    (0x27C5, 0x27C6), (0x27E6, 0x27EF), (0x2983, 0x2998), (0x29D8, 0x29DB), (0x29FC, 0x29FD),
+    (0x2CF9, 0x2CFC), (0x2CFE, 0x2CFF), (0x2D70, 0x2D70), (0x2E00, 0x2E2E), (0x2E30, 0x2E4F),
+    (0x2E52, 0x2E5D), (0x30A0, 0x30A0), (0x30FB, 0x30FB), (0xA4FE, 0xA4FF), (0xA60D, 0xA60F),
+    (0xA673, 0xA673), (0xA67E, 0xA67E), (0xA6F2, 0xA6F7), (0xA874, 0xA877), (0xA8CE, 0xA8CF),
+    (0xA8F8, 0xA8FA), (0xA8FC, 0xA8FC), (0xA92E, 0xA92F), (0xA95F, 0xA95F), (0xA9C1, 0xA9CD),
+    (0xA9DE, 0xA9DF), (0xAA5C, 0xAA5F), (0xAADE, 0xAADF), (0xAAF0, 0xAAF1), (0xABEB, 0xABEB),
+    (0xFD3E, 0xFD3F), (0xFE10, 0xFE19), (0xFE30, 0xFE52), (0xFE54, 0xFE61), (0xFE63, 0xFE63),
+    (0xFE68, 0xFE68), (0xFE6A, 0xFE6B), (0xFF01, 0xFF03), (0xFF05, 0xFF0A), (0xFF0C, 0xFF0F),
+    (0xFF1A, 0xFF1B), (0xFF1F, 0xFF20), (0xFF3B, 0xFF3D), (0xFF3F, 0xFF3F), (0xFF5B, 0xFF5B),
+    (0xFF5D, 0xFF5D), (0xFF5F, 0xFF65), (0x10100, 0x10102), (0x1039F, 0x1039F),
+    (0x103D0, 0x103D0), (0x1056F, 0x1056F), (0x10857, 0x10857), (0x1091F, 0x1091F),
+    (0x1093F, 0x1093F), (0x10A50, 0x10A58), (0x10A7F, 0x10A7F), (0x10AF0, 0x10AF6),
+    (0x10B39, 0x10B3F), (0x10B99, 0x10B9C), (0x10EAD, 0x10EAD), (0x10F55, 0x10F59),
+    (0x10F86, 0x10F89), (0x11047, 0x1104D), (0x110BB, 0x110BC), (0x110BE, 0x110C1),
+    (0x11140, 0x11143), (0x11174, 0x11175), (0x111C5, 0x111C8), (0x111CD, 0x111CD),
+    (0x111DB, 0x111DB), (0x111DD, 0x111DF), (0x11238, 0x1123D), (0x112A9, 0x112A9),
+    (0x1144B, 0x1144F), (0x1145A, 0x1145B), (0x1145D, 0x1145D), (0x114C6, 0x114C6),
+    (0x115C1, 0x115D7), (0x11641, 0x11643), (0x11660, 0x1166C), (0x116B9, 0x116B9),
+    (0x1173C, 0x1173E), (0x1183B, 0x1183B), (0x11944, 0x11946), (0x119E2, 0x119E2),
+    (0x11A3F, 0x11A46), (0x11A9A, 0x11A9C), (0x11A9E, 0x11AA2), (0x11B00, 0x11B09),
+    (0x11C41, 0x11C45), (0x11C70, 0x11C71), (0x11EF7, 0x11EF8), (0x11F43, 0x11F4F),
+    (0x11FFF, 0x11FFF), (0x12470, 0x12474), (0x12FF1, 0x12FF2), (0x16A6E, 0x16A6F),
+    (0x16AF5, 0x16AF5), (0x16B37, 0x16B3B), (0x16B44, 0x16B44), (0x16E97, 0x16E9A),
+    (0x16FE2, 0x16FE2), (0x1BC9F, 0x1BC9F), (0x1DA87, 0x1DA8B), (0x1E95E, 0x1E95F),
+)
+
+# TF keeps these inside a word; BasicTokenizer cuts there (Unicode spaces, which TF's ASCII
+# `\s` does not match) or deletes them (NUL; unassigned code points its control table lists;
+# U+2065 is left to it, since TF's case folding deletes that one too).
+WORD_CHARACTERS_ONLY_FOR_TF = (
+    (0x0, 0x0), (0xA0, 0xA0), (0x378, 0x379), (0x380, 0x383), (0x38B, 0x38B), (0x38D, 0x38D),
+    (0x3A2, 0x3A2), (0x2000, 0x200A), (0x202F, 0x202F), (0x205F, 0x205F), (0x2E9A, 0x2E9A),
+    (0x2EF4, 0x2EFE), (0x3000, 0x3000),
+)
+# fmt: on
 
 
-def _ungroup(pattern: str) -> str:
-    """TF Text wraps each split pattern in a group: "(a|b)" -> "a|b"."""
-    if pattern.startswith("(") and pattern.endswith(")"):
-        return pattern[1:-1]
-    return pattern
+# keras-hub's split as BasicTokenizer's switches: no case change (CaseFoldUTF8 follows, as
+# in TF), no accent stripping, CJK characters and punctuation as words of their own.
+BASIC_TOKENIZER = {
+    "do_lower_case": 0,
+    "strip_accents": 0,
+    "tokenize_chinese_chars": 1,
+    "tokenize_punctuation": 1,
+    "remove_control_chars": 1,
+}
+
+# The mark between texts in `_split_words`: a format character TF Text drops, which the
+# split's first replace turns into a space in every text, and BasicTokenizer keeps as a word.
+MARK = "\ufeff"
 
 
-def _split_with_replaces(ctx, node) -> None:
-    """TF Text's RegexSplitWithOffsets(text, delimiters, kept delimiters) with ops that work
-    in onnxruntime-extensions 0.15: its RE2 `StringRegexSplitWithOffsets` returns each
-    text unsplit (measured, even for `\\s`), its ECMAScript split has no `\\p{..}` classes,
-    and its RE2 `StringRegexReplace` works. So: every dropped delimiter becomes a space,
-    every kept one gets a space on each side, and the ECMAScript split cuts at spaces.
-    The same words in the same order, because the two delimiter sets are disjoint and
-    each matches one character; the offsets differ and are not used."""
+def _character_class(ranges) -> str:
+    return "[" + "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges) + "]"
+
+
+def _split_words(ctx, node) -> None:
+    """keras-hub's word split, TF Text's `RegexSplitWithOffsets(text, WHITESPACE_
+    PUNCTUATION_AND_CJK_REGEX, PUNCTUATION_AND_CJK_REGEX)`, as onnxruntime-extensions'
+    `BasicTokenizer` (no case change, no accent stripping), which keeps its character
+    tables compiled; a regex op compiles its pattern on every call (0.27 ms for the split's
+    kept-delimiter pattern on a 40-word text, diary 2026-12 §11). Where the two disagree
+    (the tables above), one RE2 replace puts a space around or in place of the character
+    and another makes TF's word characters a noncharacter both keep inside a word.
+    `BasicTokenizer` reads one text a call, so a Loop runs it text by text. Only the words
+    and row splits are produced: nothing reads the offsets."""
+    from keras_hub.src.tokenizers import word_piece_tokenizer as keras_hub_split
     from onnx import TensorProto
-    from tf2onnx import utils
+
+    STR, INT = TensorProto.STRING, TensorProto.INT64
 
     def constant_string(name_of):
-        return ctx.get_node_by_output(name_of).get_tensor_value()
+        value = ctx.get_node_by_output(name_of).get_tensor_value()
+        return value.decode() if isinstance(value, bytes) else value
 
-    delimiters = constant_string(node.input[1])
-    kept = constant_string(node.input[2])
-    delimiters, kept = (
-        _ungroup(p.decode() if isinstance(p, bytes) else p) for p in (delimiters, kept)
+    delimiters, kept = constant_string(node.input[1]), constant_string(node.input[2])
+    expected = (
+        keras_hub_split.WHITESPACE_PUNCTUATION_AND_CJK_REGEX,
+        keras_hub_split.PUNCTUATION_AND_CJK_REGEX,
     )
-    if delimiters != f"{DROPPED}|{kept}":
+    # TF Text wraps each pattern in a group.
+    if (delimiters, kept) != tuple(f"({p})" for p in expected):
         raise ExportError(
             "ONNX: the tokenizer splits words with a pattern bertclf cannot translate "
             f"({delimiters[:60]!r}...); export the SavedModel instead (--format savedmodel)"
         )
-
-    def text_const(value: str) -> str:
-        return ctx.make_const(utils.make_name("pattern"), np.array([value], dtype=object)).output[0]
-
-    def replace(text: str, pattern: str, rewrite: str) -> str:
-        out = ctx.make_node(
-            "StringRegexReplace",
-            [text, text_const(pattern), text_const(rewrite)],
-            domain=CONTRIB,
-            op_name_scope=node.name,
-        ).output[0]
-        ctx.set_dtype(out, TensorProto.STRING)
-        ctx.set_shape(out, [-1])
-        return out
-
-    spaced = replace(replace(node.input[0], DROPPED, " "), f"({kept})", " \\1 ")
-    split = ctx.make_node(
-        "StringECMARegexSplitWithOffsets",
-        [spaced, text_const(" +"), text_const("")],
-        output_count=4,
-        domain=CONTRIB,
-        op_name_scope=node.name,
-    )
-    for out, dtype in zip(
-        split.output, (TensorProto.STRING, *[TensorProto.INT64] * 3), strict=True
+    offsets_read = [o for o in node.output[1:3] if ctx.find_output_consumers(o)]
+    if offsets_read:
+        raise ExportError(
+            f"ONNX: the word split's offsets are read ({offsets_read}); "
+            "export the SavedModel instead (--format savedmodel)"
+        )
+    n = _Nodes(ctx, node.name)
+    text = node.input[0]
+    # keras-hub spaces out CJK characters before the split; BasicTokenizer cuts at the same
+    # ranges (tokenize_chinese_chars), so that replace goes when the split alone reads it.
+    spacing = ctx.get_node_by_output(text)
+    while (
+        spacing is not None
+        and spacing.type == "Identity"
+        and len(ctx.find_output_consumers(spacing.output[0])) == 1
     ):
-        ctx.set_dtype(out, dtype)
-        ctx.set_shape(out, [-1])
+        spacing = ctx.get_node_by_output(spacing.input[0])
+    skip_spacing = (
+        _is_cjk_spacing(spacing, keras_hub_split.CJK_REGEX)
+        and len(ctx.find_output_consumers(spacing.output[0])) == 1
+    )
+    if skip_spacing:
+        text = spacing.input[0]
+    # One replace for both space fixes: `\1` is the punctuation, empty for a cut character.
+    spaced = _character_class(PUNCTUATION_ONLY_FOR_TF)
+    cut = _character_class(CUT_ONLY_BY_TF)
+    text = n(
+        "StringRegexReplace",
+        [text, n.strings([f"({spaced})|{cut}"]), n.strings([" \\1 "])],
+        STR,
+        CONTRIB,
+    )
+    text = n(
+        "StringRegexReplace",
+        [
+            text,
+            n.strings([_character_class(WORD_CHARACTERS_ONLY_FOR_TF)]),
+            n.strings([INNER_SPACE]),
+        ],
+        STR,
+        CONTRIB,
+    )
+
+    # BasicTokenizer reads one text a call: the batch is joined into one text, each text
+    # followed by a MARK word (a character the first replace has taken out of every text),
+    # and cut again where the marks are. (A Loop over the texts costs 0.12 ms a call.)
+    # An empty text ends the batch, since StringJoin crashes on zero rows (see _case_fold).
+    padded = n("Concat", [text, n.strings([""])], STR, axis=0)  # [b + 1]
+    joined = n("StringJoin", [padded, n.strings([f" {MARK} "]), n.ints(0)], STR, CONTRIB)
+    marked = n(
+        "BasicTokenizer",
+        [n("Reshape", [joined, n.ints([1])], STR)],
+        STR,
+        CONTRIB,
+        **BASIC_TOKENIZER,
+    )  # [w + b]: the words and a MARK after each text
+    is_mark = n(
+        "LabelEncoder",
+        [marked],
+        INT,
+        "ai.onnx.ml",
+        keys_strings=[MARK],
+        values_int64s=[1],
+        default_int64=0,
+    )
+    is_mark = n("Cast", [is_mark], TensorProto.BOOL, to=TensorProto.BOOL)
+    positions = n(
+        "Range", [n.ints(0), n("Squeeze", [n("Shape", [marked], INT)], INT), n.ints(1)], INT
+    )
+    marks_at = n("Compress", [positions, is_mark], INT, axis=0)  # [b]
+    # The k-th mark stands after text k's words and k marks: text k ends at word mark - k.
+    ends = n(
+        "Sub",
+        [
+            marks_at,
+            n(
+                "Range",
+                [n.ints(0), n("Squeeze", [n("Shape", [marks_at], INT)], INT), n.ints(1)],
+                INT,
+            ),
+        ],
+        INT,
+    )
+    splits = n("Concat", [n.ints([0]), ends], INT, axis=0)  # [b + 1]
+    words = n("Compress", [marked, n("Not", [is_mark], TensorProto.BOOL)], STR, axis=0)  # [w]
     outputs = list(node.output)
     ctx.remove_node(node.name)
-    for old, new in zip(outputs, split.output, strict=True):
-        ctx.replace_all_inputs(old, new)
+    ctx.replace_all_inputs(outputs[0], words)
+    ctx.replace_all_inputs(outputs[3], splits)
+    # The spacing replace, read by nothing now, goes with tf2onnx's removal of unused nodes.
+
+
+def _is_cjk_spacing(node, cjk_pattern: str) -> bool:
+    """Whether `node` is keras-hub's `regex_replace(text, CJK_REGEX, " \\0 ")`, as a TF op
+    or already converted."""
+    if node is None:
+        return False
+    if node.type == "StaticRegexReplace":
+        pattern, rewrite = node.get_attr_value("pattern"), node.get_attr_value("rewrite")
+    elif node.type == "StringRegexReplace" and node.domain == CONTRIB:
+        if not all(node.inputs[i].is_const() for i in (1, 2)):
+            return False
+        # Each a constant of one string.
+        pattern, rewrite = (np.asarray(node.inputs[i].get_tensor_value()).item() for i in (1, 2))
+    else:
+        return False
+    as_text = [v.decode() if isinstance(v, bytes) else v for v in (pattern, rewrite)]
+    return as_text == [cjk_pattern, " \\0 "]
 
 
 def _too_long(ctx, words: str, scope: str) -> str:
