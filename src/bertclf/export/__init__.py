@@ -4,7 +4,7 @@ Job: build the serving graph around the run's own layers (`savedmodel`), check i
 (`verification`: the op audit and a reload in a fresh process, `fresh_check`), and
 publish it as BASE/NAME/VERSION without a reader ever seeing half of it (`publishing`,
 `archives`); `exporter.export()` runs those steps in order. `--format onnx` converts the
-same graph to one ONNX model (`onnx`, its layer norms fused by `onnx_fusion`, checked by
+same graph to one ONNX model (`onnx`, its layer norms and GELUs fused by `onnx_fusion`, checked by
 `onnx_check` without TensorFlow), and
 `--quantize int8` keeps its int8 form only where it pays (`quantization`).
 
