@@ -159,6 +159,7 @@ def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
             train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0),
             seed=seed,
         )
-        train(cfg, progress=False)
+        # No report: these runs are exported and served; tests/test_report.py tests reports.
+        train(cfg, progress=False, report=False)
         out.append(root / f"run{seed}")
     return out

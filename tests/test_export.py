@@ -42,7 +42,7 @@ def trained(tmp_path_factory, tiny_encoder):
         model=ModelConfig(model=tiny_encoder, seq_len=32, clean=("email",)),
         train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0),
     )
-    train(cfg, progress=False)
+    train(cfg, progress=False, report=False)  # exported: reports are test_report's
     return root / "tickets"
 
 
@@ -450,7 +450,7 @@ def test_a_bf16_run_exports_with_float32_compute(tmp_path, tiny_encoder):
         model=ModelConfig(model=tiny_encoder, seq_len=32),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, precision="bf16", contrastive=0),
     )
-    train(cfg, progress=False)
+    train(cfg, progress=False, report=False)  # exported: reports are test_report's
     run = tmp_path / "bf16run"
     as_trained = export_lib.export(run, tmp_path / "m", name="a")
     fp32 = export_lib.export(run, tmp_path / "m", name="b", precision="fp32")
@@ -488,7 +488,7 @@ def test_head_tail_exports_for_tf_serving_2_19_with_parity(tmp_path, tiny_encode
         model=ModelConfig(model=tiny_encoder, seq_len=16, truncate="head_tail"),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, contrastive=0),
     )
-    train(cfg, progress=False)
+    train(cfg, progress=False, report=False)  # exported: reports are test_report's
     result = export_lib.export(tmp_path / "ht", tmp_path / "m")  # audits tfserving-2.19
     assert result.max_abs_diff <= 1e-5
     allowed = export_targets.TARGETS["tfserving-2.19"][1]
@@ -518,7 +518,7 @@ def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encod
         model=model_cfg,
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-3, contrastive=0),
     )
-    train(cfg, progress=False)
+    train(cfg, progress=False, report=False)  # exported: reports are test_report's
     result = export_lib.export(tmp_path / "chunk", tmp_path / "m")  # audits tfserving-2.19
     assert result.max_abs_diff <= 1e-5
     assert set(result.non_core_ops) <= export_targets.TARGETS["tfserving-2.19"][1]

@@ -89,7 +89,9 @@ def runs(tmp_path_factory, tiny_encoder) -> dict[str, Path]:
     ):
         made[kind] = root / "runs" / kind / "run"  # not inside a data folder: a class
         train(
-            RunConfig(data=data, out=str(made[kind]), model=model, train=settings), progress=False
+            RunConfig(data=data, out=str(made[kind]), model=model, train=settings),
+            progress=False,
+            report=False,  # exported, not studied: tests/test_report.py tests reports
         )
     return made
 
