@@ -80,6 +80,11 @@ def test_export_signatures_parity_and_metadata(trained, tmp_path):
     meta = json.loads((result.path / "assets.extra" / "bertclf.json").read_text())
     assert "labels" not in meta and meta["version"] == 1  # assets/labels.txt is the one copy
     assert meta["op_audit"]["non_core_ops"] == result.non_core_ops
+    assert "FastWordpieceTokenizeWithOffsets" in result.non_core_ops
+    # Without verification the graph is read in this process (TF Text's ops registered
+    # here too) against the core ops of a TensorFlow-only one: the same audit.
+    here = export_check.read_graph(result.path)
+    assert here["non_core_ops"] == result.non_core_ops and here["signatures"] == sigs
 
     # The exported graph and the trained model agree, and predict reads both the same way.
     exported = ExportedModel(tmp_path / "models" / "tickets")

@@ -129,6 +129,16 @@ def read_saved_model(export_dir: Path):
     return proto
 
 
+def graph_ops(proto) -> set[str]:
+    """Every op type in the SavedModel's graphs and their function libraries."""
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
 def signatures(proto) -> dict:
     """Each servable signature: its method, inputs and outputs (as `saved_model_cli show`)."""
     out = {}

@@ -6,9 +6,12 @@ process holds only what a serving host has: `tensorflow`, then `tensorflow_text`
 records with TensorFlow's and tensorflow-serving-api's protobufs).
 
     python -m bertclf.export.fresh_check EXPORT_DIR PARENT_PID < {"texts": [...]}
+    python -m bertclf.export.fresh_check --core-ops PARENT_PID
 
 It reads the request on stdin and prints the result as one JSON line on stdout, and
 dies with PARENT_PID (the exporting process), so a killed export leaves nothing behind.
+`--core-ops` prints every op core TensorFlow registers (a JSON list): what an export
+with `verify=False` audits against, in its own process (`verification.read_graph`).
 
 1. Op audit, before TF Text is imported: every op in the graph and its function
    library that core TensorFlow does not register is listed as non-core.
@@ -29,13 +32,14 @@ from bertclf import servable
 from bertclf.processes import die_with_parent
 
 
-def all_ops(proto) -> set:
-    ops = set()
-    for meta_graph in proto.meta_graphs:
-        ops.update(node.op for node in meta_graph.graph_def.node)
-        for function in meta_graph.graph_def.library.function:
-            ops.update(node.op for node in function.node_def)
-    return ops
+def core_ops() -> list[str]:
+    """Every op registered in this process, which has imported only TensorFlow."""
+    from tensorflow.core.framework import op_def_pb2
+    from tensorflow.python.client import pywrap_tf_session
+
+    ops = op_def_pb2.OpList()
+    ops.ParseFromString(pywrap_tf_session.TF_GetBuffer(pywrap_tf_session.TF_GetAllOpList()))
+    return sorted(op.name for op in ops.op)
 
 
 def run_model(export_dir: Path, texts: list) -> dict:
@@ -69,12 +73,15 @@ def run_model(export_dir: Path, texts: list) -> dict:
 
 
 def main(argv: list) -> int:
-    export_dir = Path(argv[1])
     if len(argv) > 2:
         die_with_parent(int(argv[2]))
+    if argv[1] == "--core-ops":
+        print(json.dumps(core_ops()))
+        return 0
+    export_dir = Path(argv[1])
     request = json.loads(sys.stdin.read() or "{}")
     proto = servable.read_saved_model(export_dir)
-    ops = all_ops(proto)
+    ops = servable.graph_ops(proto)
     result = {
         "tensorflow": tf.__version__,
         "ops": sorted(ops),

@@ -4,10 +4,13 @@ The op audit lists every op of the graph (and its function library) that core
 TensorFlow does not register and refuses those the target server lacks. The fresh
 process (`python -m bertclf.export.fresh_check`) holds only what a serving host has,
 `tensorflow` and then `tensorflow_text`, and runs both signatures on sample texts.
+Without verification (`verify=False`) the graph is read here and audited against the
+ops a TensorFlow-only process registers (`core_ops`, asked once a process).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,29 +30,61 @@ from bertclf.prediction.trained_run import TrainedRun
 logger = logging.getLogger(__name__)
 
 
+def _fresh_process(module: str, argument: str, request: dict) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGUMENT PID` with `request` as JSON on stdin; the child dies with
+    this process (a killed export leaves no verifier running)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", module, argument, str(os.getpid())],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
 def check_in_fresh_process(
     export_dir: Path, texts: list[str], module: str = "bertclf.export.fresh_check"
 ) -> dict[str, Any]:
     """Run `python -m bertclf.export.fresh_check` (tensorflow + tensorflow_text) on the export
     (`module`: `bertclf.export.onnx_check` for an ONNX model, without TensorFlow).
 
-    The texts go in on stdin and the result comes back on stdout: no temporary files,
-    and the child dies with this process (a killed export leaves no verifier running).
+    The texts go in on stdin and the result comes back on stdout: no temporary files.
     """
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, str(export_dir), str(os.getpid())],
-        input=json.dumps({"texts": texts}),
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    proc = _fresh_process(module, str(export_dir), {"texts": texts})
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise ExportError(
             f"{export_dir}: the model failed to load in a fresh process ({tail[0][:300]})"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def core_ops() -> frozenset[str]:
+    """The ops core TensorFlow registers, read once a process from a fresh one that imports
+    only TensorFlow: this process has imported TF Text, whose ops are registered too."""
+    proc = _fresh_process("bertclf.export.fresh_check", "--core-ops", {})
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise ExportError(f"op audit: TensorFlow failed in a fresh process ({tail[0][:300]})")
+    return frozenset(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def read_graph(export_dir: Path) -> dict[str, Any]:
+    """What `fresh_check` reports without running the model (`verify=False`), read here:
+    the graph's ops, those core TensorFlow lacks, and the signatures. A process exporting
+    several versions starts one fresh process for all of them (`core_ops`)."""
+    import tensorflow as tf
+
+    proto = servable.read_saved_model(export_dir)
+    ops = servable.graph_ops(proto)
+    return {
+        "tensorflow": tf.__version__,
+        "ops": sorted(ops),
+        "non_core_ops": sorted(ops - core_ops()),
+        "signatures": servable.signatures(proto),
+    }
 
 
 def audit(non_core_ops: list[str], target: str) -> None:
@@ -104,11 +139,13 @@ def sample_texts(run: TrainedRun) -> list[str]:
 def verify_version(
     run: TrainedRun, tmp: Path, verify: bool, target: str
 ) -> tuple[dict, float | None]:
-    texts = sample_texts(run) if verify else []
+    if not verify:
+        result = read_graph(tmp)
+        audit(result["non_core_ops"], target)
+        return result, None
+    texts = sample_texts(run)
     result = check_in_fresh_process(tmp, texts)
     audit(result["non_core_ops"], target)
-    if not verify:
-        return result, None
     diff = compare(run, texts, result, 1e-5)
     expected = run.outputs(texts)["scores"]
     diff_classify = float(np.max(np.abs(np.asarray(result["classify_scores"]) - expected)))
