@@ -52,7 +52,7 @@ def keyword_run(tmp_path_factory, tiny_encoder):
         train=TrainConfig(epochs=10, batch_size=8, lr=3e-3, contrastive=0),
         seed=1,
     )
-    train(cfg, progress=False)
+    train(cfg, progress=False, report=False)  # explained here; the report's: test_report
     return load_run(root / "run")
 
 
@@ -181,6 +181,7 @@ def test_chunked_runs_explain_every_window_they_read(tmp_path, tiny_encoder):
             seed=1,
         ),
         progress=False,
+        report=False,
     )
     run = load_run(tmp_path / "run")
     texts = [" ".join(["invoice"] * 20 + [KEYWORD] + ["refund"] * 30), "a crash in the invoice"]

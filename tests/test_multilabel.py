@@ -391,7 +391,7 @@ for strategy in ("mirrored", "default"):
         train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, strategy=strategy, precision="fp32"),
         seed=5,
     )
-    r = train(cfg, progress=False)
+    r = train(cfg, progress=False, report=False)
     thresholds = json.load(open({out!r} + strategy + "/thresholds.json"))["thresholds"]
     out[strategy] = {{"replicas": r.replicas, "history": r.history, "thresholds": thresholds}}
 print(json.dumps(out))

@@ -1,4 +1,9 @@
-"""Training: run directory contents, no retracing, resume, mirrored strategy, real encoder."""
+"""Training: run directory contents, no retracing, resume, mirrored strategy, real encoder.
+
+Runs whose report no test here reads train with `report=False` (half a tiny run's time);
+the report is read in test_train_writes_a_complete_run, test_test_set_scored_with_best_weights
+and tests/test_report.py.
+"""
 
 import json
 import logging
@@ -93,7 +98,9 @@ def test_train_writes_a_complete_run(tmp_path, tiny_data, tiny_encoder):
 
 def test_learning_rate_warms_up_and_decays(tmp_path, tiny_data, tiny_encoder):
     result = train(
-        tiny_config(tiny_data, tmp_path / "r", tiny_encoder, epochs=3, warmup=0.5), progress=False
+        tiny_config(tiny_data, tmp_path / "r", tiny_encoder, epochs=3, warmup=0.5),
+        progress=False,
+        report=False,
     )
     lrs = [r["learning_rate"] for r in result.history]
     # 29 train examples / batch 8 = 4 steps per epoch, 12 steps, warm-up 6.
@@ -104,7 +111,8 @@ def test_a_bert_base_size_encoder_at_a_high_rate_warns(tmp_path, tiny_data, capl
     """Hidden size 768 (one layer, to stay quick) at 1e-4: the run logs the warning."""
     wide = save_tiny_encoder(tmp_path / "wide", hidden_dim=768)
     with caplog.at_level(logging.WARNING, logger="bertclf.training.fine_tuning"):
-        train(tiny_config(tiny_data, tmp_path / "r", wide, epochs=1, lr=1e-4), progress=False)
+        cfg = tiny_config(tiny_data, tmp_path / "r", wide, epochs=1, lr=1e-4)
+        train(cfg, progress=False, report=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(w.startswith("--lr 1e-4 is above the rates published") for w in warnings)
 
@@ -120,7 +128,7 @@ def test_the_kept_weights_are_the_validated_moving_average(tmp_path, tiny_data, 
     out = tmp_path / "run"
     # One epoch: it is the kept one, and the checkpoint holds the same step's averages.
     cfg = tiny_config(tiny_data, out, tiny_encoder, epochs=1, ema=0.9)
-    result = train(cfg, progress=False)
+    result = train(cfg, progress=False, report=False)
     assert json.loads((out / "config.json").read_text())["config"]["train"]["ema"] == 0.9
     kept = result.history[0]
     # What was validated is what was kept: the kept weights give the row's figures again.
@@ -144,15 +152,16 @@ def test_existing_run_is_never_overwritten_silently(tmp_path, tiny_data, tiny_en
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(RunError, match="already exists; pass --resume .* or --overwrite"):
-        train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False)
+        train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False, report=False)
     assert (out / "precious.txt").read_text() == "keep me"
-    train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), overwrite=True, progress=False)
+    cfg = tiny_config(tiny_data, out, tiny_encoder, epochs=1)
+    train(cfg, overwrite=True, progress=False, report=False)
     assert not (out / "precious.txt").exists() and (out / "best.weights.h5").is_file()
 
 
 def test_resume_refuses_changed_settings(tmp_path, tiny_data, tiny_encoder):
     out = tmp_path / "run"
-    train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False)
+    train(tiny_config(tiny_data, out, tiny_encoder, epochs=1), progress=False, report=False)
     with pytest.raises(RunError, match="train.lr: run has 0.001, now 0.002"):
         train(
             tiny_config(tiny_data, out, tiny_encoder, epochs=1, lr=2e-3),
@@ -183,7 +192,7 @@ def run_epoch(self, epoch):
 
 Trainer.run_epoch = run_epoch
 cfg = tiny_config({data!r}, {out!r}, {encoder!r}, epochs=3, checkpoint_every={every})
-train(cfg, progress=False)
+train(cfg, progress=False, report=False)
 """
 
 
@@ -200,7 +209,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encod
 
     tests = str(Path(__file__).parent)
     full = tmp_path / "full"
-    train(tiny_config(tiny_data, full, tiny_encoder, epochs=3), progress=False)
+    train(tiny_config(tiny_data, full, tiny_encoder, epochs=3), progress=False, report=False)
     # Killed on the third step of epoch 2: checkpoints at epoch ends only resume after
     # epoch 1; with --checkpoint-every 1, at step 3 of epoch 2 (its first two steps kept).
     for every, resumed_at in [(0, "after epoch 1 of 3"), (1, "epoch 2 at step 3 of")]:
@@ -221,6 +230,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, tiny_data, tiny_encod
                 tiny_config(tiny_data, broken, tiny_encoder, epochs=3),
                 resume=True,
                 progress=False,
+                report=False,
             )
         assert f"--resume: continuing {resumed_at}" in caplog.text
         assert [r["epoch"] for r in result.history] == [1, 2, 3]
@@ -249,7 +259,7 @@ for strategy in ("mirrored", "default"):
     # --long chunk at seq-len 8: most texts are 2-4 windows, pooled per text on each replica.
     model = dataclasses.replace(cfg.model, dropout=0.0, seq_len=8, long="chunk", max_chunks=4)
     cfg = dataclasses.replace(cfg, model=model)
-    r = train(cfg, progress=False)
+    r = train(cfg, progress=False, report=False)
     long = json.load(open({out!r} + strategy + "/config.json"))["config"]["model"]["long"]
     loss = r.history[-1]["train_loss"]
     results[strategy] = {{"replicas": r.replicas, "loss": loss, "long": long}}
@@ -334,7 +344,9 @@ def test_test_set_scored_with_best_weights(tmp_path, tiny_data, tiny_encoder, ca
 @pytest.mark.parametrize("options", [{"jit": "on"}, {"precision": "bf16"}, {"bucketing": "off"}])
 def test_speed_options_train_and_trace_once(tmp_path, tiny_data, tiny_encoder, options):
     result = train(
-        tiny_config(tiny_data, tmp_path / "run", tiny_encoder, epochs=2, **options), progress=False
+        tiny_config(tiny_data, tmp_path / "run", tiny_encoder, epochs=2, **options),
+        progress=False,
+        report=False,
     )
     meta = json.loads((tmp_path / "run" / "config.json").read_text())
     for key, value in options.items():
