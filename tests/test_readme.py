@@ -3,12 +3,14 @@
 Python blocks run as they are but for one substitution: the test's tiny encoder in place
 of the default MiniLM (each substitution must apply, so the README cannot drift away
 from what is tested). Bash blocks run line by line in a scratch folder holding the
-repository's `examples` and `.venv`; `make` lines (the suite itself, the demo) the
+repository's `examples` and `.venv` (and, for the sections that start from the quick
+tour's run and export, a copy of them); `make` lines (the suite itself, the demo) the
 `docker` lines (no Docker engine here), and long-running servers are not run.
 """
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,8 +72,13 @@ def test_bash_blocks_not_run_hold_only_skipped_commands():
     assert RUNNABLE, "the README has no runnable bash block"
 
 
-@pytest.mark.parametrize("index", RUNNABLE)
-def test_bash_block(index, tmp_path, tiny_encoder):
+# The quick tour trains runs/tour and exports exports/tour; later sections start from
+# them (as the README says), so the tour runs once and they get a copy of its outputs.
+TOUR = next(i for i in RUNNABLE if "--out runs/tour" in BLOCKS[i][1])
+FROM_TOUR = ("runs/tour", "exports/tour")
+
+
+def _run_bash_block(index: int, folder: Path, tiny_encoder: str) -> subprocess.CompletedProcess:
     code = BLOCKS[index][1]
     if "bertclf train" in code:
         code = _with_tiny_encoder(code, {"--seq-len 64": f"--seq-len 64 --model {tiny_encoder}"})
@@ -80,14 +87,35 @@ def test_bash_block(index, tmp_path, tiny_encoder):
             code, {"--out runs/audit": f"--out runs/audit --model {tiny_encoder}"}
         )
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    proc = subprocess.run(
+    return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(_commands(code))],
-        cwd=_scratch(tmp_path),
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=900,
         env=env,
     )
+
+
+@pytest.fixture(scope="module")
+def tour(tmp_path_factory, tiny_encoder) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = _scratch(tmp_path_factory.mktemp("tour"))
+    return folder, _run_bash_block(TOUR, folder, tiny_encoder)
+
+
+@pytest.mark.parametrize("index", RUNNABLE)
+def test_bash_block(index, tmp_path, tiny_encoder, request):
+    code = BLOCKS[index][1]
+    if index == TOUR:
+        proc = request.getfixturevalue("tour")[1]
+    else:
+        folder = _scratch(tmp_path)
+        if any(path in code for path in FROM_TOUR):
+            tour_folder, done = request.getfixturevalue("tour")
+            assert done.returncode == 0, f"the tour failed: see test_bash_block[{TOUR}]"
+            for path in FROM_TOUR:
+                shutil.copytree(tour_folder / path, folder / path)
+        proc = _run_bash_block(index, folder, tiny_encoder)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # What a user sees on stderr is bertclf's own lines: no TensorFlow start-up noise.
     noise = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("bertclf")]
