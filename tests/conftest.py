@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,20 +142,17 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="session")
-def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
-    """Two differently seeded tiny runs (2 epochs): version 1 and 2 of one served model."""
+def _train_runs(root: Path, encoder: str) -> list[Path]:
     from bertclf import DataConfig, ModelConfig, RunConfig, TrainConfig
     from bertclf.training.fine_tuning import train
 
-    root = tmp_path_factory.mktemp("runs")
     data = write_folder(root / "data")
     out = []
     for seed in (1, 2):
         cfg = RunConfig(
             data=DataConfig(str(data)),
             out=str(root / f"run{seed}"),
-            model=ModelConfig(model=tiny_encoder, seq_len=32),
+            model=ModelConfig(model=encoder, seq_len=32),
             # No contrastive stage: these runs are exported and served, not studied.
             train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, contrastive=0),
             seed=seed,
@@ -163,3 +161,23 @@ def runs(tmp_path_factory, tiny_encoder) -> list[Path]:
         train(cfg, progress=False, report=False)
         out.append(root / f"run{seed}")
     return out
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, tiny_encoder, worker_id) -> list[Path]:
+    """Two differently seeded tiny runs (2 epochs): version 1 and 2 of one served model.
+
+    Trained once a session: pytest-xdist's workers share them through the folder their
+    temporary roots share, the first to take the lock training them (xdist's recipe for
+    a session fixture made once). Tests read them and never write into them."""
+    if worker_id == "master":  # no xdist
+        return _train_runs(tmp_path_factory.mktemp("runs"), tiny_encoder)
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "shared-runs"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / "trained").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            _train_runs(shared, tiny_encoder)
+            (shared / "trained").touch()
+    return [shared / "run1", shared / "run2"]

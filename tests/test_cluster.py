@@ -183,7 +183,9 @@ def test_a_missing_worker_is_one_line_not_a_hang(tiny_data, tmp_path, index):
 
 def test_sigterm_checkpoints_every_worker_and_a_restart_resumes(tiny_data, tiny_encoder, tmp_path):
     out = tmp_path / "run"
-    flags = "--seq-len 32 --epochs 30 --batch-size 8 --lr 1e-4 --precision fp32"
+    # 12 epochs: SIGTERM comes after the first, and preemption stops the cluster at the next
+    # step both workers reach (a few steps), long before the last epoch.
+    flags = "--seq-len 32 --epochs 12 --batch-size 8 --lr 1e-4 --precision fp32"
     args = [str(tiny_data), "--out", str(out), "--model", tiny_encoder, *flags.split()]
     args += ["--checkpoint-every", "3", "--no-progress"]
     logs = [tmp_path / f"worker{i}.log" for i in (0, 1)]
@@ -201,7 +203,7 @@ def test_sigterm_checkpoints_every_worker_and_a_restart_resumes(tiny_data, tiny_
         for log in logs:
             assert "bertclf: preempted: checkpoint saved" in log.read_text()
         epochs_done = len(json.loads((out / "history.json").read_text()))
-        assert 1 <= epochs_done < 30
+        assert 1 <= epochs_done < 12
         saved = tf_latest_step(out)
         assert saved > 0
 
@@ -220,9 +222,9 @@ def test_sigterm_checkpoints_every_worker_and_a_restart_resumes(tiny_data, tiny_
             epoch, step, per_epoch = map(int, at.groups())
             assert (epoch - 1) * per_epoch + step - 1 == saved, said
         else:
-            assert said == f"after epoch {epochs_done} of 30", said
+            assert said == f"after epoch {epochs_done} of 12", said
         history = json.loads((out / "history.json").read_text())
-        assert [r["epoch"] for r in history] == list(range(1, 31))
+        assert [r["epoch"] for r in history] == list(range(1, 13))
     finally:
         _stop(procs)
 
