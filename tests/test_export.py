@@ -550,3 +550,11 @@ def test_chunk_exports_with_parity_and_reads_the_whole_text(tmp_path, tiny_encod
         json.loads((tmp_path / "chunk" / "config.json").read_text())["config"]["model"]["stride"]
         == 14
     )
+
+
+def test_a_model_that_fails_in_the_fresh_process_is_one_named_error(tmp_path):
+    broken = tmp_path / "v"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    with pytest.raises(ExportError, match=r"/v: the model failed to load in a fresh process \("):
+        export_check.check_in_fresh_process(broken, ["a text"])

@@ -43,6 +43,11 @@ def _fresh_process(module: str, argument: str, request: dict) -> subprocess.Comp
     )
 
 
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    """The failed child's last stderr line (its error), cut to 300 characters."""
+    return (proc.stderr.strip().splitlines()[-1:] or ["no output"])[0][:300]
+
+
 def check_in_fresh_process(
     export_dir: Path, texts: list[str], module: str = "bertclf.export.fresh_check"
 ) -> dict[str, Any]:
@@ -53,9 +58,8 @@ def check_in_fresh_process(
     """
     proc = _fresh_process(module, str(export_dir), {"texts": texts})
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         raise ExportError(
-            f"{export_dir}: the model failed to load in a fresh process ({tail[0][:300]})"
+            f"{export_dir}: the model failed to load in a fresh process ({_last_line(proc)})"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -66,8 +70,7 @@ def core_ops() -> frozenset[str]:
     only TensorFlow: this process has imported TF Text, whose ops are registered too."""
     proc = _fresh_process("bertclf.export.fresh_check", "--core-ops", {})
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise ExportError(f"op audit: TensorFlow failed in a fresh process ({tail[0][:300]})")
+        raise ExportError(f"op audit: TensorFlow failed in a fresh process ({_last_line(proc)})")
     return frozenset(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
